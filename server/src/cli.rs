@@ -1,0 +1,270 @@
+//! The `countersign` command line: the server and the administrative commands, all against the
+//! same `DATABASE_URL` (also while the server runs).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::service::audit::Verification;
+use crate::service::{Countersign, Error};
+
+#[derive(Debug, Parser)]
+#[command(name = "countersign", version, about = "Human-in-the-loop approval for AI agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the web app and the API.
+    Serve,
+    /// People.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// The approval policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The audit chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Print an enrolment link for a new person.
+    Invite {
+        /// Their e-mail address.
+        #[arg(long)]
+        email: String,
+        /// owner or admin.
+        #[arg(long, default_value = "owner")]
+        role: String,
+        /// A group to put them in (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Register an agent; prints its id and, for key-less agents, its API key (once).
+    Create {
+        /// A name for it.
+        #[arg(long)]
+        name: String,
+        /// Its owner's e-mail address (an enrolled person).
+        #[arg(long)]
+        owner: String,
+        /// An Ed25519 public JWK file: the agent then signs assertions instead of using a key.
+        #[arg(long = "public-key")]
+        public_key: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The kill switch: refuse its credentials, cancel its pending requests, revoke its grants.
+    Suspend {
+        /// The agent id.
+        id: String,
+    },
+    /// Lift a suspension.
+    Resume {
+        /// The agent id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate and apply a policy file as a new version.
+    Apply {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Print the active policy in the file format.
+    Show,
+    /// Evaluate a request against a policy file without applying it.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+        /// The request body (JSON, as an agent would POST it), or a file containing it.
+        #[arg(long)]
+        request: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the chain; name the first broken link.
+    Verify,
+    /// Write events as JSON lines to standard output.
+    Export {
+        /// Only this request's evidence.
+        #[arg(long)]
+        request: Option<String>,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open() -> anyhow::Result<Arc<Countersign>> {
+    let config = Config::from_env()?;
+    Ok(Countersign::open(config, Arc::new(SystemClock)).await?)
+}
+
+fn describe(e: Error) -> anyhow::Error {
+    match e {
+        Error::InvalidRequest { field: Some(f), detail } if !detail.contains(&f) => anyhow::anyhow!("{f}: {detail}"),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => serve().await,
+        Command::User(UserCommand::Invite { email, role, groups }) => {
+            let core = open().await?;
+            let invite = core.invite(&email, &role, &groups, "cli").await.map_err(describe)?;
+            println!("Enrolment link for {} (valid 7 days, once):", invite.email);
+            println!("{}", invite.link.expose());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCommand::Create { name, owner, public_key, json }) => {
+            let core = open().await?;
+            let jwk = match public_key {
+                Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?),
+                None => None,
+            };
+            let created = core.create_agent(&name, &owner, jwk.as_deref(), "cli").await.map_err(describe)?;
+            if json {
+                let out = serde_json::json!({
+                    "id": created.id,
+                    "name": created.name,
+                    "owner": created.owner_email,
+                    "api_key": created.api_key.as_ref().map(|k| k.expose()),
+                    "jkt": created.jkt,
+                });
+                println!("{out}");
+            } else {
+                println!("Agent {} ({}) registered for {}.", created.name, created.id, created.owner_email);
+                match &created.api_key {
+                    Some(key) => {
+                        println!("API key (shown once; store it in the agent's secret store):");
+                        println!("{}", key.expose());
+                    }
+                    None => println!("It authenticates with assertions signed by its key (jkt {}).", created.jkt.unwrap_or_default()),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCommand::Suspend { id }) => {
+            let core = open().await?;
+            let r = core.suspend_agent(&id, "cli").await.map_err(describe)?;
+            if r.changed {
+                println!("Suspended {id}: {} pending requests cancelled, {} grants revoked.", r.cancelled_requests, r.revoked_grants);
+            } else {
+                println!("{id} was already suspended ({} pending requests cancelled, {} grants revoked now).", r.cancelled_requests, r.revoked_grants);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCommand::Resume { id }) => {
+            let core = open().await?;
+            let changed = core.resume_agent(&id, "cli").await.map_err(describe)?;
+            println!("{}", if changed { format!("Resumed {id}.") } else { format!("{id} was not suspended.") });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::Apply { file }) => {
+            let source = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let core = open().await?;
+            let (version, hash) = core.apply_policy(&source, "cli").await.map_err(describe)?;
+            println!("Policy version {version} is active ({hash}).");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::Show) => {
+            let core = open().await?;
+            print!("{}", core.show_policy().await.map_err(describe)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::Check { file, request }) => {
+            let source = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let body = if request.trim_start().starts_with('{') {
+                request.into_bytes()
+            } else {
+                std::fs::read(&request).map_err(|e| anyhow::anyhow!("cannot read {request}: {e}"))?
+            };
+            let d = crate::service::policies::check_policy(&source, &body).map_err(describe)?;
+            for p in &d.passed_over {
+                println!("passed over {}: {}", p.rule_id, p.why);
+            }
+            println!("matched {}: {}", d.rule_id, d.explanation);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let core = open().await?;
+            match core.verify_audit().await.map_err(describe)? {
+                Verification::Intact { events, head } => {
+                    println!("Audit chain intact: {events} events, head {head}.");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Verification::Broken(b) => {
+                    println!("Audit chain BROKEN at event {}: {}", b.seq, b.reason);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Audit(AuditCommand::Export { request }) => {
+            let core = open().await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            core.export_audit(request.as_deref(), &mut out).await.map_err(describe)?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<ExitCode> {
+    let core = open().await?;
+    if let Some(link) = core.bootstrap_admin_link().await.map_err(describe)? {
+        // Printed, not logged: the link is a secret and log pipelines keep things forever.
+        println!();
+        println!("No admin yet. Enrol the first admin's passkey (one-time link, valid 24 hours):");
+        println!("  {}", link.expose());
+        println!();
+    }
+    let listener = tokio::net::TcpListener::bind(core.config.listen).await?;
+    tracing::info!(listen = %core.config.listen, public_url = %core.issuer(), backend = ?core.db.backend(), "countersign is serving");
+    crate::http::spawn_background(core.clone());
+    axum::serve(listener, crate::http::router(core))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}

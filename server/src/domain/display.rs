@@ -1,0 +1,83 @@
+//! What an approver is shown, as data, and its hash.
+//!
+//! The approval page renders exactly an [`ApprovalView`], which is built only from the stored
+//! request (never from anything the browser sends). Its `display_hash` — SHA-256 of its RFC 8785
+//! form — is recorded with every decision, so an auditor can later rebuild the view from the
+//! stored request and check that the approver was shown what the agent asked for.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::canonical::{canonical_json, sha256_prefixed};
+
+/// Version of the view's shape; part of the hash, so a change of layout changes every hash.
+pub const VIEW_VERSION: u32 = 1;
+
+/// Everything an approver sees about one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalView {
+    /// [`VIEW_VERSION`].
+    pub view_version: u32,
+    /// The request id.
+    pub request_id: String,
+    /// The agent that asks.
+    pub agent_id: String,
+    /// Its human name.
+    pub agent_name: String,
+    /// The agent's owner (e-mail).
+    pub owner: String,
+    /// The request as the agent sent it: action, intent, context.
+    pub request: Value,
+    /// What the policy hashes and binds to.
+    pub action_hash: String,
+    /// The rule that asked for approval.
+    pub rule_id: String,
+    /// Why, in one line.
+    pub explanation: String,
+    /// Approvals needed.
+    pub approvals_required: i64,
+    /// When the request expires (RFC 3339).
+    pub expires_at: String,
+}
+
+impl ApprovalView {
+    /// `sha256:` of the canonical form of this view.
+    pub fn display_hash(&self) -> String {
+        let value = serde_json::to_value(self).unwrap_or(Value::Null);
+        sha256_prefixed(canonical_json(&value).as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn view() -> ApprovalView {
+        ApprovalView {
+            view_version: VIEW_VERSION,
+            request_id: "r".into(),
+            agent_id: "a".into(),
+            agent_name: "invoice-bot".into(),
+            owner: "alice@example.com".into(),
+            request: json!({"action": {"type": "payments.transfer", "target": "bank-api"}}),
+            action_hash: "sha256:00".into(),
+            rule_id: "default".into(),
+            explanation: "x".into(),
+            approvals_required: 1,
+            expires_at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn the_hash_changes_with_anything_shown() {
+        let base = view().display_hash();
+        assert_eq!(base, view().display_hash());
+        let mut v = view();
+        v.request = json!({"action": {"type": "payments.transfer", "target": "other-bank"}});
+        assert_ne!(v.display_hash(), base);
+        let mut v = view();
+        v.agent_name = "invoice-b0t".into();
+        assert_ne!(v.display_hash(), base);
+    }
+}

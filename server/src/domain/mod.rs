@@ -1,0 +1,11 @@
+//! The domain: Countersign's rules as plain Rust. Nothing here performs I/O, knows about HTTP,
+//! SQL or Leptos, or reads the clock; callers pass the current time in.
+
+pub mod audit;
+pub mod canonical;
+pub mod display;
+pub mod intake;
+pub mod jose;
+pub mod policy;
+pub mod quorum;
+pub mod secrets;

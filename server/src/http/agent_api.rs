@@ -1,0 +1,243 @@
+//! The agent-facing API (`/api/v1`), exactly as `agent-api.md` fixes it. Each handler parses,
+//! lets the [`AgentAuth`] extractor authenticate, calls one service method and maps its error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::body::{parse_json, read_json_body};
+use super::problem::{ApiError, Problem};
+use crate::service::agents::AgentIdentity;
+use crate::service::grants::{Outcome, Redeemed};
+use crate::service::requests::RequestView;
+use crate::service::{Countersign, Error};
+
+/// An authenticated agent: taking this as an argument is how a handler requires one.
+#[derive(Debug, Clone)]
+pub struct AgentAuth(pub AgentIdentity);
+
+impl FromRequestParts<Arc<Countersign>> for AgentAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, core: &Arc<Countersign>) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::InvalidToken("send Authorization: Bearer <API key or signed assertion>".into()))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::InvalidToken("the Authorization header must use the Bearer scheme".into()))?;
+        Ok(Self(core.authenticate_agent(token).await?))
+    }
+}
+
+fn with_location(status: StatusCode, view: RequestView) -> Response {
+    let location = format!("/api/v1/requests/{}", view.id);
+    let mut r = (status, Json(view)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Ask before acting.
+#[utoipa::path(
+    post, path = "/api/v1/requests", tag = "requests",
+    request_body(content = inline(CreateRequestDoc), content_type = "application/json",
+        description = "The action, its intent and context. `action.type` and `action.target` are required."),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body return the same request; same key with another body is 409")),
+    responses(
+        (status = 202, description = "Pending: a human must decide", body = RequestView),
+        (status = 200, description = "Approved at once by policy, with the grant", body = RequestView),
+        (status = 400, description = "invalid_request (with `field`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "invalid_token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "denied_by_policy (with `rule`, `explanation`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflict: Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload_too_large (over 64 KiB)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "invalid_request: not application/json", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("agent" = []))
+)]
+pub async fn create_request(
+    State(core): State<Arc<Countersign>>,
+    AgentAuth(agent): AgentAuth,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_json_body(&headers, body).await?;
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(v.to_str().map_err(|_| Error::invalid("Idempotency-Key", "the Idempotency-Key header must be visible ASCII"))?),
+        None => None,
+    };
+    let created = core.create_request(&agent, &bytes, key).await?;
+    let status = if created.view.status == "pending" { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok(with_location(status, created.view))
+}
+
+/// Read a request, optionally long-waiting for its decision.
+#[utoipa::path(
+    get, path = "/api/v1/requests/{id}", tag = "requests",
+    params(
+        ("id" = String, Path, description = "The request id"),
+        ("wait" = Option<u32>, Query, description = "Hold the call up to this many seconds (0..=55) until the request is decided"),
+    ),
+    responses(
+        (status = 200, description = "The request's current state", body = RequestView),
+        (status = 400, description = "invalid_request (`wait` out of range)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "invalid_token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found: no such request, or another agent's", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "slow_down: polled sooner than `interval` without `wait`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("agent" = []))
+)]
+pub async fn get_request(
+    State(core): State<Arc<Countersign>>,
+    AgentAuth(agent): AgentAuth,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let wait = match query.get("wait") {
+        None => 0,
+        Some(w) => w
+            .parse::<u32>()
+            .map_err(|_| Error::invalid("wait", "wait must be a whole number of seconds between 0 and 55"))?,
+    };
+    let view = core.get_request(&agent, &id, wait).await?;
+    Ok(with_location(StatusCode::OK, view))
+}
+
+/// Withdraw a pending request.
+#[utoipa::path(
+    post, path = "/api/v1/requests/{id}/cancel", tag = "requests",
+    params(("id" = String, Path, description = "The request id")),
+    responses(
+        (status = 200, description = "Cancelled", body = RequestView),
+        (status = 401, description = "invalid_token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflict: already decided", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("agent" = []))
+)]
+pub async fn cancel_request(
+    State(core): State<Arc<Countersign>>,
+    AgentAuth(agent): AgentAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = core.cancel_request(&agent, &id).await?;
+    Ok(with_location(StatusCode::OK, view))
+}
+
+/// A redemption: the grant token and, optionally, the action hash the downstream system is
+/// about to perform.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemBody {
+    /// The compact JWS.
+    pub token: String,
+    /// When given, must equal the grant's `action_hash`.
+    #[serde(default)]
+    pub action_hash: Option<String>,
+}
+
+/// Redeem a grant, exactly once (called by the downstream system).
+#[utoipa::path(
+    post, path = "/api/v1/grants/redeem", tag = "grants",
+    request_body = RedeemBody,
+    responses(
+        (status = 200, description = "First valid redemption", body = Redeemed),
+        (status = 400, description = "invalid_request: bad token, or a different action_hash", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "grant_already_redeemed", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "grant_expired or grant_revoked", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn redeem_grant(State(core): State<Arc<Countersign>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_json_body(&headers, body).await?;
+    let req: RedeemBody = parse_json(&bytes)?;
+    let redeemed = core.redeem_grant(&req.token, req.action_hash.as_deref()).await?;
+    Ok(Json(redeemed).into_response())
+}
+
+/// Give a grant up (the agent it was issued to).
+#[utoipa::path(
+    post, path = "/api/v1/grants/{jti}/revoke", tag = "grants",
+    params(("jti" = String, Path, description = "The grant id")),
+    responses(
+        (status = 200, description = "Revoked"),
+        (status = 401, description = "invalid_token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflict: no longer issued", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("agent" = []))
+)]
+pub async fn revoke_grant(State(core): State<Arc<Countersign>>, AgentAuth(agent): AgentAuth, Path(jti): Path<String>) -> Result<Response, ApiError> {
+    core.revoke_grant(&agent, &jti).await?;
+    Ok(Json(serde_json::json!({ "jti": jti, "status": "revoked" })).into_response())
+}
+
+/// What happened after the action.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBody {
+    /// `succeeded` or `failed`.
+    pub outcome: Outcome,
+    /// Optional detail (at most 2000 characters).
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// Report the outcome, closing the audit chain.
+#[utoipa::path(
+    post, path = "/api/v1/grants/{jti}/report", tag = "grants",
+    params(("jti" = String, Path, description = "The grant id")),
+    request_body = ReportBody,
+    responses(
+        (status = 200, description = "Recorded"),
+        (status = 400, description = "invalid_request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "invalid_token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflict: not redeemed, or already reported", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("agent" = []))
+)]
+pub async fn report_outcome(
+    State(core): State<Arc<Countersign>>,
+    AgentAuth(agent): AgentAuth,
+    Path(jti): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_json_body(&headers, body).await?;
+    let req: ReportBody = parse_json(&bytes)?;
+    core.report_outcome(&agent, &jti, req.outcome, req.detail.as_deref()).await?;
+    Ok(Json(serde_json::json!({ "jti": jti, "outcome": req.outcome })).into_response())
+}
+
+/// Documentation-only shape of a create body (the server validates it in `domain::intake`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CreateRequestDoc {
+    /// `{ "type": "^[a-z0-9_.-]{1,128}$", "target", "operation"?, "params"? }`
+    #[schema(value_type = Object)]
+    action: serde_json::Value,
+    /// `{ "goal"?, "rationale"? }`
+    #[schema(value_type = Object)]
+    intent: Option<serde_json::Value>,
+    /// `{ "environment"?, "data_sensitivity"?, "amount"? {value, currency}, "task_id"?, "delegation"? [...] }`
+    #[schema(value_type = Object)]
+    context: Option<serde_json::Value>,
+    /// Requested lifetime in seconds (1..=86400), capped by policy.
+    expires_in: Option<u32>,
+}

@@ -1,0 +1,132 @@
+//! The HTTP edges: routes, layers, and serving. Handlers are thin: parse, authenticate
+//! (extractors), call one service method, map the error ([`problem`]).
+
+pub mod agent_api;
+pub mod body;
+pub mod ops;
+pub mod owner_api;
+pub mod problem;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use leptos::prelude::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::service::Countersign;
+use crate::store::sessions::DbSessionStore;
+
+/// The session cookie's name. `__Host-` makes browsers insist on Secure, Path=/ and no Domain.
+pub const SESSION_COOKIE: &str = "__Host-countersign";
+
+/// The OpenAPI 3.1 description of the agent API, generated from the handlers above.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Countersign agent API", version = "1",
+        description = "Ask a human before a high-impact action; receive a single-use grant bound to that exact action."),
+    paths(agent_api::create_request, agent_api::get_request, agent_api::cancel_request,
+          agent_api::redeem_grant, agent_api::revoke_grant, agent_api::report_outcome),
+    components(schemas(problem::Problem)),
+    modifiers(&AgentSecurity),
+    tags((name = "requests", description = "Approval requests"), (name = "grants", description = "Single-use grants"))
+)]
+pub struct ApiDoc;
+
+struct AgentSecurity;
+
+impl Modify for AgentSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "agent",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An agent API key (cs_agent_<id>_<secret>) or an EdDSA-signed JWT assertion (iss = sub = agent id, aud = server URL, exp - iat <= 60 s, unique jti)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The Leptos options for serving the app and its compiled assets.
+pub fn leptos_options(core: &Countersign) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("countersign")
+        .site_root(core.config.site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .build()
+}
+
+/// Every route.
+pub fn router(core: Arc<Countersign>) -> Router {
+    let sessions = SessionManagerLayer::new(DbSessionStore::new(core.db.clone()))
+        .with_name(SESSION_COOKIE)
+        .with_secure(true)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(1)));
+
+    let owner = Router::new()
+        .route("/enrol/start", post(owner_api::enrol_start))
+        .route("/enrol/finish", post(owner_api::enrol_finish))
+        .route("/sign-in/start", post(owner_api::sign_in_start))
+        .route("/sign-in/finish", post(owner_api::sign_in_finish))
+        .route("/sign-out", post(owner_api::sign_out))
+        .route("/me", get(owner_api::me))
+        .route("/requests/{id}", get(owner_api::approval_view))
+        .route("/requests/{id}/decision/start", post(owner_api::decision_start))
+        .route("/requests/{id}/decision/finish", post(owner_api::decision_finish))
+        .layer(axum::middleware::from_fn_with_state(core.clone(), owner_api::same_origin_only))
+        .layer(sessions);
+
+    let api = Router::new()
+        .route("/api/v1/requests", post(agent_api::create_request))
+        .route("/api/v1/requests/{id}", get(agent_api::get_request))
+        .route("/api/v1/requests/{id}/cancel", post(agent_api::cancel_request))
+        .route("/api/v1/grants/redeem", post(agent_api::redeem_grant))
+        .route("/api/v1/grants/{jti}/revoke", post(agent_api::revoke_grant))
+        .route("/api/v1/grants/{jti}/report", post(agent_api::report_outcome))
+        .route("/api/v1/openapi.json", get(ops::openapi))
+        .route("/.well-known/jwks.json", get(ops::jwks))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .nest("/api/ui", owner)
+        .with_state(core.clone());
+
+    let options = leptos_options(&core);
+    let routes = generate_route_list(app::App);
+    let site = Router::new()
+        .leptos_routes(&options, routes, {
+            let options = options.clone();
+            move || app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler(app::shell))
+        .with_state(options);
+
+    api.merge(site).layer(TraceLayer::new_for_http())
+}
+
+/// Serves until the process is stopped, with the sweeper (and on PostgreSQL the decision
+/// listener) running beside the server.
+pub async fn serve(core: Arc<Countersign>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    spawn_background(core.clone());
+    axum::serve(listener, router(core)).await
+}
+
+/// Starts the background tasks: the sweeper, and on PostgreSQL the cross-replica listener.
+pub fn spawn_background(core: Arc<Countersign>) {
+    if core.db.backend() == crate::store::Backend::Postgres {
+        tokio::spawn(crate::service::waiters::listen(core.db.url().to_string(), core.waiters.clone()));
+    }
+    tokio::spawn(crate::service::sweeper::run(core, Duration::from_secs(1)));
+}

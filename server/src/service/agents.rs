@@ -1,0 +1,236 @@
+//! Agents: registering them, the kill switch, and recognising them on every call.
+//!
+//! An agent proves who it is with either its API key (`cs_agent_<id>_<secret>`, of which we
+//! store only a digest) or a short-lived JWT signed with its own Ed25519 key. A JWT is accepted
+//! once: its `jti` is remembered until the JWT expires, so a captured assertion cannot be
+//! replayed. A suspended agent is refused whatever it presents.
+
+use rand_core::OsRng;
+use serde_json::json;
+
+use super::{requests::announce, Countersign, Error};
+use crate::domain::jose::{self, AssertionCheck, PublicJwk};
+use crate::domain::secrets::{self, Secret};
+use crate::store::agents::{self as rows, AgentRow};
+use crate::store::requests::Transition;
+use crate::store::{self, audit, users};
+use crate::telemetry::bump;
+
+/// An authenticated agent.
+#[derive(Debug, Clone)]
+pub struct AgentIdentity {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its owner's user id.
+    pub owner_id: String,
+    /// RFC 7638 thumbprint of its key, for key-bound agents (`cnf.jkt` of its grants).
+    pub jkt: Option<String>,
+}
+
+/// A newly registered agent.
+#[derive(Debug)]
+pub struct CreatedAgent {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its owner's e-mail.
+    pub owner_email: String,
+    /// The API key, shown once (absent for key-bound agents).
+    pub api_key: Option<Secret>,
+    /// The key thumbprint (key-bound agents).
+    pub jkt: Option<String>,
+}
+
+/// What the kill switch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SuspendReport {
+    /// Pending requests cancelled.
+    pub cancelled_requests: usize,
+    /// Outstanding grants revoked.
+    pub revoked_grants: usize,
+    /// False when the agent was already suspended.
+    pub changed: bool,
+}
+
+fn validate_name(name: &str) -> Result<(), Error> {
+    let n = name.chars().count();
+    if n == 0 || n > 64 || name.chars().any(char::is_control) {
+        return Err(Error::invalid("name", "an agent name is 1 to 64 characters, without control characters"));
+    }
+    Ok(())
+}
+
+impl Countersign {
+    /// Registers an agent for an owner. With `public_jwk` the agent authenticates with signed
+    /// assertions; without, it gets an API key (returned once, stored as a digest).
+    pub async fn create_agent(
+        &self,
+        name: &str,
+        owner_email: &str,
+        public_jwk: Option<&str>,
+        actor: &str,
+    ) -> Result<CreatedAgent, Error> {
+        validate_name(name)?;
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let owner = users::get_by_email(&mut tx, &owner_email.trim().to_lowercase())
+            .await?
+            .filter(|u| u.status == "active")
+            .ok_or_else(|| Error::invalid("owner", format!("no active person with e-mail {owner_email}")))?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let (api_key, api_key_hash, jwk_json, jkt) = match public_jwk {
+            Some(text) => {
+                let jwk = PublicJwk::parse(text).map_err(|e| Error::invalid("public_key", e.to_string()))?;
+                let jkt = jwk.thumbprint();
+                let stored = serde_json::to_string(&jwk).map_err(Error::internal)?;
+                (None, None, Some(stored), Some(jkt))
+            }
+            None => {
+                let (key, hash) = secrets::new_api_key(&mut OsRng, &id);
+                (Some(key), Some(hash), None, None)
+            }
+        };
+        let row = AgentRow {
+            id: id.clone(),
+            name: name.to_string(),
+            owner_id: owner.id.clone(),
+            status: "active".into(),
+            key_type: if jwk_json.is_some() { "public_key" } else { "api_key" }.into(),
+            api_key_hash,
+            public_jwk: jwk_json,
+            jwk_thumbprint: jkt.clone(),
+            created_at: now,
+            last_seen_at: None,
+        };
+        rows::insert(&mut tx, &row).await?;
+        audit::append(
+            &mut tx,
+            now,
+            actor,
+            "agent.created",
+            None,
+            &json!({ "agent_id": id, "name": name, "owner_id": owner.id, "key_type": row.key_type, "jkt": jkt }),
+        )
+        .await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok(CreatedAgent { id, name: name.to_string(), owner_email: owner.email, api_key, jkt })
+    }
+
+    /// The kill switch: refuses the agent's credentials from now on, cancels its pending
+    /// requests and revokes its outstanding grants, all in one transaction.
+    pub async fn suspend_agent(&self, id: &str, actor: &str) -> Result<SuspendReport, Error> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        if rows::get(&mut *tx, id).await?.is_none() {
+            return Err(Error::NotFound(format!("no agent {id}")));
+        }
+        let changed = rows::set_status(&mut tx, id, "active", "suspended").await?;
+        let pending = store::requests::pending_of_agent(&mut *tx, id).await?;
+        let mut cancelled = Vec::new();
+        for rid in &pending {
+            let t = Transition {
+                to: "cancelled",
+                at: now,
+                by: "system",
+                reason_code: Some("agent_suspended"),
+                reason: Some("The agent was suspended."),
+                expected_hash: None,
+            };
+            if store::requests::decide(&mut tx, rid, &t).await? {
+                audit::append(&mut tx, now, actor, "request.cancelled", Some(rid), &json!({ "by": actor, "reason": "agent_suspended" })).await?;
+                announce(&mut tx, self.db.backend(), rid).await?;
+                cancelled.push(rid.clone());
+            }
+        }
+        let grants = store::grants::issued_of_agent(&mut *tx, id).await?;
+        let mut revoked = 0;
+        for jti in &grants {
+            if store::grants::revoke(&mut tx, jti, now).await? {
+                let g = store::grants::get(&mut *tx, jti).await?;
+                audit::append(&mut tx, now, actor, "grant.revoked", g.as_ref().map(|g| g.request_id.as_str()), &json!({ "jti": jti, "reason": "agent_suspended" })).await?;
+                revoked += 1;
+            }
+        }
+        audit::append(
+            &mut tx,
+            now,
+            actor,
+            "agent.suspended",
+            None,
+            &json!({ "agent_id": id, "cancelled_requests": cancelled.len(), "revoked_grants": revoked }),
+        )
+        .await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        for rid in &cancelled {
+            self.waiters.wake(rid);
+        }
+        Ok(SuspendReport { cancelled_requests: cancelled.len(), revoked_grants: revoked, changed })
+    }
+
+    /// Lifts a suspension.
+    pub async fn resume_agent(&self, id: &str, actor: &str) -> Result<bool, Error> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        if rows::get(&mut *tx, id).await?.is_none() {
+            return Err(Error::NotFound(format!("no agent {id}")));
+        }
+        let changed = rows::set_status(&mut tx, id, "suspended", "active").await?;
+        if changed {
+            audit::append(&mut tx, now, actor, "agent.resumed", None, &json!({ "agent_id": id })).await?;
+        }
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok(changed)
+    }
+
+    /// Recognises the agent behind a bearer credential.
+    pub async fn authenticate_agent(&self, bearer: &str) -> Result<AgentIdentity, Error> {
+        let result = self.authenticate_agent_inner(bearer).await;
+        if matches!(result, Err(Error::InvalidToken(_))) {
+            bump(&self.metrics.auth_failures);
+        }
+        result
+    }
+
+    async fn authenticate_agent_inner(&self, bearer: &str) -> Result<AgentIdentity, Error> {
+        // One message for every credential failure: telling a caller *why* (unknown agent vs.
+        // wrong secret) would help an attacker more than a legitimate agent.
+        let refused = || Error::InvalidToken("the credential is invalid, expired or revoked".into());
+        if let Some((id, secret)) = secrets::parse_api_key(bearer) {
+            let agent = rows::get(self.db.reader(), id).await?.ok_or_else(refused)?;
+            let stored = agent.api_key_hash.as_deref().ok_or_else(refused)?;
+            if agent.status != "active" || !secrets::digests_match(&secrets::digest(secret), stored) {
+                return Err(refused());
+            }
+            return Ok(identity(agent));
+        }
+        if bearer.matches('.').count() == 2 {
+            let (_, claims) = jose::peek_unverified(bearer).map_err(|_| refused())?;
+            let iss = claims.get("iss").and_then(|v| v.as_str()).ok_or_else(refused)?;
+            let agent = rows::get(self.db.reader(), iss).await?.ok_or_else(refused)?;
+            let jwk_text = agent.public_jwk.as_deref().ok_or_else(refused)?;
+            if agent.status != "active" {
+                return Err(refused());
+            }
+            let jwk = PublicJwk::parse(jwk_text).map_err(Error::internal)?;
+            let issuer = self.issuer();
+            let check = AssertionCheck::new(&issuer, self.clock.now_secs());
+            let verified = jose::verify_agent_assertion(bearer, &jwk, &agent.id, &check).map_err(|e| {
+                tracing::debug!(agent = %agent.id, error = %e, "agent assertion refused");
+                refused()
+            })?;
+            let fresh = rows::remember_jti(self.db.writer(), &agent.id, &verified.jti, verified.exp * 1000).await?;
+            if !fresh {
+                return Err(Error::InvalidToken("this assertion was already used (replayed jti)".into()));
+            }
+            return Ok(identity(agent));
+        }
+        Err(refused())
+    }
+}
+
+fn identity(agent: AgentRow) -> AgentIdentity {
+    AgentIdentity { id: agent.id, name: agent.name, owner_id: agent.owner_id, jkt: agent.jwk_thumbprint }
+}

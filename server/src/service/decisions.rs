@@ -1,0 +1,366 @@
+//! Approving and denying a request with a passkey.
+//!
+//! Plain WebAuthn signs a random challenge, not what the person saw, and webauthn-rs rightly
+//! won't let us choose the challenge. So the server keeps the binding:
+//!
+//! ```text
+//!  approver's browser                    countersign
+//!    | POST decision/start {approve} -->  request pending & unexpired? person eligible?
+//!    |                                    view := ApprovalView(stored request); display_hash
+//!    |                                    start_passkey_authentication(person's passkeys)
+//!    |                                    store ceremony {request, action_hash, decision,
+//!    |                                                    person, session, display_hash} 5 min
+//!    | <-- request options (challenge) --
+//!    | navigator.credentials.get (user verification required)
+//!    | POST decision/finish {assertion} -> DELETE ceremony … RETURNING (consumed first: a
+//!    |                                    failed or replayed answer can never be retried)
+//!    |                                    same person? same session? not expired?
+//!    |                                    verify assertion (signature, UV, counter)
+//!    |                                    one tx: lock request row WHERE pending AND same
+//!    |                                      action_hash AND unexpired; record approval with
+//!    |                                      challenge, hashes and raw assertion; quorum? ->
+//!    |                                      approved + grant | denied; audit; NOTIFY
+//!    | <-- outcome ----------------------  wake waiting agents
+//! ```
+//!
+//! The audit event keeps the challenge, `action_hash`, `display_hash` and the raw assertion
+//! (client data, authenticator data, signature, credential id): since the signed client data
+//! contains the challenge and the chain ties the challenge to the action, an auditor can later
+//! re-verify that this person, with this passkey, approved exactly this action.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use webauthn_rs::prelude::PublicKeyCredential;
+
+use super::people::{credential_id_text, load_passkeys, update_counter, CeremonyState, SignedIn, CEREMONY_TTL_MS};
+use super::requests::{announce, stored_body, ApprovalCount};
+use super::{Countersign, Error};
+use crate::clock::rfc3339;
+use crate::domain::display::{ApprovalView, VIEW_VERSION};
+use crate::domain::quorum::{ApproverRule, Candidate};
+use crate::store::ceremonies::{self, CeremonyRow};
+use crate::store::requests::{self as rows, RequestRow, Transition};
+use crate::store::{self, agents, audit, users};
+use crate::telemetry::bump;
+
+/// Reason codes an approver picks from when denying; the agent receives the code and the text.
+pub const DENY_REASONS: &[(&str, &str)] = &[
+    ("too_risky", "Too risky right now"),
+    ("unexpected", "Not something this agent should be doing"),
+    ("wrong_details", "Wrong target, amount or parameters"),
+    ("needs_context", "Needs more context or a ticket"),
+    ("other", "Other"),
+];
+
+/// What the approver chose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "lowercase")]
+pub enum Decision {
+    /// Approve.
+    Approve,
+    /// Deny, with a reason for the agent.
+    Deny {
+        /// One of [`DENY_REASONS`].
+        reason_code: String,
+        /// Optional free text.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+}
+
+/// The first half of a decision ceremony.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionStart {
+    /// Send back with the assertion.
+    pub ceremony_id: String,
+    /// `PublicKeyCredentialRequestOptions` for `navigator.credentials.get`.
+    pub options: Value,
+    /// What is being approved.
+    pub action_hash: String,
+    /// The hash of what was shown.
+    pub display_hash: String,
+}
+
+/// The request after a decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionResult {
+    /// Its status now.
+    pub status: String,
+    /// Approvals so far.
+    pub approvals: ApprovalCount,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DecisionContext {
+    decision: Decision,
+    display_hash: String,
+    challenge: Value,
+}
+
+/// Everything needed to judge one person against one request.
+struct Judgement {
+    request: RequestRow,
+    rule: ApproverRule,
+    owner_id: String,
+}
+
+impl Countersign {
+    async fn judgement(&self, request_id: &str) -> Result<Judgement, Error> {
+        let request = self.read_fresh(request_id).await?.ok_or_else(|| Error::NotFound("no such request".into()))?;
+        let agent = agents::get(self.db.reader(), &request.agent_id).await?.ok_or_else(|| Error::internal("request without agent"))?;
+        let rule: ApproverRule = serde_json::from_str(&request.approver_rule).map_err(Error::internal)?;
+        Ok(Judgement { request, rule, owner_id: agent.owner_id })
+    }
+
+    /// What an approver is shown for a request. Visible to its eligible approvers, the agent's
+    /// owner and admins; to anyone else it does not exist.
+    pub async fn approval_view(&self, who: &SignedIn, request_id: &str) -> Result<ApprovalView, Error> {
+        let j = self.judgement(request_id).await?;
+        let me = candidate(&who.person);
+        let may_see = who.person.role == "admin" || who.person.id == j.owner_id || j.rule.is_eligible(&me, &j.owner_id);
+        if !may_see {
+            return Err(Error::NotFound("no such request".into()));
+        }
+        self.build_view(&j.request).await
+    }
+
+    async fn build_view(&self, request: &RequestRow) -> Result<ApprovalView, Error> {
+        let agent = agents::get(self.db.reader(), &request.agent_id).await?.ok_or_else(|| Error::internal("request without agent"))?;
+        let mut conn = self.db.reader().acquire().await.map_err(store::StoreError::from)?;
+        let owner = users::get(&mut conn, &agent.owner_id).await?.map(|u| u.email).unwrap_or_default();
+        let mut body = stored_body(request);
+        if let Some(obj) = body.as_object_mut() {
+            obj.remove("expires_in");
+        }
+        Ok(ApprovalView {
+            view_version: VIEW_VERSION,
+            request_id: request.id.clone(),
+            agent_id: agent.id,
+            agent_name: agent.name,
+            owner,
+            request: body,
+            action_hash: request.action_hash.clone(),
+            rule_id: request.rule_id.clone(),
+            explanation: request.explanation.clone(),
+            approvals_required: request.approvals_required,
+            expires_at: rfc3339(request.expires_at),
+        })
+    }
+
+    /// Starts an approval or denial: checks the person may decide this request now, and
+    /// returns a passkey challenge bound to it.
+    pub async fn decision_start(&self, who: &SignedIn, request_id: &str, decision: Decision) -> Result<DecisionStart, Error> {
+        if let Decision::Deny { reason_code, reason } = &decision {
+            if !DENY_REASONS.iter().any(|(c, _)| c == reason_code) {
+                let codes: Vec<&str> = DENY_REASONS.iter().map(|(c, _)| *c).collect();
+                return Err(Error::invalid("reason_code", format!("reason_code must be one of {}", codes.join(", "))));
+            }
+            if reason.as_deref().is_some_and(|r| r.chars().count() > 1000) {
+                return Err(Error::invalid("reason", "reason is at most 1000 characters"));
+            }
+        }
+        let j = self.judgement(request_id).await?;
+        self.check_may_decide(who, &j, &decision).await?;
+        let view = self.build_view(&j.request).await?;
+        let display_hash = view.display_hash();
+        let passkeys = load_passkeys(&users::passkeys(self.db.reader(), &who.person.id).await?)?;
+        if passkeys.is_empty() {
+            return Err(Error::Forbidden("you have no passkey to decide with".into()));
+        }
+        let (options, state) = self
+            .webauthn
+            .start_passkey_authentication(&passkeys)
+            .map_err(|e| Error::internal(format!("start decision: {e}")))?;
+        let options = serde_json::to_value(options).map_err(Error::internal)?;
+        let challenge = options["publicKey"]["challenge"].clone();
+        let ceremony_id = uuid::Uuid::new_v4().to_string();
+        let kind = match decision {
+            Decision::Approve => "approve",
+            Decision::Deny { .. } => "deny",
+        };
+        let context = DecisionContext { decision, display_hash: display_hash.clone(), challenge };
+        ceremonies::insert(
+            self.db.writer(),
+            &CeremonyRow {
+                id: ceremony_id.clone(),
+                kind: kind.into(),
+                user_id: Some(who.person.id.clone()),
+                session_binding: Some(who.session_binding.clone()),
+                request_id: Some(j.request.id.clone()),
+                action_hash: Some(j.request.action_hash.clone()),
+                state: serde_json::to_string(&CeremonyState::Passkey(state)).map_err(Error::internal)?,
+                context: serde_json::to_string(&context).map_err(Error::internal)?,
+                // Never outlive the request itself.
+                expires_at: (self.now() + CEREMONY_TTL_MS).min(j.request.expires_at),
+            },
+        )
+        .await?;
+        Ok(DecisionStart { ceremony_id, options, action_hash: j.request.action_hash, display_hash })
+    }
+
+    async fn check_may_decide(&self, who: &SignedIn, j: &Judgement, decision: &Decision) -> Result<(), Error> {
+        let me = candidate(&who.person);
+        if !j.rule.is_eligible(&me, &j.owner_id) {
+            // An owner or admin who may see the request but not decide gets a clear 403; anyone
+            // else learns nothing.
+            if who.person.role == "admin" || who.person.id == j.owner_id {
+                return Err(Error::Forbidden("you are not one of the approvers this request needs".into()));
+            }
+            return Err(Error::NotFound("no such request".into()));
+        }
+        match j.request.status.as_str() {
+            "pending" => {}
+            "expired" => return Err(Error::ExpiredToken("this request has expired".into())),
+            other => return Err(Error::Conflict(format!("this request was already {other}"))),
+        }
+        if *decision == Decision::Approve && rows::approvers(self.db.reader(), &j.request.id).await?.contains(&who.person.id) {
+            return Err(Error::Conflict("you have already approved this request".into()));
+        }
+        Ok(())
+    }
+
+    /// Finishes an approval or denial with the passkey's answer.
+    pub async fn decision_finish(&self, who: &SignedIn, ceremony_id: &str, credential: &PublicKeyCredential) -> Result<DecisionResult, Error> {
+        // 1. Consume the ceremony before looking at the assertion.
+        let ceremony = self.take_ceremony(ceremony_id, &["approve", "deny"]).await?;
+        if ceremony.user_id.as_deref() != Some(who.person.id.as_str()) || ceremony.session_binding.as_deref() != Some(who.session_binding.as_str()) {
+            return Err(Error::AccessDenied("this passkey prompt belongs to another session".into()));
+        }
+        let request_id = ceremony.request_id.clone().ok_or_else(|| Error::internal("decision ceremony without request"))?;
+        let bound_hash = ceremony.action_hash.clone().ok_or_else(|| Error::internal("decision ceremony without hash"))?;
+        let CeremonyState::Passkey(state) = serde_json::from_str(&ceremony.state).map_err(Error::internal)? else {
+            return Err(Error::internal("decision ceremony holds another state"));
+        };
+        let context: DecisionContext = serde_json::from_str(&ceremony.context).map_err(Error::internal)?;
+
+        // 2. Verify the assertion: signature over our challenge, user verification, counter.
+        let result = self
+            .webauthn
+            .finish_passkey_authentication(credential, &state)
+            .map_err(|e| Error::AccessDenied(format!("the passkey assertion was refused: {e}")))?;
+        if !result.user_verified() {
+            return Err(Error::AccessDenied("user verification is required".into()));
+        }
+
+        // 3. Decide, in one transaction that first locks the request row, and only if it is
+        //    still pending, unexpired and unchanged.
+        let now = self.now();
+        let j = self.judgement(&request_id).await?;
+        let mut tx = self.db.begin().await?;
+        let still_open = sqlx::query(
+            "UPDATE requests SET status = status WHERE id = $1 AND status = 'pending' AND action_hash = $2 AND expires_at > $3",
+        )
+        .bind(&request_id)
+        .bind(&bound_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(store::StoreError::from)?
+        .rows_affected()
+            == 1;
+        if !still_open {
+            drop(tx);
+            let now_row = self.read_fresh(&request_id).await?;
+            return Err(match now_row.map(|r| r.status) {
+                Some(s) if s == "expired" => Error::ExpiredToken("this request expired before your decision arrived".into()),
+                Some(s) if s == "pending" => Error::Conflict("the request changed since you opened it".into()),
+                Some(s) => Error::Conflict(format!("this request was already {s} by someone else")),
+                None => Error::NotFound("no such request".into()),
+            });
+        }
+        // Eligibility again, inside the transaction: the person may have been deactivated or
+        // removed from a group since the prompt started.
+        let me_row = users::get(&mut tx, &who.person.id).await?.ok_or_else(|| Error::AccessDenied("unknown person".into()))?;
+        let me = Candidate { user_id: &me_row.id, is_admin: me_row.role == "admin", groups: &me_row.groups, active: me_row.status == "active" };
+        if !j.rule.is_eligible(&me, &j.owner_id) {
+            return Err(Error::Forbidden("you are no longer one of this request's approvers".into()));
+        }
+        let passkey_rows = users::passkeys(&mut *tx, &who.person.id).await?;
+        let passkey_id = passkey_rows
+            .iter()
+            .find(|r| load_passkeys(std::slice::from_ref(r)).ok().and_then(|p| p.into_iter().next()).is_some_and(|p| p.cred_id() == result.cred_id()))
+            .map(|r| r.id.clone())
+            .ok_or_else(|| Error::AccessDenied("that passkey is not registered to you".into()))?;
+        let credential_used = passkey_rows
+            .iter()
+            .find(|r| r.id == passkey_id)
+            .and_then(|r| load_passkeys(std::slice::from_ref(r)).ok())
+            .and_then(|p| p.into_iter().next())
+            .map(|p| credential_id_text(&p))
+            .unwrap_or_default();
+        if let Some((credential_id, json)) = update_counter(passkey_rows, &result)? {
+            users::update_passkey(&mut tx, &credential_id, &json, now).await?;
+        }
+        let actor = format!("user:{}", who.person.id);
+        let evidence = json!({
+            "user_id": who.person.id,
+            "passkey_id": passkey_id,
+            "credential_id": credential_used,
+            "ceremony_id": ceremony.id,
+            "challenge": context.challenge,
+            "action_hash": bound_hash,
+            "display_hash": context.display_hash,
+            "user_verified": result.user_verified(),
+            "assertion": serde_json::to_value(credential).map_err(Error::internal)?,
+        });
+
+        let status = match &context.decision {
+            Decision::Approve => {
+                if !rows::add_approval(&mut tx, &request_id, &who.person.id, &passkey_id, now).await? {
+                    return Err(Error::Conflict("you have already approved this request".into()));
+                }
+                audit::append(&mut tx, now, &actor, "approval.recorded", Some(&request_id), &evidence).await?;
+                let approvers = rows::approvers(&mut *tx, &request_id).await?;
+                let mut sources = Vec::new();
+                for uid in &approvers {
+                    if let Some(u) = users::get(&mut tx, uid).await? {
+                        let c = Candidate { user_id: &u.id, is_admin: u.role == "admin", groups: &u.groups, active: u.status == "active" };
+                        sources.push(j.rule.sources_of(&c, &j.owner_id));
+                    }
+                }
+                if j.rule.is_met(&sources) {
+                    let t = Transition { to: "approved", at: now, by: &actor, reason_code: None, reason: None, expected_hash: Some(&bound_hash) };
+                    if !rows::decide(&mut tx, &request_id, &t).await? {
+                        return Err(Error::Conflict("the request changed during the decision".into()));
+                    }
+                    audit::append(&mut tx, now, &actor, "request.approved", Some(&request_id), &json!({ "approvers": approvers })).await?;
+                    let agent = agents::get(&mut *tx, &j.request.agent_id).await?.ok_or_else(|| Error::internal("request without agent"))?;
+                    self.mint_grant(&mut tx, &j.request, agent.jwk_thumbprint.as_deref(), &approvers, now).await?;
+                    announce(&mut tx, self.db.backend(), &request_id).await?;
+                    "approved"
+                } else {
+                    announce(&mut tx, self.db.backend(), &request_id).await?;
+                    "pending"
+                }
+            }
+            Decision::Deny { reason_code, reason } => {
+                let text = reason.clone().filter(|r| !r.trim().is_empty()).unwrap_or_else(|| {
+                    DENY_REASONS.iter().find(|(c, _)| c == reason_code).map(|(_, t)| t.to_string()).unwrap_or_default()
+                });
+                let t = Transition { to: "denied", at: now, by: &actor, reason_code: Some(reason_code), reason: Some(&text), expected_hash: Some(&bound_hash) };
+                if !rows::decide(&mut tx, &request_id, &t).await? {
+                    return Err(Error::Conflict("the request changed during the decision".into()));
+                }
+                let mut evidence = evidence;
+                evidence["reason_code"] = json!(reason_code);
+                evidence["reason"] = json!(text);
+                audit::append(&mut tx, now, &actor, "request.denied", Some(&request_id), &evidence).await?;
+                announce(&mut tx, self.db.backend(), &request_id).await?;
+                "denied"
+            }
+        };
+        tx.commit().await.map_err(store::StoreError::from)?;
+        match status {
+            "approved" => bump(&self.metrics.requests_approved),
+            "denied" => bump(&self.metrics.requests_denied),
+            _ => {}
+        }
+        self.waiters.wake(&request_id);
+        let received = rows::approvers(self.db.reader(), &request_id).await?.len() as i64;
+        Ok(DecisionResult { status: status.into(), approvals: ApprovalCount { required: j.request.approvals_required, received } })
+    }
+}
+
+fn candidate(p: &super::people::Person) -> Candidate<'_> {
+    Candidate { user_id: &p.id, is_admin: p.role == "admin", groups: &p.groups, active: p.status == "active" }
+}

@@ -1,0 +1,122 @@
+//! The services' error type. Each variant is something a caller can act on; the HTTP edge maps
+//! it to a status and a problem+json `error` code (the agent contract's codes), the CLI to a
+//! message. Internal causes are logged once where they are mapped and never shown to callers.
+
+use crate::store::StoreError;
+
+/// Why a use case did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input is wrong; `field` names where, when we know.
+    #[error("{detail}")]
+    InvalidRequest {
+        /// The offending field's path, e.g. `action.type`.
+        field: Option<String>,
+        /// A sentence saying what is wrong.
+        detail: String,
+    },
+    /// The caller's credentials are missing, wrong, expired, replayed or suspended.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// A person must sign in first.
+    #[error("sign in first")]
+    SignInRequired,
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// There is no such thing, or the caller may not know it exists.
+    #[error("{0}")]
+    NotFound(String),
+    /// Policy refuses this action outright.
+    #[error("{explanation}")]
+    DeniedByPolicy {
+        /// The request as recorded (denied).
+        request_id: String,
+        /// The rule that denied it.
+        rule: String,
+        /// Why.
+        explanation: String,
+    },
+    /// Polling faster than `interval`.
+    #[error("poll no more often than every {interval} seconds, or long-wait with ?wait=")]
+    SlowDown {
+        /// The interval to respect.
+        interval: u32,
+    },
+    /// The request or ceremony has expired.
+    #[error("{0}")]
+    ExpiredToken(String),
+    /// The approver's authenticator or assertion was refused.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// The grant was already used.
+    #[error("this grant has already been redeemed")]
+    GrantAlreadyRedeemed,
+    /// The grant is past its `exp`.
+    #[error("this grant has expired")]
+    GrantExpired,
+    /// The grant was revoked.
+    #[error("this grant has been revoked")]
+    GrantRevoked,
+    /// Too many requests; try again after this many seconds.
+    #[error("too many requests; retry after {retry_after} seconds")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// The body is over the limit.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The state does not allow this (already decided, key reused with another body…).
+    #[error("{0}")]
+    Conflict(String),
+    /// Something on our side failed; details are in the log.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Error {
+    /// An input error on a named field.
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::InvalidRequest {
+            field: Some(field.into()),
+            detail: detail.into(),
+        }
+    }
+
+    /// An internal failure, with the cause for the log.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    /// The agent-contract error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::SignInRequired => "invalid_token",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::DeniedByPolicy { .. } => "denied_by_policy",
+            Self::SlowDown { .. } => "slow_down",
+            Self::ExpiredToken(_) => "expired_token",
+            Self::AccessDenied(_) => "access_denied",
+            Self::GrantAlreadyRedeemed => "grant_already_redeemed",
+            Self::GrantExpired => "grant_expired",
+            Self::GrantRevoked => "grant_revoked",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Conflict(_) => "conflict",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,245 @@
+//! Grants: minting them when a request is approved, handing them to the waiting agent,
+//! redeeming them exactly once, revoking them, and closing the chain with the outcome.
+//!
+//! The database keeps a grant's claims, not its signed token. When the agent reads its approved
+//! request we sign the stored claims again; Ed25519 signatures are deterministic, so the same
+//! key yields the same token, and redemption is keyed on `jti`, so any copy is usable once.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use super::requests::{stored_body, GrantView};
+use super::{Countersign, Error};
+use crate::clock::{rfc3339, Millis};
+use crate::domain::jose::{self, Jwks, PublicJwk, GRANT_TYP};
+use crate::service::agents::AgentIdentity;
+use crate::store::grants::{self as rows, GrantRow};
+use crate::store::requests::RequestRow;
+use crate::store::{self, audit, WriteTx};
+use crate::telemetry::bump;
+
+/// The answer to a successful redemption.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Redeemed {
+    /// Always true.
+    pub valid: bool,
+    /// The grant's verified claims.
+    #[schema(value_type = Object)]
+    pub claims: Value,
+}
+
+/// What the agent reports after acting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The action was performed.
+    Succeeded,
+    /// The action failed.
+    Failed,
+}
+
+impl Countersign {
+    /// Issues the grant for an approved request, inside the deciding transaction.
+    pub(crate) async fn mint_grant(
+        &self,
+        tx: &mut WriteTx,
+        request: &RequestRow,
+        jkt: Option<&str>,
+        approvers: &[String],
+        now: Millis,
+    ) -> Result<GrantRow, Error> {
+        let jti = uuid::Uuid::new_v4().to_string();
+        let iat = now.div_euclid(1000);
+        let exp = iat + request.grant_ttl_seconds;
+        let body = stored_body(request);
+        let action = body.get("action").cloned().unwrap_or(Value::Null);
+        let mut detail = json!({ "type": request.action_type });
+        if let Some(op) = action.get("operation") {
+            detail["operation"] = op.clone();
+        }
+        if let Some(params) = action.get("params") {
+            detail["params"] = params.clone();
+        }
+        let mut claims = json!({
+            "iss": self.issuer(),
+            "sub": request.agent_id,
+            "aud": request.target,
+            "jti": jti,
+            "iat": iat,
+            "exp": exp,
+            "action_hash": request.action_hash,
+            "request_id": request.id,
+            "authorization_details": [detail],
+            "approvers": approvers,
+        });
+        if let Some(jkt) = jkt {
+            claims["cnf"] = json!({ "jkt": jkt });
+        }
+        let row = GrantRow {
+            jti: jti.clone(),
+            request_id: request.id.clone(),
+            agent_id: request.agent_id.clone(),
+            status: "issued".into(),
+            claims: claims.to_string(),
+            issued_at: now,
+            expires_at: exp * 1000,
+            redeemed_at: None,
+            revoked_at: None,
+            outcome: None,
+            reported_at: None,
+        };
+        rows::insert(tx, &row).await?;
+        audit::append(
+            tx,
+            now,
+            "system",
+            "grant.issued",
+            Some(&request.id),
+            &json!({ "jti": jti, "kid": self.signer.kid(), "claims": claims }),
+        )
+        .await?;
+        Ok(row)
+    }
+
+    /// The grant of an approved request, signed for delivery (None once it can no longer be
+    /// used: delivering a redeemed or revoked grant again would only invite confusion).
+    pub(crate) async fn grant_for_request(&self, request_id: &str) -> Result<Option<GrantView>, Error> {
+        let Some(g) = rows::for_request(self.db.reader(), request_id).await? else {
+            return Ok(None);
+        };
+        let claims: Value = serde_json::from_str(&g.claims).map_err(Error::internal)?;
+        let token = self.signer.sign_compact(GRANT_TYP, &claims).map_err(Error::internal)?;
+        Ok(Some(GrantView { token, jti: g.jti, expires_at: rfc3339(g.expires_at) }))
+    }
+
+    /// The downstream system redeems a grant, just before acting. The first valid call wins.
+    pub async fn redeem_grant(&self, token: &str, action_hash: Option<&str>) -> Result<Redeemed, Error> {
+        let result = self.redeem_inner(token, action_hash).await;
+        match &result {
+            Ok(_) => bump(&self.metrics.grants_redeemed),
+            Err(_) => bump(&self.metrics.grants_refused),
+        }
+        result
+    }
+
+    async fn redeem_inner(&self, token: &str, action_hash: Option<&str>) -> Result<Redeemed, Error> {
+        let invalid = |detail: &str| Error::invalid("token", detail.to_string());
+        let (header, _) = jose::peek_unverified(token).map_err(|e| invalid(&format!("not a valid grant: {e}")))?;
+        if header.typ.as_deref() != Some(GRANT_TYP) {
+            return Err(invalid("not a Countersign grant (typ)"));
+        }
+        let kid = header.kid.ok_or_else(|| invalid("the grant names no key (kid)"))?;
+        let key = self.verification_key(&kid).await?.ok_or_else(|| invalid("the grant was signed by an unknown key"))?;
+        let (_, claims) = jose::verify_compact(token, &key).map_err(|_| invalid("the grant's signature is invalid"))?;
+        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer().as_str()) {
+            return Err(invalid("the grant was issued by another server"));
+        }
+        let jti = claims.get("jti").and_then(Value::as_str).ok_or_else(|| invalid("the grant has no jti"))?.to_string();
+        if let Some(expected) = action_hash {
+            if claims.get("action_hash").and_then(Value::as_str) != Some(expected) {
+                return Err(Error::invalid("action_hash", "the grant was issued for a different action (action_hash differs)"));
+            }
+        }
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        if rows::redeem(&mut tx, &jti, now).await? {
+            let g = rows::get(&mut *tx, &jti).await?;
+            audit::append(
+                &mut tx,
+                now,
+                "downstream",
+                "grant.redeemed",
+                g.as_ref().map(|g| g.request_id.as_str()),
+                &json!({ "jti": jti }),
+            )
+            .await?;
+            tx.commit().await.map_err(store::StoreError::from)?;
+            return Ok(Redeemed { valid: true, claims });
+        }
+        drop(tx);
+        let g = rows::get(self.db.reader(), &jti).await?.ok_or_else(|| invalid("unknown grant"))?;
+        Err(match g.status.as_str() {
+            "redeemed" => Error::GrantAlreadyRedeemed,
+            "revoked" => Error::GrantRevoked,
+            _ => Error::GrantExpired,
+        })
+    }
+
+    async fn verification_key(&self, kid: &str) -> Result<Option<ed25519_dalek::VerifyingKey>, Error> {
+        if kid == self.signer.kid() {
+            return Ok(Some(self.signer.verifying_key()));
+        }
+        for (k, jwk) in rows::signing_keys(self.db.reader()).await? {
+            if k == kid {
+                let jwk = PublicJwk::parse(&jwk).map_err(Error::internal)?;
+                return Ok(Some(jwk.verifying_key().map_err(Error::internal)?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The agent gives a grant up.
+    pub async fn revoke_grant(&self, agent: &AgentIdentity, jti: &str) -> Result<(), Error> {
+        let g = rows::get(self.db.reader(), jti)
+            .await?
+            .filter(|g| g.agent_id == agent.id)
+            .ok_or_else(|| Error::NotFound("no such grant".into()))?;
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        if !rows::revoke(&mut tx, jti, now).await? {
+            return Err(Error::Conflict(format!("the grant is already {}", g.status)));
+        }
+        audit::append(&mut tx, now, &format!("agent:{}", agent.id), "grant.revoked", Some(&g.request_id), &json!({ "jti": jti, "reason": "revoked_by_agent" })).await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok(())
+    }
+
+    /// The agent reports what happened after the grant was redeemed: the last link of the chain.
+    pub async fn report_outcome(&self, agent: &AgentIdentity, jti: &str, outcome: Outcome, detail: Option<&str>) -> Result<(), Error> {
+        if let Some(d) = detail {
+            if d.chars().count() > 2000 {
+                return Err(Error::invalid("detail", "detail is at most 2000 characters"));
+            }
+        }
+        let g = rows::get(self.db.reader(), jti)
+            .await?
+            .filter(|g| g.agent_id == agent.id)
+            .ok_or_else(|| Error::NotFound("no such grant".into()))?;
+        let outcome_text = match outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+        };
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        if !rows::report(&mut tx, jti, outcome_text, now).await? {
+            let why = if g.outcome.is_some() { "an outcome was already reported".to_string() } else { format!("the grant is {}, not redeemed", g.status) };
+            return Err(Error::Conflict(why));
+        }
+        audit::append(
+            &mut tx,
+            now,
+            &format!("agent:{}", agent.id),
+            "grant.outcome",
+            Some(&g.request_id),
+            &json!({ "jti": jti, "outcome": outcome_text, "detail": detail }),
+        )
+        .await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok(())
+    }
+
+    /// The published verification keys: every key ever registered (a superset of those whose
+    /// grants may still be live, which is what verifiers need).
+    pub async fn jwks(&self) -> Result<Jwks, Error> {
+        let mut keys = Vec::new();
+        for (kid, jwk) in rows::signing_keys(self.db.reader()).await? {
+            let mut jwk = PublicJwk::parse(&jwk).map_err(Error::internal)?;
+            jwk.kid = Some(kid);
+            jwk.alg = Some("EdDSA".into());
+            jwk.r#use = Some("sig".into());
+            keys.push(jwk);
+        }
+        Ok(Jwks { keys })
+    }
+}

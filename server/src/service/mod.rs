@@ -1,0 +1,144 @@
+//! Use cases. Each public method here is one thing a caller can do — an agent asks, an owner
+//! approves, a downstream system redeems — and each state change is one transaction that writes
+//! the new state and its audit event together.
+//!
+//! Callers (the HTTP edges and the command line) authenticate first and pass in who is acting;
+//! the services authorise: they check that this agent or this person may do this to this
+//! request. They never see HTTP.
+
+pub mod agents;
+pub mod audit;
+pub mod decisions;
+pub mod error;
+pub mod grants;
+pub mod people;
+pub mod policies;
+pub mod requests;
+pub mod sweeper;
+pub mod waiters;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rand_core::OsRng;
+use webauthn_rs::{Webauthn, WebauthnBuilder};
+
+pub use error::Error;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::jose::GrantSigningKey;
+use crate::store::Db;
+use crate::telemetry::Metrics;
+
+/// Everything the use cases share: one per process.
+pub struct Countersign {
+    /// The database.
+    pub db: Db,
+    /// The configuration it was started with.
+    pub config: Config,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// This process's grant-signing key.
+    pub signer: GrantSigningKey,
+    /// The WebAuthn relying party.
+    pub webauthn: Webauthn,
+    /// Agents waiting for decisions.
+    pub waiters: waiters::Waiters,
+    /// When each request was last polled (for `slow_down`).
+    pub polls: requests::PollTracker,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// The active policy, parsed once per version.
+    pub policy_cache: policies::PolicyCache,
+}
+
+impl std::fmt::Debug for Countersign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Countersign")
+            .field("public_url", &self.config.public_url.as_str())
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Countersign {
+    /// Opens the database (running migrations), loads or creates the grant-signing key and
+    /// registers its public half, and sets up the WebAuthn relying party.
+    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Self>, Error> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::internal(format!("cannot create data directory {}: {e}", config.data_dir.display()))
+        })?;
+        let db = Db::connect(&config.database_url).await?;
+        let signer = load_or_create_signing_key(&config.data_dir)?;
+        let public = serde_json::to_string(&signer.public_jwk()).map_err(Error::internal)?;
+        crate::store::grants::register_signing_key(db.writer(), signer.kid(), &public, clock.now_ms()).await?;
+        let webauthn = relying_party(&config)?;
+        let waiters = waiters::Waiters::default();
+        Ok(Arc::new(Self {
+            db,
+            config,
+            clock,
+            signer,
+            webauthn,
+            waiters,
+            polls: requests::PollTracker::default(),
+            metrics: Metrics::default(),
+            policy_cache: policies::PolicyCache::default(),
+        }))
+    }
+
+    /// The current time in unix milliseconds.
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The public URL without a trailing slash.
+    pub fn issuer(&self) -> String {
+        self.config.issuer()
+    }
+}
+
+fn relying_party(config: &Config) -> Result<Webauthn, Error> {
+    let rp_id = config
+        .public_url
+        .host_str()
+        .ok_or_else(|| Error::internal("public URL has no host"))?;
+    WebauthnBuilder::new(rp_id, &config.public_url)
+        .and_then(|b| b.rp_name("Countersign").build())
+        .map_err(|e| Error::internal(format!("WebAuthn relying party: {e}")))
+}
+
+/// The grant-signing key lives in the data directory, readable by this user only. It is
+/// created on first start; we never log it and never store it in the database (only its public
+/// half goes there, so every replica can verify every grant).
+fn load_or_create_signing_key(dir: &Path) -> Result<GrantSigningKey, Error> {
+    use std::io::Write;
+    let path = dir.join("grant-signing-key");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let seed = zeroize::Zeroizing::new(bytes);
+            GrantSigningKey::from_secret_bytes(&seed)
+                .map_err(|e| Error::internal(format!("{} is not a valid key: {e}", path.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = GrantSigningKey::generate(&mut OsRng);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options
+                .open(&path)
+                .map_err(|e| Error::internal(format!("cannot create {}: {e}", path.display())))?;
+            file.write_all(&*key.secret_bytes())
+                .and_then(|_| file.sync_all())
+                .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
+            tracing::info!(kid = key.kid(), "created a new grant-signing key");
+            Ok(key)
+        }
+        Err(e) => Err(Error::internal(format!("cannot read {}: {e}", path.display()))),
+    }
+}

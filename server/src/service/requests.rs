@@ -1,0 +1,546 @@
+//! An agent's approval requests: asking, waiting, cancelling.
+//!
+//! ```text
+//!   agent ── POST /requests ──► validate ─► action_hash ─► policy ─┬─ allow   ─► approved + grant
+//!                                                                  ├─ require ─► pending
+//!                                                                  └─ deny    ─► denied (403)
+//!   (one transaction: request row, idempotency key, audit events, grant if any)
+//!
+//!   pending ──► approved | denied | expired | cancelled      (final once left)
+//! ```
+//!
+//! Expiry is enforced whenever a request is read, not only by the sweeper: a request past its
+//! time is moved to `expired` by the read itself (a conditional write), so a stopped sweeper can
+//! never leave an expired request open to approval.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use super::{Countersign, Error};
+use crate::clock::{rfc3339, Millis};
+use crate::domain::canonical::{canonical_json, sha256_prefixed};
+use crate::domain::intake::{parse_new_request, Limits, NewRequest};
+use crate::domain::policy::{PolicyInput, RuleOutcome};
+use crate::domain::quorum::ApproverRule;
+use crate::service::agents::AgentIdentity;
+use crate::store::requests::{self as rows, RequestRow, Transition};
+use crate::store::{self, audit, Backend, WriteTx};
+use crate::telemetry::bump;
+
+/// Seconds an agent should leave between polls without `wait`.
+pub const POLL_INTERVAL_SECS: u32 = 5;
+/// The longest long-wait we hold (below common 60 s proxy timeouts).
+pub const MAX_WAIT_SECS: u32 = 55;
+/// Request lifetime when the agent does not ask for one.
+pub const DEFAULT_REQUEST_TTL_SECS: u32 = 600;
+/// Request lifetime cap when the matching rule sets none.
+pub const MAX_REQUEST_TTL_SECS: u32 = 3600;
+/// Grant lifetime when the rule sets none (the contract's default).
+pub const DEFAULT_GRANT_TTL_SECS: u32 = 60;
+
+/// A request as its agent sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequestView {
+    /// The request id.
+    pub id: String,
+    /// `pending`, `approved`, `denied`, `expired` or `cancelled`.
+    pub status: String,
+    /// `sha256:` of the canonical `{agent_id, action, intent, context}`.
+    pub action_hash: String,
+    /// When a pending request expires (RFC 3339).
+    pub expires_at: String,
+    /// Seconds until then (returned when the request is created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<i64>,
+    /// Minimum seconds between polls without `wait`.
+    pub interval: u32,
+    /// Where the owner approves.
+    pub approval_url: String,
+    /// What policy decided.
+    pub policy: PolicyView,
+    /// Approvals required and received so far.
+    pub approvals: ApprovalCount,
+    /// Present when the request was denied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionView>,
+    /// Present when the request was approved: the single-use grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantView>,
+}
+
+/// The policy decision on a request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PolicyView {
+    /// The rule id (`default` when no rule matched).
+    pub rule: String,
+    /// Distinct approvals needed (0 when the rule allowed or denied outright).
+    pub approvals_required: i64,
+    /// One line, for the agent and the approver alike.
+    pub explanation: String,
+}
+
+/// Approvals required and received.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApprovalCount {
+    /// Needed.
+    pub required: i64,
+    /// So far.
+    pub received: i64,
+}
+
+/// Why a request was denied.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DecisionView {
+    /// The human reason.
+    pub reason: String,
+    /// A machine-readable code (`policy` for policy denials).
+    pub reason_code: String,
+    /// When (RFC 3339).
+    pub decided_at: String,
+}
+
+/// A grant, as handed to the agent.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GrantView {
+    /// The compact JWS to give to the downstream system.
+    pub token: String,
+    /// Its id.
+    pub jti: String,
+    /// When it stops being redeemable (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Result of creating a request.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The request's state.
+    pub view: RequestView,
+    /// True when an earlier call with the same `Idempotency-Key` created it.
+    pub replayed: bool,
+}
+
+/// Remembers when each request was last polled without `wait`, to answer `slow_down`.
+/// Per process: behind a load balancer an agent may occasionally poll two replicas sooner than
+/// `interval`, which costs us nothing but a read.
+#[derive(Debug, Default)]
+pub struct PollTracker {
+    last: Mutex<HashMap<String, Millis>>,
+}
+
+impl PollTracker {
+    /// Records a poll; false when the previous one was less than `interval` ago.
+    fn check(&self, request_id: &str, now: Millis, interval: u32) -> bool {
+        let mut map = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            // Bounded memory: forget polls older than the interval.
+            map.retain(|_, at| now - *at < i64::from(interval) * 1000);
+        }
+        match map.get(request_id) {
+            Some(prev) if now - *prev < i64::from(interval) * 1000 => false,
+            _ => {
+                map.insert(request_id.to_string(), now);
+                true
+            }
+        }
+    }
+}
+
+/// Tells other replicas (PostgreSQL) that a request changed; delivered when `tx` commits.
+pub(crate) async fn announce(tx: &mut WriteTx, backend: Backend, request_id: &str) -> Result<(), Error> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::waiters::CHANNEL)
+            .bind(request_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(store::StoreError::from)?;
+    }
+    Ok(())
+}
+
+fn validate_idempotency_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::invalid(
+            "Idempotency-Key",
+            "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+impl Countersign {
+    /// An agent asks for approval of an action.
+    pub async fn create_request(
+        &self,
+        agent: &AgentIdentity,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+    ) -> Result<Created, Error> {
+        let new = parse_new_request(body, &Limits::default()).map_err(|e| Error::InvalidRequest {
+            field: e.field,
+            detail: e.detail,
+        })?;
+        let fingerprint = sha256_prefixed(
+            canonical_json(&serde_json::to_value(&new).map_err(Error::internal)?).as_bytes(),
+        );
+        if let Some(key) = idempotency_key {
+            validate_idempotency_key(key)?;
+            if let Some(view) = self.idempotent_replay(agent, key, &fingerprint).await? {
+                return Ok(Created { view, replayed: true });
+            }
+        }
+        match self.insert_request(agent, &new, idempotency_key, &fingerprint).await {
+            Err(Error::Conflict(_)) if idempotency_key.is_some() => {
+                // We lost an insert race on the idempotency key: the winner's request is the
+                // answer (or a conflict, if its body differed).
+                let key = idempotency_key.unwrap_or_default();
+                match self.idempotent_replay(agent, key, &fingerprint).await? {
+                    Some(view) => Ok(Created { view, replayed: true }),
+                    None => Err(Error::internal("idempotency key vanished after a conflict")),
+                }
+            }
+            other => other.map(|view| Created { view, replayed: false }),
+        }
+    }
+
+    async fn idempotent_replay(
+        &self,
+        agent: &AgentIdentity,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<RequestView>, Error> {
+        let Some(seen) = rows::idempotency_get(self.db.reader(), &agent.id, key).await? else {
+            return Ok(None);
+        };
+        if seen.body_hash != fingerprint {
+            return Err(Error::Conflict(
+                "this Idempotency-Key was already used with a different request body".into(),
+            ));
+        }
+        let row = self.read_fresh(&seen.request_id).await?;
+        match row {
+            Some(row) => {
+                let mut view = self.view(&row).await?;
+                if row.status == "pending" {
+                    view.expires_in = Some((row.expires_at - self.now()).max(0) / 1000);
+                }
+                if row.status == "denied" && row.decided_by.as_deref() == Some("policy") {
+                    return Err(Error::DeniedByPolicy {
+                        request_id: row.id,
+                        rule: row.rule_id,
+                        explanation: row.explanation,
+                    });
+                }
+                Ok(Some(view))
+            }
+            None => Err(Error::internal("idempotency key points at a missing request")),
+        }
+    }
+
+    async fn insert_request(
+        &self,
+        agent: &AgentIdentity,
+        new: &NewRequest,
+        idempotency_key: Option<&str>,
+        fingerprint: &str,
+    ) -> Result<RequestView, Error> {
+        let now = self.now();
+        let action_hash = new.action_hash(&agent.id);
+        let active = self.active_policy().await?;
+        let input = PolicyInput {
+            action_type: &new.action.r#type,
+            target: &new.action.target,
+            environment: new.context.environment.as_deref(),
+            data_sensitivity: new.context.data_sensitivity.as_ref().map(|d| d.as_str()),
+            amount: new.context.amount.as_ref().map(|a| (&a.value, a.currency.as_str())),
+        };
+        let decision = active.policy.evaluate(&input);
+
+        let (status, approver_rule, ttl_cap, grant_ttl, deny_reason) = match &decision.outcome {
+            RuleOutcome::Allow { grant_ttl_seconds } => (
+                "approved",
+                ApproverRule { approvals: 0, approvers: vec![], all_groups: false, exclude_owner: false },
+                MAX_REQUEST_TTL_SECS,
+                grant_ttl_seconds.unwrap_or(DEFAULT_GRANT_TTL_SECS),
+                None,
+            ),
+            RuleOutcome::Require {
+                approvals,
+                approvers,
+                all_groups,
+                exclude_owner,
+                request_ttl_seconds,
+                grant_ttl_seconds,
+            } => (
+                "pending",
+                ApproverRule {
+                    approvals: *approvals,
+                    approvers: approvers.iter().map(|a| a.to_string()).collect(),
+                    all_groups: *all_groups,
+                    exclude_owner: *exclude_owner,
+                },
+                request_ttl_seconds.unwrap_or(MAX_REQUEST_TTL_SECS),
+                grant_ttl_seconds.unwrap_or(DEFAULT_GRANT_TTL_SECS),
+                None,
+            ),
+            RuleOutcome::Deny { reason } => (
+                "denied",
+                ApproverRule { approvals: 0, approvers: vec![], all_groups: false, exclude_owner: false },
+                MAX_REQUEST_TTL_SECS,
+                DEFAULT_GRANT_TTL_SECS,
+                Some(reason.clone()),
+            ),
+        };
+        let ttl = new.expires_in.unwrap_or(DEFAULT_REQUEST_TTL_SECS).min(ttl_cap);
+        let id = uuid::Uuid::now_v7().to_string();
+        let decided = status != "pending";
+        let row = RequestRow {
+            id: id.clone(),
+            agent_id: agent.id.clone(),
+            status: status.to_string(),
+            action_hash: action_hash.clone(),
+            body: canonical_json(&serde_json::to_value(new).map_err(Error::internal)?),
+            action_type: new.action.r#type.clone(),
+            target: new.action.target.clone(),
+            policy_version: active.version,
+            policy_hash: active.hash.clone(),
+            rule_id: decision.rule_id.clone(),
+            explanation: decision.explanation.clone(),
+            approvals_required: i64::from(approver_rule.approvals),
+            approver_rule: serde_json::to_string(&approver_rule).map_err(Error::internal)?,
+            grant_ttl_seconds: i64::from(grant_ttl),
+            created_at: now,
+            expires_at: now + i64::from(ttl) * 1000,
+            decided_at: decided.then_some(now),
+            decided_by: decided.then(|| "policy".to_string()),
+            reason_code: deny_reason.as_ref().map(|_| "policy".to_string()),
+            reason: deny_reason.clone(),
+        };
+
+        let mut tx = self.db.begin().await?;
+        rows::insert(&mut tx, &row).await?;
+        if let Some(key) = idempotency_key {
+            if let Err(e) = rows::idempotency_put(&mut tx, &agent.id, key, fingerprint, &id, now).await {
+                if e.is_unique_violation() {
+                    return Err(Error::Conflict("idempotency key race".into()));
+                }
+                return Err(e.into());
+            }
+        }
+        store::agents::touch(&mut tx, &agent.id, now).await?;
+        let actor = format!("agent:{}", agent.id);
+        audit::append(
+            &mut tx,
+            now,
+            &actor,
+            "request.created",
+            Some(&id),
+            &json!({
+                "agent_id": agent.id,
+                "action_hash": action_hash,
+                "request": serde_json::to_value(new).map_err(Error::internal)?,
+                "expires_at": row.expires_at,
+                "policy": {
+                    "version": active.version,
+                    "hash": active.hash,
+                    "rule": decision.rule_id,
+                    "outcome": status,
+                    "explanation": decision.explanation,
+                    "approver_rule": approver_rule,
+                },
+            }),
+        )
+        .await?;
+        if status == "approved" {
+            audit::append(&mut tx, now, "policy", "request.approved", Some(&id), &json!({ "by": "policy", "rule": decision.rule_id })).await?;
+            self.mint_grant(&mut tx, &row, agent.jkt.as_deref(), &[], now).await?;
+        } else if status == "denied" {
+            audit::append(
+                &mut tx,
+                now,
+                "policy",
+                "request.denied",
+                Some(&id),
+                &json!({ "by": "policy", "rule": decision.rule_id, "reason": deny_reason }),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(store::StoreError::from)?;
+
+        match status {
+            "approved" => bump(&self.metrics.requests_allowed),
+            "denied" => bump(&self.metrics.requests_denied_by_policy),
+            _ => bump(&self.metrics.requests_pending),
+        }
+        if status == "denied" {
+            return Err(Error::DeniedByPolicy {
+                request_id: id,
+                rule: decision.rule_id,
+                explanation: decision.explanation,
+            });
+        }
+        let mut view = self.view(&row).await?;
+        view.expires_in = Some(i64::from(ttl));
+        Ok(view)
+    }
+
+    /// Reads a request, moving it to `expired` first if its time has passed.
+    pub(crate) async fn read_fresh(&self, id: &str) -> Result<Option<RequestRow>, Error> {
+        let Some(row) = rows::get(self.db.reader(), id).await? else {
+            return Ok(None);
+        };
+        if row.status == "pending" && row.expires_at <= self.now() {
+            self.expire_request(id).await?;
+            return Ok(rows::get(self.db.reader(), id).await?);
+        }
+        Ok(Some(row))
+    }
+
+    /// Moves an overdue pending request to `expired`, with its audit event. Returns whether this
+    /// call did it (someone else may have decided or expired it first).
+    pub(crate) async fn expire_request(&self, id: &str) -> Result<bool, Error> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        if !rows::expire(&mut tx, id, now).await? {
+            return Ok(false);
+        }
+        audit::append(&mut tx, now, "system", "request.expired", Some(id), &json!({})).await?;
+        announce(&mut tx, self.db.backend(), id).await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        bump(&self.metrics.requests_expired);
+        self.waiters.wake(id);
+        Ok(true)
+    }
+
+    /// An agent reads its request, optionally holding the call up to `wait` seconds until the
+    /// request is decided.
+    pub async fn get_request(&self, agent: &AgentIdentity, id: &str, wait: u32) -> Result<RequestView, Error> {
+        if wait > MAX_WAIT_SECS {
+            return Err(Error::invalid("wait", format!("wait must be between 0 and {MAX_WAIT_SECS} seconds")));
+        }
+        let not_found = || Error::NotFound("no such request".into());
+        if wait == 0 {
+            let row = self.read_fresh(id).await?.filter(|r| r.agent_id == agent.id).ok_or_else(not_found)?;
+            if row.status == "pending" && !self.polls.check(id, self.now(), POLL_INTERVAL_SECS) {
+                return Err(Error::SlowDown { interval: POLL_INTERVAL_SECS });
+            }
+            return self.view(&row).await;
+        }
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
+        // Register before reading: a decision committed after our read still finds us.
+        let registration = self.waiters.register(id);
+        loop {
+            let notified = registration.notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let row = self.read_fresh(id).await?.filter(|r| r.agent_id == agent.id).ok_or_else(not_found)?;
+            if row.status != "pending" {
+                return self.view(&row).await;
+            }
+            // Wake up at the wait's end or the request's expiry, whichever comes first.
+            let until_expiry = Duration::from_millis(u64::try_from(row.expires_at - self.now()).unwrap_or(0));
+            let wake_at = deadline.min(tokio::time::Instant::now() + until_expiry + Duration::from_millis(5));
+            if tokio::time::timeout_at(wake_at, notified).await.is_err() && tokio::time::Instant::now() >= deadline {
+                let row = self.read_fresh(id).await?.ok_or_else(not_found)?;
+                return self.view(&row).await;
+            }
+        }
+    }
+
+    /// An agent withdraws its pending request.
+    pub async fn cancel_request(&self, agent: &AgentIdentity, id: &str) -> Result<RequestView, Error> {
+        let row = self
+            .read_fresh(id)
+            .await?
+            .filter(|r| r.agent_id == agent.id)
+            .ok_or_else(|| Error::NotFound("no such request".into()))?;
+        if row.status != "pending" {
+            return Err(Error::Conflict(format!("the request is already {}", row.status)));
+        }
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let t = Transition { to: "cancelled", at: now, by: "agent", reason_code: None, reason: None, expected_hash: None };
+        if !rows::decide(&mut tx, id, &t).await? {
+            drop(tx);
+            let status = self.read_fresh(id).await?.map(|r| r.status).unwrap_or_default();
+            return Err(Error::Conflict(format!("the request is already {status}")));
+        }
+        audit::append(&mut tx, now, &format!("agent:{}", agent.id), "request.cancelled", Some(id), &json!({ "by": "agent" })).await?;
+        announce(&mut tx, self.db.backend(), id).await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        bump(&self.metrics.requests_cancelled);
+        self.waiters.wake(id);
+        let row = rows::get(self.db.reader(), id).await?.ok_or_else(|| Error::internal("cancelled request vanished"))?;
+        self.view(&row).await
+    }
+
+    /// Builds the agent's view of a request.
+    pub(crate) async fn view(&self, row: &RequestRow) -> Result<RequestView, Error> {
+        let received = if row.approvals_required > 0 {
+            rows::approvers(self.db.reader(), &row.id).await?.len() as i64
+        } else {
+            0
+        };
+        let decision = (row.status == "denied").then(|| DecisionView {
+            reason: row.reason.clone().unwrap_or_default(),
+            reason_code: row.reason_code.clone().unwrap_or_default(),
+            decided_at: rfc3339(row.decided_at.unwrap_or(row.created_at)),
+        });
+        let grant = if row.status == "approved" {
+            self.grant_for_request(&row.id).await?
+        } else {
+            None
+        };
+        Ok(RequestView {
+            id: row.id.clone(),
+            status: row.status.clone(),
+            action_hash: row.action_hash.clone(),
+            expires_at: rfc3339(row.expires_at),
+            expires_in: None,
+            interval: POLL_INTERVAL_SECS,
+            approval_url: format!("{}/requests/{}", self.issuer(), row.id),
+            policy: PolicyView {
+                rule: row.rule_id.clone(),
+                approvals_required: row.approvals_required,
+                explanation: row.explanation.clone(),
+            },
+            approvals: ApprovalCount { required: row.approvals_required, received },
+            decision,
+            grant,
+        })
+    }
+}
+
+/// The stored request body, parsed back (for views and evidence).
+pub(crate) fn stored_body(row: &RequestRow) -> Value {
+    serde_json::from_str(&row.body).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_faster_than_the_interval_is_refused() {
+        let p = PollTracker::default();
+        assert!(p.check("r", 0, 5));
+        assert!(!p.check("r", 4_999, 5));
+        assert!(p.check("r", 5_000, 5));
+        assert!(p.check("other", 5_001, 5));
+    }
+
+    #[test]
+    fn idempotency_keys_must_be_visible_ascii() {
+        assert!(validate_idempotency_key("abc-123").is_ok());
+        assert!(validate_idempotency_key("").is_err());
+        assert!(validate_idempotency_key("has space").is_err());
+        assert!(validate_idempotency_key(&"x".repeat(256)).is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! Agents and their credentials (API-key hashes, registered public keys, seen assertion ids).
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor};
+
+use super::{col, StoreError};
+use crate::clock::Millis;
+
+/// One row of `agents`.
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    /// The agent's id (a UUID), also the `sub` of its grants.
+    pub id: String,
+    /// A human name, e.g. "invoice-bot".
+    pub name: String,
+    /// The person responsible for it.
+    pub owner_id: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// `api_key` or `public_key`.
+    pub key_type: String,
+    /// SHA-256 (hex) of the API key's secret part.
+    pub api_key_hash: Option<String>,
+    /// The registered Ed25519 public JWK (JSON).
+    pub public_jwk: Option<String>,
+    /// RFC 7638 thumbprint of that JWK (`cnf.jkt` of its grants).
+    pub jwk_thumbprint: Option<String>,
+    /// When it was registered.
+    pub created_at: Millis,
+    /// When it last created a request.
+    pub last_seen_at: Option<Millis>,
+}
+
+const COLUMNS: &str = "id, name, owner_id, status, key_type, api_key_hash, public_jwk, \
+                       jwk_thumbprint, created_at, last_seen_at";
+
+fn from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
+    Ok(AgentRow {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        owner_id: col(row, "owner_id")?,
+        status: col(row, "status")?,
+        key_type: col(row, "key_type")?,
+        api_key_hash: col(row, "api_key_hash")?,
+        public_jwk: col(row, "public_jwk")?,
+        jwk_thumbprint: col(row, "jwk_thumbprint")?,
+        created_at: col(row, "created_at")?,
+        last_seen_at: col(row, "last_seen_at")?,
+    })
+}
+
+/// Inserts a new agent.
+pub async fn insert(conn: &mut AnyConnection, a: &AgentRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO agents (id, name, owner_id, status, key_type, api_key_hash, public_jwk, \
+         jwk_thumbprint, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&a.id)
+    .bind(&a.name)
+    .bind(&a.owner_id)
+    .bind(&a.status)
+    .bind(&a.key_type)
+    .bind(&a.api_key_hash)
+    .bind(&a.public_jwk)
+    .bind(&a.jwk_thumbprint)
+    .bind(a.created_at)
+    .bind(a.last_seen_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Looks an agent up by id.
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    id: &str,
+) -> Result<Option<AgentRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM agents WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(ex).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Every agent, or one owner's, newest first.
+pub async fn list<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    owner_id: Option<&str>,
+) -> Result<Vec<AgentRow>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM agents WHERE ($1 IS NULL OR owner_id = $1) ORDER BY created_at DESC"
+    );
+    let rows = sqlx::query(&sql).bind(owner_id).fetch_all(ex).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Moves an agent from one status to another; false when it was not in `from`.
+pub async fn set_status(
+    conn: &mut AnyConnection,
+    id: &str,
+    from: &str,
+    to: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE agents SET status = $3 WHERE id = $1 AND status = $2")
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records when an agent was last active.
+pub async fn touch(conn: &mut AnyConnection, id: &str, at: Millis) -> Result<(), StoreError> {
+    sqlx::query("UPDATE agents SET last_seen_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Remembers an assertion's `jti` until it expires. Returns false when the agent already used
+/// it: that assertion is a replay.
+pub async fn remember_jti<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    agent_id: &str,
+    jti: &str,
+    expires_at: Millis,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO assertion_jtis (agent_id, jti, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (agent_id, jti) DO NOTHING",
+    )
+    .bind(agent_id)
+    .bind(jti)
+    .bind(expires_at)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Forgets assertion ids that can no longer be replayed (their assertion has expired).
+pub async fn purge_jtis<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    now: Millis,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query("DELETE FROM assertion_jtis WHERE expires_at < $1")
+        .bind(now)
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected())
+}

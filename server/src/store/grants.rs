@@ -1,0 +1,177 @@
+//! Grants: the single-use tokens. We store their claims, never the signed token: a token can be
+//! re-signed from its claims when the waiting agent reads the request, so a database reader
+//! cannot lift a usable token from a row.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor};
+
+use super::{col, StoreError};
+use crate::clock::Millis;
+
+/// One row of `grants`.
+#[derive(Debug, Clone)]
+pub struct GrantRow {
+    /// The grant id (`jti`).
+    pub jti: String,
+    /// The request it answers.
+    pub request_id: String,
+    /// The agent it was issued to.
+    pub agent_id: String,
+    /// `issued`, `redeemed`, `expired` or `revoked`.
+    pub status: String,
+    /// The JWT claims (JSON).
+    pub claims: String,
+    /// When it was issued.
+    pub issued_at: Millis,
+    /// When it stops being redeemable.
+    pub expires_at: Millis,
+    /// When it was redeemed.
+    pub redeemed_at: Option<Millis>,
+    /// When it was revoked.
+    pub revoked_at: Option<Millis>,
+    /// `succeeded` or `failed`, as the agent reported.
+    pub outcome: Option<String>,
+    /// When the outcome was reported.
+    pub reported_at: Option<Millis>,
+}
+
+const COLUMNS: &str =
+    "jti, request_id, agent_id, status, claims, issued_at, expires_at, redeemed_at, revoked_at, outcome, reported_at";
+
+fn from_row(row: &AnyRow) -> Result<GrantRow, StoreError> {
+    Ok(GrantRow {
+        jti: col(row, "jti")?,
+        request_id: col(row, "request_id")?,
+        agent_id: col(row, "agent_id")?,
+        status: col(row, "status")?,
+        claims: col(row, "claims")?,
+        issued_at: col(row, "issued_at")?,
+        expires_at: col(row, "expires_at")?,
+        redeemed_at: col(row, "redeemed_at")?,
+        revoked_at: col(row, "revoked_at")?,
+        outcome: col(row, "outcome")?,
+        reported_at: col(row, "reported_at")?,
+    })
+}
+
+/// Stores a newly issued grant.
+pub async fn insert(conn: &mut AnyConnection, g: &GrantRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO grants (jti, request_id, agent_id, status, claims, issued_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&g.jti)
+    .bind(&g.request_id)
+    .bind(&g.agent_id)
+    .bind(&g.status)
+    .bind(&g.claims)
+    .bind(g.issued_at)
+    .bind(g.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Reads a grant by id.
+pub async fn get<'e, E: Executor<'e, Database = Any>>(ex: E, jti: &str) -> Result<Option<GrantRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM grants WHERE jti = $1");
+    let row = sqlx::query(&sql).bind(jti).fetch_optional(ex).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Reads the grant that answers a request.
+pub async fn for_request<'e, E: Executor<'e, Database = Any>>(ex: E, request_id: &str) -> Result<Option<GrantRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM grants WHERE request_id = $1");
+    let row = sqlx::query(&sql).bind(request_id).fetch_optional(ex).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Marks an issued, unexpired grant redeemed. This single conditional write is what makes a
+/// grant usable exactly once: of any number of concurrent redeemers, one sees `true`.
+pub async fn redeem(conn: &mut AnyConnection, jti: &str, now: Millis) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE grants SET status = 'redeemed', redeemed_at = $2 \
+         WHERE jti = $1 AND status = 'issued' AND expires_at > $2",
+    )
+    .bind(jti)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Revokes an issued grant. False when it was no longer `issued`.
+pub async fn revoke(conn: &mut AnyConnection, jti: &str, now: Millis) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE grants SET status = 'revoked', revoked_at = $2 WHERE jti = $1 AND status = 'issued'")
+        .bind(jti)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the outcome of a redeemed grant, once.
+pub async fn report(conn: &mut AnyConnection, jti: &str, outcome: &str, now: Millis) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE grants SET outcome = $2, reported_at = $3 WHERE jti = $1 AND status = 'redeemed' AND outcome IS NULL",
+    )
+    .bind(jti)
+    .bind(outcome)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Ids of an agent's grants that could still be redeemed.
+pub async fn issued_of_agent<'e, E: Executor<'e, Database = Any>>(ex: E, agent_id: &str) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT jti FROM grants WHERE agent_id = $1 AND status = 'issued'")
+        .bind(agent_id)
+        .fetch_all(ex)
+        .await?;
+    rows.iter().map(|r| col::<String>(r, "jti")).collect()
+}
+
+/// Ids of issued grants whose time has passed (for the sweeper).
+pub async fn overdue<'e, E: Executor<'e, Database = Any>>(ex: E, now: Millis, limit: i64) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT jti FROM grants WHERE status = 'issued' AND expires_at <= $1 ORDER BY expires_at LIMIT $2")
+        .bind(now)
+        .bind(limit)
+        .fetch_all(ex)
+        .await?;
+    rows.iter().map(|r| col::<String>(r, "jti")).collect()
+}
+
+/// Marks an issued grant expired once its time has passed. True when this call did it.
+pub async fn expire(conn: &mut AnyConnection, jti: &str, now: Millis) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE grants SET status = 'expired' WHERE jti = $1 AND status = 'issued' AND expires_at <= $2")
+        .bind(jti)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Registers a grant-signing public key so every replica can verify (and JWKS can publish) it.
+pub async fn register_signing_key<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    kid: &str,
+    public_jwk: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO signing_keys (kid, public_jwk, created_at) VALUES ($1, $2, $3) ON CONFLICT (kid) DO NOTHING")
+        .bind(kid)
+        .bind(public_jwk)
+        .bind(at)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+/// Every registered signing key's public JWK (JSON), oldest first.
+pub async fn signing_keys<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query("SELECT kid, public_jwk FROM signing_keys ORDER BY created_at")
+        .fetch_all(ex)
+        .await?;
+    rows.iter().map(|r| Ok((col(r, "kid")?, col(r, "public_jwk")?))).collect()
+}

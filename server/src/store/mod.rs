@@ -1,0 +1,222 @@
+//! Storage: every SQL statement Countersign runs, behind one seam for SQLite and PostgreSQL.
+//!
+//! We go through sqlx's `Any` driver so that each statement is written once: both engines accept
+//! `$N` placeholders, `RETURNING`, `ON CONFLICT` and the plain types we use (text, 64-bit
+//! integers for unix-millisecond times and counters). What differs per engine lives here too:
+//!
+//! - **SQLite** runs one writer. All write transactions go through a pool of exactly one
+//!   connection, so concurrent requests queue in-process instead of colliding inside SQLite and
+//!   seeing "database is locked"; reads use a separate pool and never block on writes (WAL).
+//!   Other processes (the CLI while the server runs) wait on `busy_timeout`.
+//! - **PostgreSQL** serves several replicas: decisions are announced with `NOTIFY` (see
+//!   [`crate::service::waiters`]) and background jobs take a transaction-scoped advisory lock.
+//!
+//! This module must never decide anything: it reads and writes rows; the rules are in
+//! [`crate::domain`] and the use cases in [`crate::service`].
+
+pub mod agents;
+pub mod audit;
+pub mod ceremonies;
+pub mod grants;
+pub mod policies;
+pub mod requests;
+pub mod sessions;
+pub mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+/// The database engines we support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: one file, one process.
+    Sqlite,
+    /// For several replicas behind a load balancer.
+    Postgres,
+}
+
+/// Errors from the storage layer. The services map them; callers never see SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed a statement.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Running the migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be read back (a bug, or a row edited by hand).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The URL names an engine we don't support.
+    #[error("unsupported DATABASE_URL scheme (use sqlite:// or postgres://)")]
+    UnsupportedUrl,
+}
+
+impl StoreError {
+    /// Builds a [`StoreError::Corrupt`] from anything displayable.
+    pub fn corrupt(what: impl std::fmt::Display) -> Self {
+        Self::Corrupt(what.to_string())
+    }
+
+    /// True when the error is a unique-constraint violation (a lost insert race).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+/// A transaction on the write path.
+pub type WriteTx = Transaction<'static, Any>;
+
+/// The connection pools for one database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    backend: Backend,
+    url: String,
+    read: AnyPool,
+    write: AnyPool,
+}
+
+impl Db {
+    /// Connects, creating the SQLite file if needed, and runs pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let db = match backend {
+            Backend::Sqlite => {
+                let write = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(sqlite_setup)
+                    .connect_with(options.clone())
+                    .await?;
+                let read = AnyPoolOptions::new()
+                    .max_connections(8)
+                    .min_connections(1)
+                    .after_connect(sqlite_setup)
+                    .connect_with(options)
+                    .await?;
+                Self {
+                    backend,
+                    url: url.to_string(),
+                    read,
+                    write,
+                }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options)
+                    .await?;
+                Self {
+                    backend,
+                    url: url.to_string(),
+                    read: pool.clone(),
+                    write: pool,
+                }
+            }
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&self.write).await?,
+            Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&self.write).await?,
+        }
+        Ok(())
+    }
+
+    /// Which engine this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL this database was opened with (PostgreSQL's listener opens its own connection).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The pool for reads.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// The pool for single-statement writes outside a transaction (on SQLite, the one writer).
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// Starts a write transaction.
+    ///
+    /// On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up front, so a writer in
+    /// another process (the CLI) makes us wait on `busy_timeout` rather than fail later when a
+    /// deferred transaction tries to upgrade its read lock.
+    pub async fn begin(&self) -> Result<WriteTx, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        })
+    }
+
+    /// True when the database answers (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// Per-connection SQLite settings. WAL lets readers run beside the writer; `synchronous =
+/// NORMAL` is durable across process crashes in WAL mode (only an OS crash can lose the last
+/// commits); the busy timeout covers writers in other processes (the CLI).
+fn sqlite_setup(
+    conn: &mut sqlx::AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        conn.execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+/// Reads a required column, turning a decode failure into [`StoreError::Corrupt`].
+pub(crate) fn col<'r, T>(row: &'r sqlx::any::AnyRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    use sqlx::Row;
+    row.try_get::<T, _>(name)
+        .map_err(|e| StoreError::corrupt(format!("column {name}: {e}")))
+}
+
+/// Parses a JSON text column.
+pub(crate) fn json_col<T: serde::de::DeserializeOwned>(
+    row: &sqlx::any::AnyRow,
+    name: &str,
+) -> Result<T, StoreError> {
+    let text: String = col(row, name)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::corrupt(format!("column {name}: {e}")))
+}

@@ -1,0 +1,278 @@
+//! Approval requests, their approvals, and agents' idempotency keys.
+//!
+//! Every status change is one conditional `UPDATE … WHERE status = 'pending'`: when approve,
+//! deny, cancel and expiry race, the database lets exactly one of them change the row and the
+//! others see zero rows affected.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor};
+
+use super::{col, StoreError};
+use crate::clock::Millis;
+
+/// One row of `requests`.
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    /// A UUID (v7, so ids sort by creation time).
+    pub id: String,
+    /// The agent that asked.
+    pub agent_id: String,
+    /// `pending`, `approved`, `denied`, `expired` or `cancelled`.
+    pub status: String,
+    /// `sha256:` of the canonical `{agent_id, action, intent, context}`.
+    pub action_hash: String,
+    /// The validated request as the agent sent it (JSON).
+    pub body: String,
+    /// `action.type`, for listing and policy.
+    pub action_type: String,
+    /// `action.target`, the grant's audience.
+    pub target: String,
+    /// The policy version that decided.
+    pub policy_version: i64,
+    /// Its hash.
+    pub policy_hash: String,
+    /// The rule that matched (or `default`).
+    pub rule_id: String,
+    /// The one-line explanation shown to agent and approver.
+    pub explanation: String,
+    /// Distinct approvals needed (0 when policy allowed or denied outright).
+    pub approvals_required: i64,
+    /// Who may approve: the rule's approver sources and options (JSON).
+    pub approver_rule: String,
+    /// Lifetime of the grant, once issued.
+    pub grant_ttl_seconds: i64,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it expires if still pending.
+    pub expires_at: Millis,
+    /// When it left `pending`.
+    pub decided_at: Option<Millis>,
+    /// Who decided: a user id, `policy`, `agent`, `system`.
+    pub decided_by: Option<String>,
+    /// For denials: a machine-readable reason code.
+    pub reason_code: Option<String>,
+    /// For denials: the human reason.
+    pub reason: Option<String>,
+}
+
+const COLUMNS: &str = "id, agent_id, status, action_hash, body, action_type, target, policy_version, \
+     policy_hash, rule_id, explanation, approvals_required, approver_rule, grant_ttl_seconds, \
+     created_at, expires_at, decided_at, decided_by, reason_code, reason";
+
+fn from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
+    Ok(RequestRow {
+        id: col(row, "id")?,
+        agent_id: col(row, "agent_id")?,
+        status: col(row, "status")?,
+        action_hash: col(row, "action_hash")?,
+        body: col(row, "body")?,
+        action_type: col(row, "action_type")?,
+        target: col(row, "target")?,
+        policy_version: col(row, "policy_version")?,
+        policy_hash: col(row, "policy_hash")?,
+        rule_id: col(row, "rule_id")?,
+        explanation: col(row, "explanation")?,
+        approvals_required: col(row, "approvals_required")?,
+        approver_rule: col(row, "approver_rule")?,
+        grant_ttl_seconds: col(row, "grant_ttl_seconds")?,
+        created_at: col(row, "created_at")?,
+        expires_at: col(row, "expires_at")?,
+        decided_at: col(row, "decided_at")?,
+        decided_by: col(row, "decided_by")?,
+        reason_code: col(row, "reason_code")?,
+        reason: col(row, "reason")?,
+    })
+}
+
+/// Inserts a new request.
+pub async fn insert(conn: &mut AnyConnection, r: &RequestRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO requests (id, agent_id, status, action_hash, body, action_type, target, \
+         policy_version, policy_hash, rule_id, explanation, approvals_required, approver_rule, \
+         grant_ttl_seconds, created_at, expires_at, decided_at, decided_by, reason_code, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+    )
+    .bind(&r.id)
+    .bind(&r.agent_id)
+    .bind(&r.status)
+    .bind(&r.action_hash)
+    .bind(&r.body)
+    .bind(&r.action_type)
+    .bind(&r.target)
+    .bind(r.policy_version)
+    .bind(&r.policy_hash)
+    .bind(&r.rule_id)
+    .bind(&r.explanation)
+    .bind(r.approvals_required)
+    .bind(&r.approver_rule)
+    .bind(r.grant_ttl_seconds)
+    .bind(r.created_at)
+    .bind(r.expires_at)
+    .bind(r.decided_at)
+    .bind(&r.decided_by)
+    .bind(&r.reason_code)
+    .bind(&r.reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Reads a request.
+pub async fn get<'e, E: Executor<'e, Database = Any>>(ex: E, id: &str) -> Result<Option<RequestRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(ex).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// A decision to write: the new status and who made it, why.
+#[derive(Debug, Clone)]
+pub struct Transition<'a> {
+    /// `approved`, `denied` or `cancelled`.
+    pub to: &'a str,
+    /// When.
+    pub at: Millis,
+    /// A user id, `agent`, `system`.
+    pub by: &'a str,
+    /// For denials.
+    pub reason_code: Option<&'a str>,
+    /// For denials.
+    pub reason: Option<&'a str>,
+    /// When set, the write only happens if the request still has this `action_hash`.
+    pub expected_hash: Option<&'a str>,
+}
+
+/// Moves a pending, unexpired request to a final status. Returns false when someone else got
+/// there first, it expired, or its hash differs: the caller then re-reads to say which.
+pub async fn decide(conn: &mut AnyConnection, id: &str, t: &Transition<'_>) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE requests SET status = $2, decided_at = $3, decided_by = $4, reason_code = $5, reason = $6 \
+         WHERE id = $1 AND status = 'pending' AND expires_at > $3 AND ($7 IS NULL OR action_hash = $7)",
+    )
+    .bind(id)
+    .bind(t.to)
+    .bind(t.at)
+    .bind(t.by)
+    .bind(t.reason_code)
+    .bind(t.reason)
+    .bind(t.expected_hash)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks a pending request expired if its time has passed. True when this call did it.
+pub async fn expire(conn: &mut AnyConnection, id: &str, now: Millis) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE requests SET status = 'expired', decided_at = expires_at, decided_by = 'system' \
+         WHERE id = $1 AND status = 'pending' AND expires_at <= $2",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Ids of pending requests whose time has passed (for the sweeper), oldest first.
+pub async fn overdue<'e, E: Executor<'e, Database = Any>>(ex: E, now: Millis, limit: i64) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id FROM requests WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(ex)
+    .await?;
+    rows.iter().map(|r| col::<String>(r, "id")).collect()
+}
+
+/// Ids of an agent's pending requests.
+pub async fn pending_of_agent<'e, E: Executor<'e, Database = Any>>(ex: E, agent_id: &str) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT id FROM requests WHERE agent_id = $1 AND status = 'pending'")
+        .bind(agent_id)
+        .fetch_all(ex)
+        .await?;
+    rows.iter().map(|r| col::<String>(r, "id")).collect()
+}
+
+/// Records one person's approval. False when they had already approved (quorum counts people,
+/// not clicks).
+pub async fn add_approval(
+    conn: &mut AnyConnection,
+    request_id: &str,
+    user_id: &str,
+    passkey_id: &str,
+    at: Millis,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO approvals (request_id, user_id, passkey_id, decided_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (request_id, user_id) DO NOTHING",
+    )
+    .bind(request_id)
+    .bind(user_id)
+    .bind(passkey_id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The people who approved a request, in order.
+pub async fn approvers<'e, E: Executor<'e, Database = Any>>(ex: E, request_id: &str) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT user_id FROM approvals WHERE request_id = $1 ORDER BY decided_at, user_id")
+        .bind(request_id)
+        .fetch_all(ex)
+        .await?;
+    rows.iter().map(|r| col::<String>(r, "user_id")).collect()
+}
+
+/// A stored idempotency key: the fingerprint of the body it was first used with, and the
+/// request that body created.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRow {
+    /// `sha256:` of the raw body.
+    pub body_hash: String,
+    /// The request it created.
+    pub request_id: String,
+}
+
+/// Looks up an agent's idempotency key.
+pub async fn idempotency_get<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    agent_id: &str,
+    key: &str,
+) -> Result<Option<IdempotencyRow>, StoreError> {
+    let row = sqlx::query("SELECT body_hash, request_id FROM idempotency_keys WHERE agent_id = $1 AND key = $2")
+        .bind(agent_id)
+        .bind(key)
+        .fetch_optional(ex)
+        .await?;
+    row.map(|r| {
+        Ok(IdempotencyRow {
+            body_hash: col(&r, "body_hash")?,
+            request_id: col(&r, "request_id")?,
+        })
+    })
+    .transpose()
+}
+
+/// Stores an idempotency key with the request it created (same transaction as the request).
+pub async fn idempotency_put(
+    conn: &mut AnyConnection,
+    agent_id: &str,
+    key: &str,
+    body_hash: &str,
+    request_id: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (agent_id, key, body_hash, request_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(agent_id)
+    .bind(key)
+    .bind(body_hash)
+    .bind(request_id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
