@@ -14,7 +14,11 @@ use crate::service::audit::Verification;
 use crate::service::{Countersign, Error};
 
 #[derive(Debug, Parser)]
-#[command(name = "countersign", version, about = "Human-in-the-loop approval for AI agents")]
+#[command(
+    name = "countersign",
+    version,
+    about = "Human-in-the-loop approval for AI agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -118,7 +122,10 @@ enum AuditCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -141,7 +148,10 @@ async fn open() -> anyhow::Result<Arc<Countersign>> {
 
 fn describe(e: Error) -> anyhow::Error {
     match e {
-        Error::InvalidRequest { field: Some(f), detail } if !detail.contains(&f) => anyhow::anyhow!("{f}: {detail}"),
+        Error::InvalidRequest {
+            field: Some(f),
+            detail,
+        } if !detail.contains(&f) => anyhow::anyhow!("{f}: {detail}"),
         other => anyhow::anyhow!("{other}"),
     }
 }
@@ -149,20 +159,38 @@ fn describe(e: Error) -> anyhow::Error {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve => serve().await,
-        Command::User(UserCommand::Invite { email, role, groups }) => {
+        Command::User(UserCommand::Invite {
+            email,
+            role,
+            groups,
+        }) => {
             let core = open().await?;
-            let invite = core.invite(&email, &role, &groups, "cli").await.map_err(describe)?;
+            let invite = core
+                .invite(&email, &role, &groups, "cli")
+                .await
+                .map_err(describe)?;
             println!("Enrolment link for {} (valid 7 days, once):", invite.email);
             println!("{}", invite.link.expose());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agent(AgentCommand::Create { name, owner, public_key, json }) => {
+        Command::Agent(AgentCommand::Create {
+            name,
+            owner,
+            public_key,
+            json,
+        }) => {
             let core = open().await?;
             let jwk = match public_key {
-                Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?),
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+                ),
                 None => None,
             };
-            let created = core.create_agent(&name, &owner, jwk.as_deref(), "cli").await.map_err(describe)?;
+            let created = core
+                .create_agent(&name, &owner, jwk.as_deref(), "cli")
+                .await
+                .map_err(describe)?;
             if json {
                 let out = serde_json::json!({
                     "id": created.id,
@@ -173,13 +201,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 });
                 println!("{out}");
             } else {
-                println!("Agent {} ({}) registered for {}.", created.name, created.id, created.owner_email);
+                println!(
+                    "Agent {} ({}) registered for {}.",
+                    created.name, created.id, created.owner_email
+                );
                 match &created.api_key {
                     Some(key) => {
                         println!("API key (shown once; store it in the agent's secret store):");
                         println!("{}", key.expose());
                     }
-                    None => println!("It authenticates with assertions signed by its key (jkt {}).", created.jkt.unwrap_or_default()),
+                    None => println!(
+                        "It authenticates with assertions signed by its key (jkt {}).",
+                        created.jkt.unwrap_or_default()
+                    ),
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -188,7 +222,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let core = open().await?;
             let r = core.suspend_agent(&id, "cli").await.map_err(describe)?;
             if r.changed {
-                println!("Suspended {id}: {} pending requests cancelled, {} grants revoked.", r.cancelled_requests, r.revoked_grants);
+                println!(
+                    "Suspended {id}: {} pending requests cancelled, {} grants revoked.",
+                    r.cancelled_requests, r.revoked_grants
+                );
             } else {
                 println!("{id} was already suspended ({} pending requests cancelled, {} grants revoked now).", r.cancelled_requests, r.revoked_grants);
             }
@@ -197,11 +234,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Agent(AgentCommand::Resume { id }) => {
             let core = open().await?;
             let changed = core.resume_agent(&id, "cli").await.map_err(describe)?;
-            println!("{}", if changed { format!("Resumed {id}.") } else { format!("{id} was not suspended.") });
+            println!(
+                "{}",
+                if changed {
+                    format!("Resumed {id}.")
+                } else {
+                    format!("{id} was not suspended.")
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCommand::Apply { file }) => {
-            let source = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let source = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             let core = open().await?;
             let (version, hash) = core.apply_policy(&source, "cli").await.map_err(describe)?;
             println!("Policy version {version} is active ({hash}).");
@@ -213,11 +258,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCommand::Check { file, request }) => {
-            let source = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let source = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             let body = if request.trim_start().starts_with('{') {
                 request.into_bytes()
             } else {
-                std::fs::read(&request).map_err(|e| anyhow::anyhow!("cannot read {request}: {e}"))?
+                std::fs::read(&request)
+                    .map_err(|e| anyhow::anyhow!("cannot read {request}: {e}"))?
             };
             let d = crate::service::policies::check_policy(&source, &body).map_err(describe)?;
             for p in &d.passed_over {
@@ -242,7 +289,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit(AuditCommand::Export { request }) => {
             let core = open().await?;
             let mut out = std::io::BufWriter::new(std::io::stdout());
-            core.export_audit(request.as_deref(), &mut out).await.map_err(describe)?;
+            core.export_audit(request.as_deref(), &mut out)
+                .await
+                .map_err(describe)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }

@@ -52,9 +52,13 @@ impl Config {
         let public_url = parse_public_url(
             &lookup("COUNTERSIGN_PUBLIC_URL").unwrap_or_else(|| "http://localhost:3000".into()),
         )?;
-        let data_dir = PathBuf::from(lookup("COUNTERSIGN_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let data_dir =
+            PathBuf::from(lookup("COUNTERSIGN_DATA_DIR").unwrap_or_else(|| "./data".into()));
         let database_url = lookup("DATABASE_URL").unwrap_or_else(|| {
-            format!("sqlite://{}?mode=rwc", data_dir.join("countersign.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("countersign.db").display()
+            )
         });
         Ok(Self {
             listen,
@@ -62,7 +66,9 @@ impl Config {
             data_dir,
             database_url,
             smtp_url: lookup("COUNTERSIGN_SMTP_URL"),
-            site_root: PathBuf::from(lookup("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".into())),
+            site_root: PathBuf::from(
+                lookup("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
+            ),
         })
     }
 
@@ -91,7 +97,9 @@ fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
         ));
     }
     if url.path() != "/" || url.query().is_some() {
-        return Err(err("must be an origin without a path, e.g. https://approvals.example.com".into()));
+        return Err(err(
+            "must be an origin without a path, e.g. https://approvals.example.com".into(),
+        ));
     }
     Ok(url)
 }
@@ -102,8 +110,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 

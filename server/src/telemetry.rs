@@ -10,8 +10,14 @@ pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("COUNTERSIGN_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Counters exported at `/metrics`.
@@ -49,7 +55,10 @@ impl Metrics {
     pub fn render(&self, waiting_agents: usize) -> String {
         let mut out = String::new();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(out, "# HELP countersign_requests_total Approval requests by outcome.");
+        let _ = writeln!(
+            out,
+            "# HELP countersign_requests_total Approval requests by outcome."
+        );
         let _ = writeln!(out, "# TYPE countersign_requests_total counter");
         for (outcome, c) in [
             ("pending", &self.requests_pending),
@@ -60,16 +69,41 @@ impl Metrics {
             ("cancelled", &self.requests_cancelled),
             ("expired", &self.requests_expired),
         ] {
-            let _ = writeln!(out, "countersign_requests_total{{outcome=\"{outcome}\"}} {}", get(c));
+            let _ = writeln!(
+                out,
+                "countersign_requests_total{{outcome=\"{outcome}\"}} {}",
+                get(c)
+            );
         }
-        let _ = writeln!(out, "# HELP countersign_grant_redemptions_total Grant redemptions by result.");
+        let _ = writeln!(
+            out,
+            "# HELP countersign_grant_redemptions_total Grant redemptions by result."
+        );
         let _ = writeln!(out, "# TYPE countersign_grant_redemptions_total counter");
-        let _ = writeln!(out, "countersign_grant_redemptions_total{{result=\"redeemed\"}} {}", get(&self.grants_redeemed));
-        let _ = writeln!(out, "countersign_grant_redemptions_total{{result=\"refused\"}} {}", get(&self.grants_refused));
-        let _ = writeln!(out, "# HELP countersign_agent_auth_failures_total Agent calls refused for bad credentials.");
+        let _ = writeln!(
+            out,
+            "countersign_grant_redemptions_total{{result=\"redeemed\"}} {}",
+            get(&self.grants_redeemed)
+        );
+        let _ = writeln!(
+            out,
+            "countersign_grant_redemptions_total{{result=\"refused\"}} {}",
+            get(&self.grants_refused)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP countersign_agent_auth_failures_total Agent calls refused for bad credentials."
+        );
         let _ = writeln!(out, "# TYPE countersign_agent_auth_failures_total counter");
-        let _ = writeln!(out, "countersign_agent_auth_failures_total {}", get(&self.auth_failures));
-        let _ = writeln!(out, "# HELP countersign_waiting_agents Agents currently long-waiting for a decision.");
+        let _ = writeln!(
+            out,
+            "countersign_agent_auth_failures_total {}",
+            get(&self.auth_failures)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP countersign_waiting_agents Agents currently long-waiting for a decision."
+        );
         let _ = writeln!(out, "# TYPE countersign_waiting_agents gauge");
         let _ = writeln!(out, "countersign_waiting_agents {waiting_agents}");
         out

@@ -158,7 +158,15 @@ mod tests {
         (1..=n)
             .map(|seq| {
                 let data = json!({"n": seq, "text": "ä\u{1F600}"});
-                let hash = event_hash(seq, 1000 + seq, "system", "test.event", Some("r1"), &data, &prev);
+                let hash = event_hash(
+                    seq,
+                    1000 + seq,
+                    "system",
+                    "test.event",
+                    Some("r1"),
+                    &data,
+                    &prev,
+                );
                 let e = AuditEvent {
                     seq,
                     at: 1000 + seq,

@@ -134,7 +134,12 @@ fn augment(
 mod tests {
     use super::*;
 
-    fn rule(approvals: u32, approvers: &[&str], all_groups: bool, exclude_owner: bool) -> ApproverRule {
+    fn rule(
+        approvals: u32,
+        approvers: &[&str],
+        all_groups: bool,
+        exclude_owner: bool,
+    ) -> ApproverRule {
         ApproverRule {
             approvals,
             approvers: approvers.iter().map(|s| s.to_string()).collect(),
@@ -144,7 +149,12 @@ mod tests {
     }
 
     fn person<'a>(id: &'a str, admin: bool, groups: &'a [String]) -> Candidate<'a> {
-        Candidate { user_id: id, is_admin: admin, groups, active: true }
+        Candidate {
+            user_id: id,
+            is_admin: admin,
+            groups,
+            active: true,
+        }
     }
 
     #[test]

@@ -59,7 +59,10 @@ pub fn digests_match(a: &str, b: &str) -> bool {
 pub fn new_api_key<R: CryptoRngCore + ?Sized>(rng: &mut R, agent_id: &str) -> (Secret, String) {
     let secret = random_hex(rng, 32);
     let hash = digest(&secret);
-    (Secret::new(format!("{API_KEY_PREFIX}{agent_id}_{secret}")), hash)
+    (
+        Secret::new(format!("{API_KEY_PREFIX}{agent_id}_{secret}")),
+        hash,
+    )
 }
 
 /// Splits an API key into the agent id and the secret part, if it has the right shape. The id

@@ -27,18 +27,27 @@ pub struct AgentAuth(pub AgentIdentity);
 impl FromRequestParts<Arc<Countersign>> for AgentAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, core: &Arc<Countersign>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        core: &Arc<Countersign>,
+    ) -> Result<Self, Self::Rejection> {
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::InvalidToken("send Authorization: Bearer <API key or signed assertion>".into()))?;
+            .ok_or_else(|| {
+                Error::InvalidToken(
+                    "send Authorization: Bearer <API key or signed assertion>".into(),
+                )
+            })?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::InvalidToken("the Authorization header must use the Bearer scheme".into()))?;
+            .ok_or_else(|| {
+                Error::InvalidToken("the Authorization header must use the Bearer scheme".into())
+            })?;
         Ok(Self(core.authenticate_agent(token).await?))
     }
 }
@@ -49,7 +58,8 @@ fn with_location(status: StatusCode, view: RequestView) -> Response {
     if let Ok(v) = HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, v);
     }
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -79,11 +89,20 @@ pub async fn create_request(
 ) -> Result<Response, ApiError> {
     let bytes = read_json_body(&headers, body).await?;
     let key = match headers.get("idempotency-key") {
-        Some(v) => Some(v.to_str().map_err(|_| Error::invalid("Idempotency-Key", "the Idempotency-Key header must be visible ASCII"))?),
+        Some(v) => Some(v.to_str().map_err(|_| {
+            Error::invalid(
+                "Idempotency-Key",
+                "the Idempotency-Key header must be visible ASCII",
+            )
+        })?),
         None => None,
     };
     let created = core.create_request(&agent, &bytes, key).await?;
-    let status = if created.view.status == "pending" { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status = if created.view.status == "pending" {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     Ok(with_location(status, created.view))
 }
 
@@ -111,9 +130,12 @@ pub async fn get_request(
 ) -> Result<Response, ApiError> {
     let wait = match query.get("wait") {
         None => 0,
-        Some(w) => w
-            .parse::<u32>()
-            .map_err(|_| Error::invalid("wait", "wait must be a whole number of seconds between 0 and 55"))?,
+        Some(w) => w.parse::<u32>().map_err(|_| {
+            Error::invalid(
+                "wait",
+                "wait must be a whole number of seconds between 0 and 55",
+            )
+        })?,
     };
     let view = core.get_request(&agent, &id, wait).await?;
     Ok(with_location(StatusCode::OK, view))
@@ -163,10 +185,16 @@ pub struct RedeemBody {
         (status = 410, description = "grant_expired or grant_revoked", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn redeem_grant(State(core): State<Arc<Countersign>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn redeem_grant(
+    State(core): State<Arc<Countersign>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = read_json_body(&headers, body).await?;
     let req: RedeemBody = parse_json(&bytes)?;
-    let redeemed = core.redeem_grant(&req.token, req.action_hash.as_deref()).await?;
+    let redeemed = core
+        .redeem_grant(&req.token, req.action_hash.as_deref())
+        .await?;
     Ok(Json(redeemed).into_response())
 }
 
@@ -182,7 +210,11 @@ pub async fn redeem_grant(State(core): State<Arc<Countersign>>, headers: HeaderM
     ),
     security(("agent" = []))
 )]
-pub async fn revoke_grant(State(core): State<Arc<Countersign>>, AgentAuth(agent): AgentAuth, Path(jti): Path<String>) -> Result<Response, ApiError> {
+pub async fn revoke_grant(
+    State(core): State<Arc<Countersign>>,
+    AgentAuth(agent): AgentAuth,
+    Path(jti): Path<String>,
+) -> Result<Response, ApiError> {
     core.revoke_grant(&agent, &jti).await?;
     Ok(Json(serde_json::json!({ "jti": jti, "status": "revoked" })).into_response())
 }
@@ -221,7 +253,8 @@ pub async fn report_outcome(
 ) -> Result<Response, ApiError> {
     let bytes = read_json_body(&headers, body).await?;
     let req: ReportBody = parse_json(&bytes)?;
-    core.report_outcome(&agent, &jti, req.outcome, req.detail.as_deref()).await?;
+    core.report_outcome(&agent, &jti, req.outcome, req.detail.as_deref())
+        .await?;
     Ok(Json(serde_json::json!({ "jti": jti, "outcome": req.outcome })).into_response())
 }
 

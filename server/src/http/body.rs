@@ -12,19 +12,36 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Checks the content type and reads at most [`MAX_BODY_BYTES`].
 pub async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Error> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if essence != "application/json" && !essence.ends_with("+json") {
-        return Err(Error::invalid("Content-Type", "send the body as application/json"));
+        return Err(Error::invalid(
+            "Content-Type",
+            "send the body as application/json",
+        ));
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(Error::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        return Err(Error::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
-    to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| Error::PayloadTooLarge { limit: MAX_BODY_BYTES })
+    to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Error::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        })
 }
 
 /// Parses JSON into `T`, naming the field on failure.

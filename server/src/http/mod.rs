@@ -83,18 +83,33 @@ pub fn router(core: Arc<Countersign>) -> Router {
         .route("/sign-out", post(owner_api::sign_out))
         .route("/me", get(owner_api::me))
         .route("/requests/{id}", get(owner_api::approval_view))
-        .route("/requests/{id}/decision/start", post(owner_api::decision_start))
-        .route("/requests/{id}/decision/finish", post(owner_api::decision_finish))
-        .layer(axum::middleware::from_fn_with_state(core.clone(), owner_api::same_origin_only))
+        .route(
+            "/requests/{id}/decision/start",
+            post(owner_api::decision_start),
+        )
+        .route(
+            "/requests/{id}/decision/finish",
+            post(owner_api::decision_finish),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            owner_api::same_origin_only,
+        ))
         .layer(sessions);
 
     let api = Router::new()
         .route("/api/v1/requests", post(agent_api::create_request))
         .route("/api/v1/requests/{id}", get(agent_api::get_request))
-        .route("/api/v1/requests/{id}/cancel", post(agent_api::cancel_request))
+        .route(
+            "/api/v1/requests/{id}/cancel",
+            post(agent_api::cancel_request),
+        )
         .route("/api/v1/grants/redeem", post(agent_api::redeem_grant))
         .route("/api/v1/grants/{jti}/revoke", post(agent_api::revoke_grant))
-        .route("/api/v1/grants/{jti}/report", post(agent_api::report_outcome))
+        .route(
+            "/api/v1/grants/{jti}/report",
+            post(agent_api::report_outcome),
+        )
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/healthz", get(ops::healthz))
@@ -118,7 +133,10 @@ pub fn router(core: Arc<Countersign>) -> Router {
 
 /// Serves until the process is stopped, with the sweeper (and on PostgreSQL the decision
 /// listener) running beside the server.
-pub async fn serve(core: Arc<Countersign>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+pub async fn serve(
+    core: Arc<Countersign>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
     spawn_background(core.clone());
     axum::serve(listener, router(core)).await
 }
@@ -126,7 +144,10 @@ pub async fn serve(core: Arc<Countersign>, listener: tokio::net::TcpListener) ->
 /// Starts the background tasks: the sweeper, and on PostgreSQL the cross-replica listener.
 pub fn spawn_background(core: Arc<Countersign>) {
     if core.db.backend() == crate::store::Backend::Postgres {
-        tokio::spawn(crate::service::waiters::listen(core.db.url().to_string(), core.waiters.clone()));
+        tokio::spawn(crate::service::waiters::listen(
+            core.db.url().to_string(),
+            core.waiters.clone(),
+        ));
     }
     tokio::spawn(crate::service::sweeper::run(core, Duration::from_secs(1)));
 }

@@ -36,7 +36,10 @@ pub struct OwnerSession(pub SignedIn);
 impl FromRequestParts<Arc<Countersign>> for OwnerSession {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, core: &Arc<Countersign>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        core: &Arc<Countersign>,
+    ) -> Result<Self, Self::Rejection> {
         let session = Session::from_request_parts(parts, core)
             .await
             .map_err(|_| Error::internal("session layer missing"))?;
@@ -44,22 +47,42 @@ impl FromRequestParts<Arc<Countersign>> for OwnerSession {
             let session = session.clone();
             async move { session.get::<serde_json::Value>(key).await.ok().flatten() }
         };
-        let uid = get(UID).await.and_then(|v| v.as_str().map(str::to_string)).ok_or(Error::SignInRequired)?;
-        let binding = get(BINDING).await.and_then(|v| v.as_str().map(str::to_string)).ok_or(Error::SignInRequired)?;
-        let since = get(SINCE).await.and_then(|v| v.as_i64()).ok_or(Error::SignInRequired)?;
+        let uid = get(UID)
+            .await
+            .and_then(|v| v.as_str().map(str::to_string))
+            .ok_or(Error::SignInRequired)?;
+        let binding = get(BINDING)
+            .await
+            .and_then(|v| v.as_str().map(str::to_string))
+            .ok_or(Error::SignInRequired)?;
+        let since = get(SINCE)
+            .await
+            .and_then(|v| v.as_i64())
+            .ok_or(Error::SignInRequired)?;
         if core.now() - since > ABSOLUTE_SESSION_MS {
             let _ = session.flush().await;
             return Err(Error::SignInRequired.into());
         }
-        let person = core.person(&uid).await?.filter(|p| p.status == "active").ok_or(Error::SignInRequired)?;
-        Ok(Self(SignedIn { person, session_binding: binding }))
+        let person = core
+            .person(&uid)
+            .await?
+            .filter(|p| p.status == "active")
+            .ok_or(Error::SignInRequired)?;
+        Ok(Self(SignedIn {
+            person,
+            session_binding: binding,
+        }))
     }
 }
 
 /// Refuses state-changing requests that a browser marks as cross-site. Browsers send
 /// `Sec-Fetch-Site` (and `Origin`) on every POST; a request with neither is not from a browser,
 /// so it carries no victim's cookies and cannot be a cross-site forgery.
-pub async fn same_origin_only(State(core): State<Arc<Countersign>>, req: Request, next: Next) -> Response {
+pub async fn same_origin_only(
+    State(core): State<Arc<Countersign>>,
+    req: Request,
+    next: Next,
+) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let headers = req.headers();
         let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
@@ -71,7 +94,8 @@ pub async fn same_origin_only(State(core): State<Arc<Countersign>>, req: Request
             (None, None) => true,
         };
         if !allowed {
-            return ApiError(Error::Forbidden("cross-site requests are refused".into())).into_response();
+            return ApiError(Error::Forbidden("cross-site requests are refused".into()))
+                .into_response();
         }
     }
     next.run(req).await
@@ -80,9 +104,18 @@ pub async fn same_origin_only(State(core): State<Arc<Countersign>>, req: Request
 async fn start_session(session: &Session, core: &Countersign, user_id: &str) -> Result<(), Error> {
     // A new id at sign-in, so a session id planted before sign-in is worthless after it.
     session.cycle_id().await.map_err(Error::internal)?;
-    session.insert(UID, user_id).await.map_err(Error::internal)?;
-    session.insert(BINDING, random_hex(&mut OsRng, 16)).await.map_err(Error::internal)?;
-    session.insert(SINCE, core.now()).await.map_err(Error::internal)?;
+    session
+        .insert(UID, user_id)
+        .await
+        .map_err(Error::internal)?;
+    session
+        .insert(BINDING, random_hex(&mut OsRng, 16))
+        .await
+        .map_err(Error::internal)?;
+    session
+        .insert(SINCE, core.now())
+        .await
+        .map_err(Error::internal)?;
     Ok(())
 }
 
@@ -118,14 +151,30 @@ struct SignInStart {
 }
 
 /// `POST /api/ui/enrol/start`
-pub async fn enrol_start(State(core): State<Arc<Countersign>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn enrol_start(
+    State(core): State<Arc<Countersign>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let req: EnrolStart = parse_json(&read_json_body(&headers, body).await?)?;
-    let start = core.enrol_start(&req.token, req.email.as_deref(), &req.display_name, &req.passkey_name).await?;
+    let start = core
+        .enrol_start(
+            &req.token,
+            req.email.as_deref(),
+            &req.display_name,
+            &req.passkey_name,
+        )
+        .await?;
     Ok(Json(start).into_response())
 }
 
 /// `POST /api/ui/enrol/finish`
-pub async fn enrol_finish(State(core): State<Arc<Countersign>>, session: Session, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn enrol_finish(
+    State(core): State<Arc<Countersign>>,
+    session: Session,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let req: RegisterFinish = parse_json(&read_json_body(&headers, body).await?)?;
     let person = core.enrol_finish(&req.ceremony_id, &req.credential).await?;
     start_session(&session, &core, &person.id).await?;
@@ -133,16 +182,31 @@ pub async fn enrol_finish(State(core): State<Arc<Countersign>>, session: Session
 }
 
 /// `POST /api/ui/sign-in/start`
-pub async fn sign_in_start(State(core): State<Arc<Countersign>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn sign_in_start(
+    State(core): State<Arc<Countersign>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = read_json_body(&headers, body).await?;
-    let req: SignInStart = if bytes.is_empty() { SignInStart::default() } else { parse_json(&bytes)? };
+    let req: SignInStart = if bytes.is_empty() {
+        SignInStart::default()
+    } else {
+        parse_json(&bytes)?
+    };
     Ok(Json(core.sign_in_start(req.email.as_deref()).await?).into_response())
 }
 
 /// `POST /api/ui/sign-in/finish`
-pub async fn sign_in_finish(State(core): State<Arc<Countersign>>, session: Session, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn sign_in_finish(
+    State(core): State<Arc<Countersign>>,
+    session: Session,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let req: AssertionFinish = parse_json(&read_json_body(&headers, body).await?)?;
-    let person = core.sign_in_finish(&req.ceremony_id, &req.credential).await?;
+    let person = core
+        .sign_in_finish(&req.ceremony_id, &req.credential)
+        .await?;
     start_session(&session, &core, &person.id).await?;
     Ok(Json(person).into_response())
 }
@@ -159,7 +223,11 @@ pub async fn me(OwnerSession(who): OwnerSession) -> Json<crate::service::people:
 }
 
 /// `GET /api/ui/requests/{id}`: what the approver is shown.
-pub async fn approval_view(State(core): State<Arc<Countersign>>, OwnerSession(who): OwnerSession, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn approval_view(
+    State(core): State<Arc<Countersign>>,
+    OwnerSession(who): OwnerSession,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let view = core.approval_view(&who, &id).await?;
     let hash = view.display_hash();
     Ok(Json(serde_json::json!({ "view": view, "display_hash": hash })).into_response())
@@ -187,5 +255,9 @@ pub async fn decision_finish(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: AssertionFinish = parse_json(&read_json_body(&headers, body).await?)?;
-    Ok(Json(core.decision_finish(&who, &req.ceremony_id, &req.credential).await?).into_response())
+    Ok(Json(
+        core.decision_finish(&who, &req.ceremony_id, &req.credential)
+            .await?,
+    )
+    .into_response())
 }

@@ -53,10 +53,14 @@ impl From<Error> for ApiError {
 
 fn status_of(e: &Error) -> StatusCode {
     match e {
-        Error::InvalidRequest { field, .. } if field.as_deref() == Some("Content-Type") => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Error::InvalidRequest { field, .. } if field.as_deref() == Some("Content-Type") => {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        }
         Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
         Error::InvalidToken(_) | Error::SignInRequired => StatusCode::UNAUTHORIZED,
-        Error::Forbidden(_) | Error::DeniedByPolicy { .. } | Error::AccessDenied(_) => StatusCode::FORBIDDEN,
+        Error::Forbidden(_) | Error::DeniedByPolicy { .. } | Error::AccessDenied(_) => {
+            StatusCode::FORBIDDEN
+        }
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::SlowDown { .. } | Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::ExpiredToken(_) | Error::GrantExpired | Error::GrantRevoked => StatusCode::GONE,
@@ -109,7 +113,11 @@ impl IntoResponse for ApiError {
         };
         match &e {
             Error::InvalidRequest { field, .. } => problem.field = field.clone(),
-            Error::DeniedByPolicy { request_id, rule, explanation } => {
+            Error::DeniedByPolicy {
+                request_id,
+                rule,
+                explanation,
+            } => {
                 problem.rule = Some(rule.clone());
                 problem.explanation = Some(explanation.clone());
                 problem.request_id = Some(request_id.clone());
@@ -120,11 +128,17 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match &e {
             Error::InvalidToken(_) => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
             }
             Error::RateLimited { retry_after } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {

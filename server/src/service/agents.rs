@@ -58,7 +58,10 @@ pub struct SuspendReport {
 fn validate_name(name: &str) -> Result<(), Error> {
     let n = name.chars().count();
     if n == 0 || n > 64 || name.chars().any(char::is_control) {
-        return Err(Error::invalid("name", "an agent name is 1 to 64 characters, without control characters"));
+        return Err(Error::invalid(
+            "name",
+            "an agent name is 1 to 64 characters, without control characters",
+        ));
     }
     Ok(())
 }
@@ -79,11 +82,17 @@ impl Countersign {
         let owner = users::get_by_email(&mut tx, &owner_email.trim().to_lowercase())
             .await?
             .filter(|u| u.status == "active")
-            .ok_or_else(|| Error::invalid("owner", format!("no active person with e-mail {owner_email}")))?;
+            .ok_or_else(|| {
+                Error::invalid(
+                    "owner",
+                    format!("no active person with e-mail {owner_email}"),
+                )
+            })?;
         let id = uuid::Uuid::new_v4().to_string();
         let (api_key, api_key_hash, jwk_json, jkt) = match public_jwk {
             Some(text) => {
-                let jwk = PublicJwk::parse(text).map_err(|e| Error::invalid("public_key", e.to_string()))?;
+                let jwk = PublicJwk::parse(text)
+                    .map_err(|e| Error::invalid("public_key", e.to_string()))?;
                 let jkt = jwk.thumbprint();
                 let stored = serde_json::to_string(&jwk).map_err(Error::internal)?;
                 (None, None, Some(stored), Some(jkt))
@@ -98,7 +107,12 @@ impl Countersign {
             name: name.to_string(),
             owner_id: owner.id.clone(),
             status: "active".into(),
-            key_type: if jwk_json.is_some() { "public_key" } else { "api_key" }.into(),
+            key_type: if jwk_json.is_some() {
+                "public_key"
+            } else {
+                "api_key"
+            }
+            .into(),
             api_key_hash,
             public_jwk: jwk_json,
             jwk_thumbprint: jkt.clone(),
@@ -116,7 +130,13 @@ impl Countersign {
         )
         .await?;
         tx.commit().await.map_err(store::StoreError::from)?;
-        Ok(CreatedAgent { id, name: name.to_string(), owner_email: owner.email, api_key, jkt })
+        Ok(CreatedAgent {
+            id,
+            name: name.to_string(),
+            owner_email: owner.email,
+            api_key,
+            jkt,
+        })
     }
 
     /// The kill switch: refuses the agent's credentials from now on, cancels its pending
@@ -140,7 +160,15 @@ impl Countersign {
                 expected_hash: None,
             };
             if store::requests::decide(&mut tx, rid, &t).await? {
-                audit::append(&mut tx, now, actor, "request.cancelled", Some(rid), &json!({ "by": actor, "reason": "agent_suspended" })).await?;
+                audit::append(
+                    &mut tx,
+                    now,
+                    actor,
+                    "request.cancelled",
+                    Some(rid),
+                    &json!({ "by": actor, "reason": "agent_suspended" }),
+                )
+                .await?;
                 announce(&mut tx, self.db.backend(), rid).await?;
                 cancelled.push(rid.clone());
             }
@@ -150,7 +178,15 @@ impl Countersign {
         for jti in &grants {
             if store::grants::revoke(&mut tx, jti, now).await? {
                 let g = store::grants::get(&mut *tx, jti).await?;
-                audit::append(&mut tx, now, actor, "grant.revoked", g.as_ref().map(|g| g.request_id.as_str()), &json!({ "jti": jti, "reason": "agent_suspended" })).await?;
+                audit::append(
+                    &mut tx,
+                    now,
+                    actor,
+                    "grant.revoked",
+                    g.as_ref().map(|g| g.request_id.as_str()),
+                    &json!({ "jti": jti, "reason": "agent_suspended" }),
+                )
+                .await?;
                 revoked += 1;
             }
         }
@@ -167,7 +203,11 @@ impl Countersign {
         for rid in &cancelled {
             self.waiters.wake(rid);
         }
-        Ok(SuspendReport { cancelled_requests: cancelled.len(), revoked_grants: revoked, changed })
+        Ok(SuspendReport {
+            cancelled_requests: cancelled.len(),
+            revoked_grants: revoked,
+            changed,
+        })
     }
 
     /// Lifts a suspension.
@@ -179,7 +219,15 @@ impl Countersign {
         }
         let changed = rows::set_status(&mut tx, id, "suspended", "active").await?;
         if changed {
-            audit::append(&mut tx, now, actor, "agent.resumed", None, &json!({ "agent_id": id })).await?;
+            audit::append(
+                &mut tx,
+                now,
+                actor,
+                "agent.resumed",
+                None,
+                &json!({ "agent_id": id }),
+            )
+            .await?;
         }
         tx.commit().await.map_err(store::StoreError::from)?;
         Ok(changed)
@@ -197,19 +245,26 @@ impl Countersign {
     async fn authenticate_agent_inner(&self, bearer: &str) -> Result<AgentIdentity, Error> {
         // One message for every credential failure: telling a caller *why* (unknown agent vs.
         // wrong secret) would help an attacker more than a legitimate agent.
-        let refused = || Error::InvalidToken("the credential is invalid, expired or revoked".into());
+        let refused =
+            || Error::InvalidToken("the credential is invalid, expired or revoked".into());
         if let Some((id, secret)) = secrets::parse_api_key(bearer) {
             let agent = rows::get(self.db.reader(), id).await?.ok_or_else(refused)?;
             let stored = agent.api_key_hash.as_deref().ok_or_else(refused)?;
-            if agent.status != "active" || !secrets::digests_match(&secrets::digest(secret), stored) {
+            if agent.status != "active" || !secrets::digests_match(&secrets::digest(secret), stored)
+            {
                 return Err(refused());
             }
             return Ok(identity(agent));
         }
         if bearer.matches('.').count() == 2 {
             let (_, claims) = jose::peek_unverified(bearer).map_err(|_| refused())?;
-            let iss = claims.get("iss").and_then(|v| v.as_str()).ok_or_else(refused)?;
-            let agent = rows::get(self.db.reader(), iss).await?.ok_or_else(refused)?;
+            let iss = claims
+                .get("iss")
+                .and_then(|v| v.as_str())
+                .ok_or_else(refused)?;
+            let agent = rows::get(self.db.reader(), iss)
+                .await?
+                .ok_or_else(refused)?;
             let jwk_text = agent.public_jwk.as_deref().ok_or_else(refused)?;
             if agent.status != "active" {
                 return Err(refused());
@@ -217,13 +272,22 @@ impl Countersign {
             let jwk = PublicJwk::parse(jwk_text).map_err(Error::internal)?;
             let issuer = self.issuer();
             let check = AssertionCheck::new(&issuer, self.clock.now_secs());
-            let verified = jose::verify_agent_assertion(bearer, &jwk, &agent.id, &check).map_err(|e| {
-                tracing::debug!(agent = %agent.id, error = %e, "agent assertion refused");
-                refused()
-            })?;
-            let fresh = rows::remember_jti(self.db.writer(), &agent.id, &verified.jti, verified.exp * 1000).await?;
+            let verified =
+                jose::verify_agent_assertion(bearer, &jwk, &agent.id, &check).map_err(|e| {
+                    tracing::debug!(agent = %agent.id, error = %e, "agent assertion refused");
+                    refused()
+                })?;
+            let fresh = rows::remember_jti(
+                self.db.writer(),
+                &agent.id,
+                &verified.jti,
+                verified.exp * 1000,
+            )
+            .await?;
             if !fresh {
-                return Err(Error::InvalidToken("this assertion was already used (replayed jti)".into()));
+                return Err(Error::InvalidToken(
+                    "this assertion was already used (replayed jti)".into(),
+                ));
             }
             return Ok(identity(agent));
         }
@@ -232,5 +296,10 @@ impl Countersign {
 }
 
 fn identity(agent: AgentRow) -> AgentIdentity {
-    AgentIdentity { id: agent.id, name: agent.name, owner_id: agent.owner_id, jkt: agent.jwk_thumbprint }
+    AgentIdentity {
+        id: agent.id,
+        name: agent.name,
+        owner_id: agent.owner_id,
+        jkt: agent.jwk_thumbprint,
+    }
 }

@@ -45,15 +45,25 @@ impl Countersign {
         if head_seq != v.checked() || head_hash != v.head() {
             return Ok(Verification::Broken(BrokenLink {
                 seq: v.checked() + 1,
-                reason: format!("the chain ends at event {} but its head records event {head_seq}", v.checked()),
+                reason: format!(
+                    "the chain ends at event {} but its head records event {head_seq}",
+                    v.checked()
+                ),
             }));
         }
-        Ok(Verification::Intact { events: v.checked(), head: v.head().to_string() })
+        Ok(Verification::Intact {
+            events: v.checked(),
+            head: v.head().to_string(),
+        })
     }
 
     /// Writes events as JSON lines (canonical JSON, one event per line): the whole chain, or
     /// one request's evidence. Returns how many were written.
-    pub async fn export_audit(&self, request_id: Option<&str>, out: &mut (dyn Write + Send)) -> Result<u64, Error> {
+    pub async fn export_audit(
+        &self,
+        request_id: Option<&str>,
+        out: &mut (dyn Write + Send),
+    ) -> Result<u64, Error> {
         let mut n = 0;
         let mut write = |e: &crate::domain::audit::AuditEvent| -> Result<(), Error> {
             let line = canonical_json(&serde_json::to_value(e).map_err(Error::internal)?);

@@ -32,7 +32,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use webauthn_rs::prelude::PublicKeyCredential;
 
-use super::people::{credential_id_text, load_passkeys, update_counter, CeremonyState, SignedIn, CEREMONY_TTL_MS};
+use super::people::{
+    credential_id_text, load_passkeys, update_counter, CeremonyState, SignedIn, CEREMONY_TTL_MS,
+};
 use super::requests::{announce, stored_body, ApprovalCount};
 use super::{Countersign, Error};
 use crate::clock::rfc3339;
@@ -106,18 +108,34 @@ struct Judgement {
 
 impl Countersign {
     async fn judgement(&self, request_id: &str) -> Result<Judgement, Error> {
-        let request = self.read_fresh(request_id).await?.ok_or_else(|| Error::NotFound("no such request".into()))?;
-        let agent = agents::get(self.db.reader(), &request.agent_id).await?.ok_or_else(|| Error::internal("request without agent"))?;
-        let rule: ApproverRule = serde_json::from_str(&request.approver_rule).map_err(Error::internal)?;
-        Ok(Judgement { request, rule, owner_id: agent.owner_id })
+        let request = self
+            .read_fresh(request_id)
+            .await?
+            .ok_or_else(|| Error::NotFound("no such request".into()))?;
+        let agent = agents::get(self.db.reader(), &request.agent_id)
+            .await?
+            .ok_or_else(|| Error::internal("request without agent"))?;
+        let rule: ApproverRule =
+            serde_json::from_str(&request.approver_rule).map_err(Error::internal)?;
+        Ok(Judgement {
+            request,
+            rule,
+            owner_id: agent.owner_id,
+        })
     }
 
     /// What an approver is shown for a request. Visible to its eligible approvers, the agent's
     /// owner and admins; to anyone else it does not exist.
-    pub async fn approval_view(&self, who: &SignedIn, request_id: &str) -> Result<ApprovalView, Error> {
+    pub async fn approval_view(
+        &self,
+        who: &SignedIn,
+        request_id: &str,
+    ) -> Result<ApprovalView, Error> {
         let j = self.judgement(request_id).await?;
         let me = candidate(&who.person);
-        let may_see = who.person.role == "admin" || who.person.id == j.owner_id || j.rule.is_eligible(&me, &j.owner_id);
+        let may_see = who.person.role == "admin"
+            || who.person.id == j.owner_id
+            || j.rule.is_eligible(&me, &j.owner_id);
         if !may_see {
             return Err(Error::NotFound("no such request".into()));
         }
@@ -125,9 +143,19 @@ impl Countersign {
     }
 
     async fn build_view(&self, request: &RequestRow) -> Result<ApprovalView, Error> {
-        let agent = agents::get(self.db.reader(), &request.agent_id).await?.ok_or_else(|| Error::internal("request without agent"))?;
-        let mut conn = self.db.reader().acquire().await.map_err(store::StoreError::from)?;
-        let owner = users::get(&mut conn, &agent.owner_id).await?.map(|u| u.email).unwrap_or_default();
+        let agent = agents::get(self.db.reader(), &request.agent_id)
+            .await?
+            .ok_or_else(|| Error::internal("request without agent"))?;
+        let mut conn = self
+            .db
+            .reader()
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
+        let owner = users::get(&mut conn, &agent.owner_id)
+            .await?
+            .map(|u| u.email)
+            .unwrap_or_default();
         let mut body = stored_body(request);
         if let Some(obj) = body.as_object_mut() {
             obj.remove("expires_in");
@@ -149,14 +177,29 @@ impl Countersign {
 
     /// Starts an approval or denial: checks the person may decide this request now, and
     /// returns a passkey challenge bound to it.
-    pub async fn decision_start(&self, who: &SignedIn, request_id: &str, decision: Decision) -> Result<DecisionStart, Error> {
-        if let Decision::Deny { reason_code, reason } = &decision {
+    pub async fn decision_start(
+        &self,
+        who: &SignedIn,
+        request_id: &str,
+        decision: Decision,
+    ) -> Result<DecisionStart, Error> {
+        if let Decision::Deny {
+            reason_code,
+            reason,
+        } = &decision
+        {
             if !DENY_REASONS.iter().any(|(c, _)| c == reason_code) {
                 let codes: Vec<&str> = DENY_REASONS.iter().map(|(c, _)| *c).collect();
-                return Err(Error::invalid("reason_code", format!("reason_code must be one of {}", codes.join(", "))));
+                return Err(Error::invalid(
+                    "reason_code",
+                    format!("reason_code must be one of {}", codes.join(", ")),
+                ));
             }
             if reason.as_deref().is_some_and(|r| r.chars().count() > 1000) {
-                return Err(Error::invalid("reason", "reason is at most 1000 characters"));
+                return Err(Error::invalid(
+                    "reason",
+                    "reason is at most 1000 characters",
+                ));
             }
         }
         let j = self.judgement(request_id).await?;
@@ -165,7 +208,9 @@ impl Countersign {
         let display_hash = view.display_hash();
         let passkeys = load_passkeys(&users::passkeys(self.db.reader(), &who.person.id).await?)?;
         if passkeys.is_empty() {
-            return Err(Error::Forbidden("you have no passkey to decide with".into()));
+            return Err(Error::Forbidden(
+                "you have no passkey to decide with".into(),
+            ));
         }
         let (options, state) = self
             .webauthn
@@ -178,7 +223,11 @@ impl Countersign {
             Decision::Approve => "approve",
             Decision::Deny { .. } => "deny",
         };
-        let context = DecisionContext { decision, display_hash: display_hash.clone(), challenge };
+        let context = DecisionContext {
+            decision,
+            display_hash: display_hash.clone(),
+            challenge,
+        };
         ceremonies::insert(
             self.db.writer(),
             &CeremonyRow {
@@ -188,23 +237,36 @@ impl Countersign {
                 session_binding: Some(who.session_binding.clone()),
                 request_id: Some(j.request.id.clone()),
                 action_hash: Some(j.request.action_hash.clone()),
-                state: serde_json::to_string(&CeremonyState::Passkey(state)).map_err(Error::internal)?,
+                state: serde_json::to_string(&CeremonyState::Passkey(state))
+                    .map_err(Error::internal)?,
                 context: serde_json::to_string(&context).map_err(Error::internal)?,
                 // Never outlive the request itself.
                 expires_at: (self.now() + CEREMONY_TTL_MS).min(j.request.expires_at),
             },
         )
         .await?;
-        Ok(DecisionStart { ceremony_id, options, action_hash: j.request.action_hash, display_hash })
+        Ok(DecisionStart {
+            ceremony_id,
+            options,
+            action_hash: j.request.action_hash,
+            display_hash,
+        })
     }
 
-    async fn check_may_decide(&self, who: &SignedIn, j: &Judgement, decision: &Decision) -> Result<(), Error> {
+    async fn check_may_decide(
+        &self,
+        who: &SignedIn,
+        j: &Judgement,
+        decision: &Decision,
+    ) -> Result<(), Error> {
         let me = candidate(&who.person);
         if !j.rule.is_eligible(&me, &j.owner_id) {
             // An owner or admin who may see the request but not decide gets a clear 403; anyone
             // else learns nothing.
             if who.person.role == "admin" || who.person.id == j.owner_id {
-                return Err(Error::Forbidden("you are not one of the approvers this request needs".into()));
+                return Err(Error::Forbidden(
+                    "you are not one of the approvers this request needs".into(),
+                ));
             }
             return Err(Error::NotFound("no such request".into()));
         }
@@ -213,25 +275,51 @@ impl Countersign {
             "expired" => return Err(Error::ExpiredToken("this request has expired".into())),
             other => return Err(Error::Conflict(format!("this request was already {other}"))),
         }
-        if *decision == Decision::Approve && rows::approvers(self.db.reader(), &j.request.id).await?.contains(&who.person.id) {
-            return Err(Error::Conflict("you have already approved this request".into()));
+        if *decision == Decision::Approve
+            && rows::approvers(self.db.reader(), &j.request.id)
+                .await?
+                .contains(&who.person.id)
+        {
+            return Err(Error::Conflict(
+                "you have already approved this request".into(),
+            ));
         }
         Ok(())
     }
 
     /// Finishes an approval or denial with the passkey's answer.
-    pub async fn decision_finish(&self, who: &SignedIn, ceremony_id: &str, credential: &PublicKeyCredential) -> Result<DecisionResult, Error> {
+    pub async fn decision_finish(
+        &self,
+        who: &SignedIn,
+        ceremony_id: &str,
+        credential: &PublicKeyCredential,
+    ) -> Result<DecisionResult, Error> {
         // 1. Consume the ceremony before looking at the assertion.
-        let ceremony = self.take_ceremony(ceremony_id, &["approve", "deny"]).await?;
-        if ceremony.user_id.as_deref() != Some(who.person.id.as_str()) || ceremony.session_binding.as_deref() != Some(who.session_binding.as_str()) {
-            return Err(Error::AccessDenied("this passkey prompt belongs to another session".into()));
+        let ceremony = self
+            .take_ceremony(ceremony_id, &["approve", "deny"])
+            .await?;
+        if ceremony.user_id.as_deref() != Some(who.person.id.as_str())
+            || ceremony.session_binding.as_deref() != Some(who.session_binding.as_str())
+        {
+            return Err(Error::AccessDenied(
+                "this passkey prompt belongs to another session".into(),
+            ));
         }
-        let request_id = ceremony.request_id.clone().ok_or_else(|| Error::internal("decision ceremony without request"))?;
-        let bound_hash = ceremony.action_hash.clone().ok_or_else(|| Error::internal("decision ceremony without hash"))?;
-        let CeremonyState::Passkey(state) = serde_json::from_str(&ceremony.state).map_err(Error::internal)? else {
+        let request_id = ceremony
+            .request_id
+            .clone()
+            .ok_or_else(|| Error::internal("decision ceremony without request"))?;
+        let bound_hash = ceremony
+            .action_hash
+            .clone()
+            .ok_or_else(|| Error::internal("decision ceremony without hash"))?;
+        let CeremonyState::Passkey(state) =
+            serde_json::from_str(&ceremony.state).map_err(Error::internal)?
+        else {
             return Err(Error::internal("decision ceremony holds another state"));
         };
-        let context: DecisionContext = serde_json::from_str(&ceremony.context).map_err(Error::internal)?;
+        let context: DecisionContext =
+            serde_json::from_str(&ceremony.context).map_err(Error::internal)?;
 
         // 2. Verify the assertion: signature over our challenge, user verification, counter.
         let result = self
@@ -262,23 +350,41 @@ impl Countersign {
             drop(tx);
             let now_row = self.read_fresh(&request_id).await?;
             return Err(match now_row.map(|r| r.status) {
-                Some(s) if s == "expired" => Error::ExpiredToken("this request expired before your decision arrived".into()),
-                Some(s) if s == "pending" => Error::Conflict("the request changed since you opened it".into()),
+                Some(s) if s == "expired" => {
+                    Error::ExpiredToken("this request expired before your decision arrived".into())
+                }
+                Some(s) if s == "pending" => {
+                    Error::Conflict("the request changed since you opened it".into())
+                }
                 Some(s) => Error::Conflict(format!("this request was already {s} by someone else")),
                 None => Error::NotFound("no such request".into()),
             });
         }
         // Eligibility again, inside the transaction: the person may have been deactivated or
         // removed from a group since the prompt started.
-        let me_row = users::get(&mut tx, &who.person.id).await?.ok_or_else(|| Error::AccessDenied("unknown person".into()))?;
-        let me = Candidate { user_id: &me_row.id, is_admin: me_row.role == "admin", groups: &me_row.groups, active: me_row.status == "active" };
+        let me_row = users::get(&mut tx, &who.person.id)
+            .await?
+            .ok_or_else(|| Error::AccessDenied("unknown person".into()))?;
+        let me = Candidate {
+            user_id: &me_row.id,
+            is_admin: me_row.role == "admin",
+            groups: &me_row.groups,
+            active: me_row.status == "active",
+        };
         if !j.rule.is_eligible(&me, &j.owner_id) {
-            return Err(Error::Forbidden("you are no longer one of this request's approvers".into()));
+            return Err(Error::Forbidden(
+                "you are no longer one of this request's approvers".into(),
+            ));
         }
         let passkey_rows = users::passkeys(&mut *tx, &who.person.id).await?;
         let passkey_id = passkey_rows
             .iter()
-            .find(|r| load_passkeys(std::slice::from_ref(r)).ok().and_then(|p| p.into_iter().next()).is_some_and(|p| p.cred_id() == result.cred_id()))
+            .find(|r| {
+                load_passkeys(std::slice::from_ref(r))
+                    .ok()
+                    .and_then(|p| p.into_iter().next())
+                    .is_some_and(|p| p.cred_id() == result.cred_id())
+            })
             .map(|r| r.id.clone())
             .ok_or_else(|| Error::AccessDenied("that passkey is not registered to you".into()))?;
         let credential_used = passkey_rows
@@ -306,26 +412,69 @@ impl Countersign {
 
         let status = match &context.decision {
             Decision::Approve => {
-                if !rows::add_approval(&mut tx, &request_id, &who.person.id, &passkey_id, now).await? {
-                    return Err(Error::Conflict("you have already approved this request".into()));
+                if !rows::add_approval(&mut tx, &request_id, &who.person.id, &passkey_id, now)
+                    .await?
+                {
+                    return Err(Error::Conflict(
+                        "you have already approved this request".into(),
+                    ));
                 }
-                audit::append(&mut tx, now, &actor, "approval.recorded", Some(&request_id), &evidence).await?;
+                audit::append(
+                    &mut tx,
+                    now,
+                    &actor,
+                    "approval.recorded",
+                    Some(&request_id),
+                    &evidence,
+                )
+                .await?;
                 let approvers = rows::approvers(&mut *tx, &request_id).await?;
                 let mut sources = Vec::new();
                 for uid in &approvers {
                     if let Some(u) = users::get(&mut tx, uid).await? {
-                        let c = Candidate { user_id: &u.id, is_admin: u.role == "admin", groups: &u.groups, active: u.status == "active" };
+                        let c = Candidate {
+                            user_id: &u.id,
+                            is_admin: u.role == "admin",
+                            groups: &u.groups,
+                            active: u.status == "active",
+                        };
                         sources.push(j.rule.sources_of(&c, &j.owner_id));
                     }
                 }
                 if j.rule.is_met(&sources) {
-                    let t = Transition { to: "approved", at: now, by: &actor, reason_code: None, reason: None, expected_hash: Some(&bound_hash) };
+                    let t = Transition {
+                        to: "approved",
+                        at: now,
+                        by: &actor,
+                        reason_code: None,
+                        reason: None,
+                        expected_hash: Some(&bound_hash),
+                    };
                     if !rows::decide(&mut tx, &request_id, &t).await? {
-                        return Err(Error::Conflict("the request changed during the decision".into()));
+                        return Err(Error::Conflict(
+                            "the request changed during the decision".into(),
+                        ));
                     }
-                    audit::append(&mut tx, now, &actor, "request.approved", Some(&request_id), &json!({ "approvers": approvers })).await?;
-                    let agent = agents::get(&mut *tx, &j.request.agent_id).await?.ok_or_else(|| Error::internal("request without agent"))?;
-                    self.mint_grant(&mut tx, &j.request, agent.jwk_thumbprint.as_deref(), &approvers, now).await?;
+                    audit::append(
+                        &mut tx,
+                        now,
+                        &actor,
+                        "request.approved",
+                        Some(&request_id),
+                        &json!({ "approvers": approvers }),
+                    )
+                    .await?;
+                    let agent = agents::get(&mut *tx, &j.request.agent_id)
+                        .await?
+                        .ok_or_else(|| Error::internal("request without agent"))?;
+                    self.mint_grant(
+                        &mut tx,
+                        &j.request,
+                        agent.jwk_thumbprint.as_deref(),
+                        &approvers,
+                        now,
+                    )
+                    .await?;
                     announce(&mut tx, self.db.backend(), &request_id).await?;
                     "approved"
                 } else {
@@ -333,18 +482,45 @@ impl Countersign {
                     "pending"
                 }
             }
-            Decision::Deny { reason_code, reason } => {
-                let text = reason.clone().filter(|r| !r.trim().is_empty()).unwrap_or_else(|| {
-                    DENY_REASONS.iter().find(|(c, _)| c == reason_code).map(|(_, t)| t.to_string()).unwrap_or_default()
-                });
-                let t = Transition { to: "denied", at: now, by: &actor, reason_code: Some(reason_code), reason: Some(&text), expected_hash: Some(&bound_hash) };
+            Decision::Deny {
+                reason_code,
+                reason,
+            } => {
+                let text = reason
+                    .clone()
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| {
+                        DENY_REASONS
+                            .iter()
+                            .find(|(c, _)| c == reason_code)
+                            .map(|(_, t)| t.to_string())
+                            .unwrap_or_default()
+                    });
+                let t = Transition {
+                    to: "denied",
+                    at: now,
+                    by: &actor,
+                    reason_code: Some(reason_code),
+                    reason: Some(&text),
+                    expected_hash: Some(&bound_hash),
+                };
                 if !rows::decide(&mut tx, &request_id, &t).await? {
-                    return Err(Error::Conflict("the request changed during the decision".into()));
+                    return Err(Error::Conflict(
+                        "the request changed during the decision".into(),
+                    ));
                 }
                 let mut evidence = evidence;
                 evidence["reason_code"] = json!(reason_code);
                 evidence["reason"] = json!(text);
-                audit::append(&mut tx, now, &actor, "request.denied", Some(&request_id), &evidence).await?;
+                audit::append(
+                    &mut tx,
+                    now,
+                    &actor,
+                    "request.denied",
+                    Some(&request_id),
+                    &evidence,
+                )
+                .await?;
                 announce(&mut tx, self.db.backend(), &request_id).await?;
                 "denied"
             }
@@ -357,10 +533,21 @@ impl Countersign {
         }
         self.waiters.wake(&request_id);
         let received = rows::approvers(self.db.reader(), &request_id).await?.len() as i64;
-        Ok(DecisionResult { status: status.into(), approvals: ApprovalCount { required: j.request.approvals_required, received } })
+        Ok(DecisionResult {
+            status: status.into(),
+            approvals: ApprovalCount {
+                required: j.request.approvals_required,
+                received,
+            },
+        })
     }
 }
 
 fn candidate(p: &super::people::Person) -> Candidate<'_> {
-    Candidate { user_id: &p.id, is_admin: p.role == "admin", groups: &p.groups, active: p.status == "active" }
+    Candidate {
+        user_id: &p.id,
+        is_admin: p.role == "admin",
+        groups: &p.groups,
+        active: p.status == "active",
+    }
 }

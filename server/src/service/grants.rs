@@ -104,17 +104,31 @@ impl Countersign {
 
     /// The grant of an approved request, signed for delivery (None once it can no longer be
     /// used: delivering a redeemed or revoked grant again would only invite confusion).
-    pub(crate) async fn grant_for_request(&self, request_id: &str) -> Result<Option<GrantView>, Error> {
+    pub(crate) async fn grant_for_request(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<GrantView>, Error> {
         let Some(g) = rows::for_request(self.db.reader(), request_id).await? else {
             return Ok(None);
         };
         let claims: Value = serde_json::from_str(&g.claims).map_err(Error::internal)?;
-        let token = self.signer.sign_compact(GRANT_TYP, &claims).map_err(Error::internal)?;
-        Ok(Some(GrantView { token, jti: g.jti, expires_at: rfc3339(g.expires_at) }))
+        let token = self
+            .signer
+            .sign_compact(GRANT_TYP, &claims)
+            .map_err(Error::internal)?;
+        Ok(Some(GrantView {
+            token,
+            jti: g.jti,
+            expires_at: rfc3339(g.expires_at),
+        }))
     }
 
     /// The downstream system redeems a grant, just before acting. The first valid call wins.
-    pub async fn redeem_grant(&self, token: &str, action_hash: Option<&str>) -> Result<Redeemed, Error> {
+    pub async fn redeem_grant(
+        &self,
+        token: &str,
+        action_hash: Option<&str>,
+    ) -> Result<Redeemed, Error> {
         let result = self.redeem_inner(token, action_hash).await;
         match &result {
             Ok(_) => bump(&self.metrics.grants_redeemed),
@@ -123,22 +137,40 @@ impl Countersign {
         result
     }
 
-    async fn redeem_inner(&self, token: &str, action_hash: Option<&str>) -> Result<Redeemed, Error> {
+    async fn redeem_inner(
+        &self,
+        token: &str,
+        action_hash: Option<&str>,
+    ) -> Result<Redeemed, Error> {
         let invalid = |detail: &str| Error::invalid("token", detail.to_string());
-        let (header, _) = jose::peek_unverified(token).map_err(|e| invalid(&format!("not a valid grant: {e}")))?;
+        let (header, _) = jose::peek_unverified(token)
+            .map_err(|e| invalid(&format!("not a valid grant: {e}")))?;
         if header.typ.as_deref() != Some(GRANT_TYP) {
             return Err(invalid("not a Countersign grant (typ)"));
         }
-        let kid = header.kid.ok_or_else(|| invalid("the grant names no key (kid)"))?;
-        let key = self.verification_key(&kid).await?.ok_or_else(|| invalid("the grant was signed by an unknown key"))?;
-        let (_, claims) = jose::verify_compact(token, &key).map_err(|_| invalid("the grant's signature is invalid"))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| invalid("the grant names no key (kid)"))?;
+        let key = self
+            .verification_key(&kid)
+            .await?
+            .ok_or_else(|| invalid("the grant was signed by an unknown key"))?;
+        let (_, claims) = jose::verify_compact(token, &key)
+            .map_err(|_| invalid("the grant's signature is invalid"))?;
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer().as_str()) {
             return Err(invalid("the grant was issued by another server"));
         }
-        let jti = claims.get("jti").and_then(Value::as_str).ok_or_else(|| invalid("the grant has no jti"))?.to_string();
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("the grant has no jti"))?
+            .to_string();
         if let Some(expected) = action_hash {
             if claims.get("action_hash").and_then(Value::as_str) != Some(expected) {
-                return Err(Error::invalid("action_hash", "the grant was issued for a different action (action_hash differs)"));
+                return Err(Error::invalid(
+                    "action_hash",
+                    "the grant was issued for a different action (action_hash differs)",
+                ));
             }
         }
         let now = self.now();
@@ -155,10 +187,15 @@ impl Countersign {
             )
             .await?;
             tx.commit().await.map_err(store::StoreError::from)?;
-            return Ok(Redeemed { valid: true, claims });
+            return Ok(Redeemed {
+                valid: true,
+                claims,
+            });
         }
         drop(tx);
-        let g = rows::get(self.db.reader(), &jti).await?.ok_or_else(|| invalid("unknown grant"))?;
+        let g = rows::get(self.db.reader(), &jti)
+            .await?
+            .ok_or_else(|| invalid("unknown grant"))?;
         Err(match g.status.as_str() {
             "redeemed" => Error::GrantAlreadyRedeemed,
             "revoked" => Error::GrantRevoked,
@@ -166,7 +203,10 @@ impl Countersign {
         })
     }
 
-    async fn verification_key(&self, kid: &str) -> Result<Option<ed25519_dalek::VerifyingKey>, Error> {
+    async fn verification_key(
+        &self,
+        kid: &str,
+    ) -> Result<Option<ed25519_dalek::VerifyingKey>, Error> {
         if kid == self.signer.kid() {
             return Ok(Some(self.signer.verifying_key()));
         }
@@ -188,18 +228,38 @@ impl Countersign {
         let now = self.now();
         let mut tx = self.db.begin().await?;
         if !rows::revoke(&mut tx, jti, now).await? {
-            return Err(Error::Conflict(format!("the grant is already {}", g.status)));
+            return Err(Error::Conflict(format!(
+                "the grant is already {}",
+                g.status
+            )));
         }
-        audit::append(&mut tx, now, &format!("agent:{}", agent.id), "grant.revoked", Some(&g.request_id), &json!({ "jti": jti, "reason": "revoked_by_agent" })).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &format!("agent:{}", agent.id),
+            "grant.revoked",
+            Some(&g.request_id),
+            &json!({ "jti": jti, "reason": "revoked_by_agent" }),
+        )
+        .await?;
         tx.commit().await.map_err(store::StoreError::from)?;
         Ok(())
     }
 
     /// The agent reports what happened after the grant was redeemed: the last link of the chain.
-    pub async fn report_outcome(&self, agent: &AgentIdentity, jti: &str, outcome: Outcome, detail: Option<&str>) -> Result<(), Error> {
+    pub async fn report_outcome(
+        &self,
+        agent: &AgentIdentity,
+        jti: &str,
+        outcome: Outcome,
+        detail: Option<&str>,
+    ) -> Result<(), Error> {
         if let Some(d) = detail {
             if d.chars().count() > 2000 {
-                return Err(Error::invalid("detail", "detail is at most 2000 characters"));
+                return Err(Error::invalid(
+                    "detail",
+                    "detail is at most 2000 characters",
+                ));
             }
         }
         let g = rows::get(self.db.reader(), jti)
@@ -213,7 +273,11 @@ impl Countersign {
         let now = self.now();
         let mut tx = self.db.begin().await?;
         if !rows::report(&mut tx, jti, outcome_text, now).await? {
-            let why = if g.outcome.is_some() { "an outcome was already reported".to_string() } else { format!("the grant is {}, not redeemed", g.status) };
+            let why = if g.outcome.is_some() {
+                "an outcome was already reported".to_string()
+            } else {
+                format!("the grant is {}, not redeemed", g.status)
+            };
             return Err(Error::Conflict(why));
         }
         audit::append(

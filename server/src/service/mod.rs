@@ -67,12 +67,21 @@ impl Countersign {
     /// registers its public half, and sets up the WebAuthn relying party.
     pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Self>, Error> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            Error::internal(format!("cannot create data directory {}: {e}", config.data_dir.display()))
+            Error::internal(format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            ))
         })?;
         let db = Db::connect(&config.database_url).await?;
         let signer = load_or_create_signing_key(&config.data_dir)?;
         let public = serde_json::to_string(&signer.public_jwk()).map_err(Error::internal)?;
-        crate::store::grants::register_signing_key(db.writer(), signer.kid(), &public, clock.now_ms()).await?;
+        crate::store::grants::register_signing_key(
+            db.writer(),
+            signer.kid(),
+            &public,
+            clock.now_ms(),
+        )
+        .await?;
         let webauthn = relying_party(&config)?;
         let waiters = waiters::Waiters::default();
         Ok(Arc::new(Self {
@@ -139,6 +148,9 @@ fn load_or_create_signing_key(dir: &Path) -> Result<GrantSigningKey, Error> {
             tracing::info!(kid = key.kid(), "created a new grant-signing key");
             Ok(key)
         }
-        Err(e) => Err(Error::internal(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(Error::internal(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
     }
 }

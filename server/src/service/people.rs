@@ -23,8 +23,8 @@ use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use webauthn_rs::prelude::{
-    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential,
+    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication,
+    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
 };
 
 use super::{Countersign, Error};
@@ -59,7 +59,14 @@ pub struct Person {
 
 impl From<UserRow> for Person {
     fn from(u: UserRow) -> Self {
-        Self { id: u.id, email: u.email, display_name: u.display_name, role: u.role, groups: u.groups, status: u.status }
+        Self {
+            id: u.id,
+            email: u.email,
+            display_name: u.display_name,
+            role: u.role,
+            groups: u.groups,
+            status: u.status,
+        }
     }
 }
 
@@ -111,7 +118,9 @@ struct EnrolContext {
 pub(crate) fn validate_email(email: &str) -> Result<String, Error> {
     let e = email.trim().to_lowercase();
     let ok = e.len() <= 254
-        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
+        && e.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+        })
         && !e.chars().any(|c| c.is_whitespace() || c.is_control());
     if !ok {
         return Err(Error::invalid("email", "not a valid e-mail address"));
@@ -122,9 +131,14 @@ pub(crate) fn validate_email(email: &str) -> Result<String, Error> {
 pub(crate) fn validate_group(g: &str) -> Result<(), Error> {
     let ok = !g.is_empty()
         && g.len() <= 64
-        && g.bytes().enumerate().all(|(i, b)| b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_')));
+        && g.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_'))
+        });
     if !ok {
-        return Err(Error::invalid("group", format!("group {g:?} must match ^[a-z0-9][a-z0-9_-]{{0,63}}$")));
+        return Err(Error::invalid(
+            "group",
+            format!("group {g:?} must match ^[a-z0-9][a-z0-9_-]{{0,63}}$"),
+        ));
     }
     Ok(())
 }
@@ -132,7 +146,10 @@ pub(crate) fn validate_group(g: &str) -> Result<(), Error> {
 fn validate_label(field: &str, value: &str, max: usize) -> Result<String, Error> {
     let v = value.trim();
     if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
-        return Err(Error::invalid(field, format!("{field} must be 1 to {max} characters, without control characters")));
+        return Err(Error::invalid(
+            field,
+            format!("{field} must be 1 to {max} characters, without control characters"),
+        ));
     }
     Ok(v.to_string())
 }
@@ -143,7 +160,13 @@ pub(crate) fn credential_id_text(p: &Passkey) -> String {
 
 impl Countersign {
     /// Creates an invitation link.
-    pub async fn invite(&self, email: &str, role: &str, groups: &[String], actor: &str) -> Result<Invitation, Error> {
+    pub async fn invite(
+        &self,
+        email: &str,
+        role: &str,
+        groups: &[String],
+        actor: &str,
+    ) -> Result<Invitation, Error> {
         let email = validate_email(email)?;
         if role != "owner" && role != "admin" {
             return Err(Error::invalid("role", "role must be owner or admin"));
@@ -173,9 +196,21 @@ impl Countersign {
             },
         )
         .await?;
-        audit::append(&mut tx, now, actor, "user.invited", None, &json!({ "email": email, "role": role, "groups": groups })).await?;
+        audit::append(
+            &mut tx,
+            now,
+            actor,
+            "user.invited",
+            None,
+            &json!({ "email": email, "role": role, "groups": groups }),
+        )
+        .await?;
         tx.commit().await.map_err(store::StoreError::from)?;
-        Ok(Invitation { link: Secret::new(format!("{}/enrol/{}", self.issuer(), token.expose())), email, expires_at: now + INVITE_TTL_MS })
+        Ok(Invitation {
+            link: Secret::new(format!("{}/enrol/{}", self.issuer(), token.expose())),
+            email,
+            expires_at: now + INVITE_TTL_MS,
+        })
     }
 
     /// When no active admin exists, creates a fresh one-time link to enrol the first one (older
@@ -202,7 +237,11 @@ impl Countersign {
         )
         .await?;
         tx.commit().await.map_err(store::StoreError::from)?;
-        Ok(Some(Secret::new(format!("{}/enrol/{}", self.issuer(), token.expose()))))
+        Ok(Some(Secret::new(format!(
+            "{}/enrol/{}",
+            self.issuer(),
+            token.expose()
+        ))))
     }
 
     /// Starts registering a passkey from an invitation. The first-admin link carries no e-mail
@@ -220,9 +259,13 @@ impl Countersign {
         let token_hash = secrets::digest(token);
         let invite = users::peek_enrolment(self.db.reader(), &token_hash, now)
             .await?
-            .ok_or_else(|| Error::ExpiredToken("this enrolment link is invalid, used or expired".into()))?;
+            .ok_or_else(|| {
+                Error::ExpiredToken("this enrolment link is invalid, used or expired".into())
+            })?;
         let email = if invite.email.is_empty() {
-            validate_email(email.ok_or_else(|| Error::invalid("email", "an e-mail address is required"))?)?
+            validate_email(
+                email.ok_or_else(|| Error::invalid("email", "an e-mail address is required"))?,
+            )?
         } else {
             invite.email.clone()
         };
@@ -245,34 +288,49 @@ impl Countersign {
                 session_binding: None,
                 request_id: None,
                 action_hash: None,
-                state: serde_json::to_string(&CeremonyState::Register(state)).map_err(Error::internal)?,
+                state: serde_json::to_string(&CeremonyState::Register(state))
+                    .map_err(Error::internal)?,
                 context: context.to_string(),
                 expires_at: now + CEREMONY_TTL_MS,
             },
         )
         .await?;
-        Ok(CeremonyStart { ceremony_id, options: serde_json::to_value(options).map_err(Error::internal)? })
+        Ok(CeremonyStart {
+            ceremony_id,
+            options: serde_json::to_value(options).map_err(Error::internal)?,
+        })
     }
 
     /// Finishes enrolment: the passkey is verified, the invitation used up, the person created.
-    pub async fn enrol_finish(&self, ceremony_id: &str, credential: &RegisterPublicKeyCredential) -> Result<Person, Error> {
+    pub async fn enrol_finish(
+        &self,
+        ceremony_id: &str,
+        credential: &RegisterPublicKeyCredential,
+    ) -> Result<Person, Error> {
         let now = self.now();
         let ceremony = self.take_ceremony(ceremony_id, &["register"]).await?;
-        let CeremonyState::Register(state) = serde_json::from_str(&ceremony.state).map_err(Error::internal)? else {
+        let CeremonyState::Register(state) =
+            serde_json::from_str(&ceremony.state).map_err(Error::internal)?
+        else {
             return Err(Error::internal("register ceremony holds another state"));
         };
         let context: Value = serde_json::from_str(&ceremony.context).map_err(Error::internal)?;
-        let enrol: EnrolContext = serde_json::from_value(context["enrol"].clone()).map_err(Error::internal)?;
+        let enrol: EnrolContext =
+            serde_json::from_value(context["enrol"].clone()).map_err(Error::internal)?;
         let email = context["email"].as_str().unwrap_or_default().to_string();
         let passkey = self
             .webauthn
             .finish_passkey_registration(credential, &state)
-            .map_err(|e| Error::AccessDenied(format!("the passkey could not be registered: {e}")))?;
+            .map_err(|e| {
+                Error::AccessDenied(format!("the passkey could not be registered: {e}"))
+            })?;
 
         let mut tx = self.db.begin().await?;
         let invite = users::take_enrolment(&mut tx, &enrol.token_hash, now)
             .await?
-            .ok_or_else(|| Error::ExpiredToken("this enrolment link is invalid, used or expired".into()))?;
+            .ok_or_else(|| {
+                Error::ExpiredToken("this enrolment link is invalid, used or expired".into())
+            })?;
         if users::get_by_email(&mut tx, &email).await?.is_some() {
             return Err(Error::Conflict(format!("{email} is already enrolled")));
         }
@@ -322,27 +380,52 @@ impl Countersign {
         let (options, state, user_id) = match email {
             Some(email) => {
                 let email = validate_email(email)?;
-                let mut conn = self.db.reader().acquire().await.map_err(store::StoreError::from)?;
-                let user = users::get_by_email(&mut conn, &email).await?.filter(|u| u.status == "active");
+                let mut conn = self
+                    .db
+                    .reader()
+                    .acquire()
+                    .await
+                    .map_err(store::StoreError::from)?;
+                let user = users::get_by_email(&mut conn, &email)
+                    .await?
+                    .filter(|u| u.status == "active");
                 let passkeys = match &user {
                     Some(u) => load_passkeys(&users::passkeys(&mut *conn, &u.id).await?)?,
                     None => Vec::new(),
                 };
                 if passkeys.is_empty() {
                     // Nothing can answer this; fall back to the discoverable flow.
-                    let (o, s) = self.webauthn.start_discoverable_authentication().map_err(|e| Error::internal(format!("start sign-in: {e}")))?;
-                    (serde_json::to_value(o).map_err(Error::internal)?, CeremonyState::Discoverable(s), None)
+                    let (o, s) = self
+                        .webauthn
+                        .start_discoverable_authentication()
+                        .map_err(|e| Error::internal(format!("start sign-in: {e}")))?;
+                    (
+                        serde_json::to_value(o).map_err(Error::internal)?,
+                        CeremonyState::Discoverable(s),
+                        None,
+                    )
                 } else {
                     let (o, s) = self
                         .webauthn
                         .start_passkey_authentication(&passkeys)
                         .map_err(|e| Error::internal(format!("start sign-in: {e}")))?;
-                    (serde_json::to_value(o).map_err(Error::internal)?, CeremonyState::Passkey(s), user.map(|u| u.id))
+                    (
+                        serde_json::to_value(o).map_err(Error::internal)?,
+                        CeremonyState::Passkey(s),
+                        user.map(|u| u.id),
+                    )
                 }
             }
             None => {
-                let (o, s) = self.webauthn.start_discoverable_authentication().map_err(|e| Error::internal(format!("start sign-in: {e}")))?;
-                (serde_json::to_value(o).map_err(Error::internal)?, CeremonyState::Discoverable(s), None)
+                let (o, s) = self
+                    .webauthn
+                    .start_discoverable_authentication()
+                    .map_err(|e| Error::internal(format!("start sign-in: {e}")))?;
+                (
+                    serde_json::to_value(o).map_err(Error::internal)?,
+                    CeremonyState::Discoverable(s),
+                    None,
+                )
             }
         };
         let ceremony_id = uuid::Uuid::new_v4().to_string();
@@ -361,33 +444,62 @@ impl Countersign {
             },
         )
         .await?;
-        Ok(CeremonyStart { ceremony_id, options })
+        Ok(CeremonyStart {
+            ceremony_id,
+            options,
+        })
     }
 
     /// Finishes a sign-in and returns who signed in.
-    pub async fn sign_in_finish(&self, ceremony_id: &str, credential: &PublicKeyCredential) -> Result<Person, Error> {
+    pub async fn sign_in_finish(
+        &self,
+        ceremony_id: &str,
+        credential: &PublicKeyCredential,
+    ) -> Result<Person, Error> {
         let refused = |why: String| Error::AccessDenied(format!("sign-in refused: {why}"));
         let ceremony = self.take_ceremony(ceremony_id, &["sign_in"]).await?;
-        let state: CeremonyState = serde_json::from_str(&ceremony.state).map_err(Error::internal)?;
+        let state: CeremonyState =
+            serde_json::from_str(&ceremony.state).map_err(Error::internal)?;
         let now = self.now();
         let mut tx = self.db.begin().await?;
         let (user, stored) = match state {
             CeremonyState::Passkey(state) => {
-                let user_id = ceremony.user_id.clone().ok_or_else(|| Error::internal("sign-in ceremony without user"))?;
-                let user = users::get(&mut tx, &user_id).await?.ok_or_else(|| refused("unknown person".into()))?;
+                let user_id = ceremony
+                    .user_id
+                    .clone()
+                    .ok_or_else(|| Error::internal("sign-in ceremony without user"))?;
+                let user = users::get(&mut tx, &user_id)
+                    .await?
+                    .ok_or_else(|| refused("unknown person".into()))?;
                 let rows = users::passkeys(&mut *tx, &user.id).await?;
-                let result = self.webauthn.finish_passkey_authentication(credential, &state).map_err(|e| refused(e.to_string()))?;
+                let result = self
+                    .webauthn
+                    .finish_passkey_authentication(credential, &state)
+                    .map_err(|e| refused(e.to_string()))?;
                 (user, update_counter(rows, &result)?)
             }
             CeremonyState::Discoverable(state) => {
-                let (uuid, _) = self.webauthn.identify_discoverable_authentication(credential).map_err(|e| refused(e.to_string()))?;
-                let user = users::get(&mut tx, &uuid.to_string()).await?.ok_or_else(|| refused("unknown passkey".into()))?;
+                let (uuid, _) = self
+                    .webauthn
+                    .identify_discoverable_authentication(credential)
+                    .map_err(|e| refused(e.to_string()))?;
+                let user = users::get(&mut tx, &uuid.to_string())
+                    .await?
+                    .ok_or_else(|| refused("unknown passkey".into()))?;
                 let rows = users::passkeys(&mut *tx, &user.id).await?;
-                let keys: Vec<DiscoverableKey> = load_passkeys(&rows)?.iter().map(DiscoverableKey::from).collect();
-                let result = self.webauthn.finish_discoverable_authentication(credential, state, &keys).map_err(|e| refused(e.to_string()))?;
+                let keys: Vec<DiscoverableKey> = load_passkeys(&rows)?
+                    .iter()
+                    .map(DiscoverableKey::from)
+                    .collect();
+                let result = self
+                    .webauthn
+                    .finish_discoverable_authentication(credential, state, &keys)
+                    .map_err(|e| refused(e.to_string()))?;
                 (user, update_counter(rows, &result)?)
             }
-            CeremonyState::Register(_) => return Err(Error::internal("sign-in ceremony holds a registration")),
+            CeremonyState::Register(_) => {
+                return Err(Error::internal("sign-in ceremony holds a registration"))
+            }
         };
         if user.status != "active" {
             return Err(refused("this account is deactivated".into()));
@@ -396,34 +508,59 @@ impl Countersign {
             users::update_passkey(&mut tx, &credential_id, &json, now).await?;
         }
         users::touch_sign_in(&mut tx, &user.id, now).await?;
-        audit::append(&mut tx, now, &format!("user:{}", user.id), "user.signed_in", None, &json!({ "user_id": user.id })).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &format!("user:{}", user.id),
+            "user.signed_in",
+            None,
+            &json!({ "user_id": user.id }),
+        )
+        .await?;
         tx.commit().await.map_err(store::StoreError::from)?;
         Ok(user.into())
     }
 
     /// Takes a ceremony out of the database (so it can never be answered twice) and checks it
     /// has not expired.
-    pub(crate) async fn take_ceremony(&self, id: &str, kinds: &[&str]) -> Result<CeremonyRow, Error> {
+    pub(crate) async fn take_ceremony(
+        &self,
+        id: &str,
+        kinds: &[&str],
+    ) -> Result<CeremonyRow, Error> {
         let mut tx = self.db.begin().await?;
         let c = ceremonies::take(&mut tx, id, kinds).await?;
         tx.commit().await.map_err(store::StoreError::from)?;
-        let c = c.ok_or_else(|| Error::ExpiredToken("this passkey prompt was already used or has expired; start again".into()))?;
+        let c = c.ok_or_else(|| {
+            Error::ExpiredToken(
+                "this passkey prompt was already used or has expired; start again".into(),
+            )
+        })?;
         if c.expires_at <= self.now() {
-            return Err(Error::ExpiredToken("this passkey prompt has expired; start again".into()));
+            return Err(Error::ExpiredToken(
+                "this passkey prompt has expired; start again".into(),
+            ));
         }
         Ok(c)
     }
 
     /// A person by id.
     pub async fn person(&self, user_id: &str) -> Result<Option<Person>, Error> {
-        let mut conn = self.db.reader().acquire().await.map_err(store::StoreError::from)?;
+        let mut conn = self
+            .db
+            .reader()
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
         Ok(users::get(&mut conn, user_id).await?.map(Person::from))
     }
 }
 
 /// Parses stored passkeys.
 pub(crate) fn load_passkeys(rows: &[PasskeyRow]) -> Result<Vec<Passkey>, Error> {
-    rows.iter().map(|r| serde_json::from_str(&r.passkey).map_err(Error::internal)).collect()
+    rows.iter()
+        .map(|r| serde_json::from_str(&r.passkey).map_err(Error::internal))
+        .collect()
 }
 
 /// Applies an authentication result to the stored passkey it used; returns the credential id
@@ -436,7 +573,10 @@ pub(crate) fn update_counter(
         let mut pk: Passkey = serde_json::from_str(&row.passkey).map_err(Error::internal)?;
         if pk.cred_id() == result.cred_id() {
             if pk.update_credential(result) == Some(true) {
-                return Ok(Some((row.credential_id, serde_json::to_string(&pk).map_err(Error::internal)?)));
+                return Ok(Some((
+                    row.credential_id,
+                    serde_json::to_string(&pk).map_err(Error::internal)?,
+                )));
             }
             return Ok(None);
         }
@@ -450,7 +590,10 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(validate_email(" Alice@Example.COM ").unwrap(), "alice@example.com");
+        assert_eq!(
+            validate_email(" Alice@Example.COM ").unwrap(),
+            "alice@example.com"
+        );
         assert!(validate_email("nope").is_err());
         assert!(validate_email("a@b").is_err());
         assert!(validate_email("a b@c.d").is_err());

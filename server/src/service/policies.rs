@@ -33,27 +33,52 @@ pub struct PolicyCache {
 impl Countersign {
     /// The policy in force now.
     pub async fn active_policy(&self) -> Result<Arc<ActivePolicy>, Error> {
-        let newest: Option<(i64, String)> = sqlx::query_as("SELECT version, hash FROM policy_versions ORDER BY version DESC LIMIT 1")
-            .fetch_optional(self.db.reader())
-            .await
-            .map_err(store::StoreError::from)?;
+        let newest: Option<(i64, String)> = sqlx::query_as(
+            "SELECT version, hash FROM policy_versions ORDER BY version DESC LIMIT 1",
+        )
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(store::StoreError::from)?;
         let (version, hash) = match newest {
             Some(v) => v,
             None => {
                 let empty = Policy::default();
-                return Ok(Arc::new(ActivePolicy { version: 0, hash: empty.hash(), policy: empty }));
+                return Ok(Arc::new(ActivePolicy {
+                    version: 0,
+                    hash: empty.hash(),
+                    policy: empty,
+                }));
             }
         };
         {
-            let cached = self.policy_cache.current.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(p) = cached.as_ref().filter(|p| p.version == version && p.hash == hash) {
+            let cached = self
+                .policy_cache
+                .current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(p) = cached
+                .as_ref()
+                .filter(|p| p.version == version && p.hash == hash)
+            {
                 return Ok(p.clone());
             }
         }
-        let row = policies::active(self.db.reader()).await?.ok_or_else(|| Error::internal("policy vanished"))?;
-        let policy = Policy::from_toml(&row.source).map_err(|e| Error::internal(format!("stored policy v{} is invalid: {e}", row.version)))?;
-        let active = Arc::new(ActivePolicy { version: row.version, hash: row.hash, policy });
-        *self.policy_cache.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(active.clone());
+        let row = policies::active(self.db.reader())
+            .await?
+            .ok_or_else(|| Error::internal("policy vanished"))?;
+        let policy = Policy::from_toml(&row.source).map_err(|e| {
+            Error::internal(format!("stored policy v{} is invalid: {e}", row.version))
+        })?;
+        let active = Arc::new(ActivePolicy {
+            version: row.version,
+            hash: row.hash,
+            policy,
+        });
+        *self
+            .policy_cache
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(active.clone());
         Ok(active)
     }
 
@@ -61,7 +86,10 @@ impl Countersign {
     /// stored as a new version. Returns the version and hash; applying the active policy again
     /// is a no-op that returns the current version.
     pub async fn apply_policy(&self, source: &str, actor: &str) -> Result<(i64, String), Error> {
-        let policy = Policy::from_toml(source).map_err(|e| Error::InvalidRequest { field: e.key.clone(), detail: e.to_string() })?;
+        let policy = Policy::from_toml(source).map_err(|e| Error::InvalidRequest {
+            field: e.key.clone(),
+            detail: e.to_string(),
+        })?;
         let normalised = policy.to_toml();
         let hash = policy.hash();
         let now = self.now();
@@ -72,28 +100,50 @@ impl Countersign {
             }
         }
         let version = policies::append(&mut tx, &hash, &normalised, actor, now).await?;
-        audit::append(&mut tx, now, actor, "policy.applied", None, &json!({ "version": version, "hash": hash, "rules": policy.rules.len() })).await?;
+        audit::append(
+            &mut tx,
+            now,
+            actor,
+            "policy.applied",
+            None,
+            &json!({ "version": version, "hash": hash, "rules": policy.rules.len() }),
+        )
+        .await?;
         tx.commit().await.map_err(store::StoreError::from)?;
         Ok((version, hash))
     }
 
     /// The active policy in the file format (`policy show`), byte-for-byte what `apply` stored.
     pub async fn show_policy(&self) -> Result<String, Error> {
-        Ok(policies::active(self.db.reader()).await?.map(|p| p.source).unwrap_or_else(|| Policy::default().to_toml()))
+        Ok(policies::active(self.db.reader())
+            .await?
+            .map(|p| p.source)
+            .unwrap_or_else(|| Policy::default().to_toml()))
     }
 }
 
 /// Evaluates a request body (the agent API's JSON) against a policy file, explaining which rule
 /// matches and which were passed over (`policy check`). Pure: touches no database.
 pub fn check_policy(source: &str, request_json: &[u8]) -> Result<PolicyDecision, Error> {
-    let policy = Policy::from_toml(source).map_err(|e| Error::InvalidRequest { field: e.key.clone(), detail: e.to_string() })?;
-    let new = parse_new_request(request_json, &Limits::default()).map_err(|e| Error::InvalidRequest { field: e.field, detail: e.detail })?;
+    let policy = Policy::from_toml(source).map_err(|e| Error::InvalidRequest {
+        field: e.key.clone(),
+        detail: e.to_string(),
+    })?;
+    let new =
+        parse_new_request(request_json, &Limits::default()).map_err(|e| Error::InvalidRequest {
+            field: e.field,
+            detail: e.detail,
+        })?;
     let input = PolicyInput {
         action_type: &new.action.r#type,
         target: &new.action.target,
         environment: new.context.environment.as_deref(),
         data_sensitivity: new.context.data_sensitivity.as_ref().map(|d| d.as_str()),
-        amount: new.context.amount.as_ref().map(|a| (&a.value, a.currency.as_str())),
+        amount: new
+            .context
+            .amount
+            .as_ref()
+            .map(|a| (&a.value, a.currency.as_str())),
     };
     Ok(policy.evaluate_explained(&input))
 }

@@ -151,7 +151,11 @@ impl PollTracker {
 }
 
 /// Tells other replicas (PostgreSQL) that a request changed; delivered when `tx` commits.
-pub(crate) async fn announce(tx: &mut WriteTx, backend: Backend, request_id: &str) -> Result<(), Error> {
+pub(crate) async fn announce(
+    tx: &mut WriteTx,
+    backend: Backend,
+    request_id: &str,
+) -> Result<(), Error> {
     if backend == Backend::Postgres {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(super::waiters::CHANNEL)
@@ -181,30 +185,43 @@ impl Countersign {
         body: &[u8],
         idempotency_key: Option<&str>,
     ) -> Result<Created, Error> {
-        let new = parse_new_request(body, &Limits::default()).map_err(|e| Error::InvalidRequest {
-            field: e.field,
-            detail: e.detail,
-        })?;
+        let new =
+            parse_new_request(body, &Limits::default()).map_err(|e| Error::InvalidRequest {
+                field: e.field,
+                detail: e.detail,
+            })?;
         let fingerprint = sha256_prefixed(
             canonical_json(&serde_json::to_value(&new).map_err(Error::internal)?).as_bytes(),
         );
         if let Some(key) = idempotency_key {
             validate_idempotency_key(key)?;
             if let Some(view) = self.idempotent_replay(agent, key, &fingerprint).await? {
-                return Ok(Created { view, replayed: true });
+                return Ok(Created {
+                    view,
+                    replayed: true,
+                });
             }
         }
-        match self.insert_request(agent, &new, idempotency_key, &fingerprint).await {
+        match self
+            .insert_request(agent, &new, idempotency_key, &fingerprint)
+            .await
+        {
             Err(Error::Conflict(_)) if idempotency_key.is_some() => {
                 // We lost an insert race on the idempotency key: the winner's request is the
                 // answer (or a conflict, if its body differed).
                 let key = idempotency_key.unwrap_or_default();
                 match self.idempotent_replay(agent, key, &fingerprint).await? {
-                    Some(view) => Ok(Created { view, replayed: true }),
+                    Some(view) => Ok(Created {
+                        view,
+                        replayed: true,
+                    }),
                     None => Err(Error::internal("idempotency key vanished after a conflict")),
                 }
             }
-            other => other.map(|view| Created { view, replayed: false }),
+            other => other.map(|view| Created {
+                view,
+                replayed: false,
+            }),
         }
     }
 
@@ -238,7 +255,9 @@ impl Countersign {
                 }
                 Ok(Some(view))
             }
-            None => Err(Error::internal("idempotency key points at a missing request")),
+            None => Err(Error::internal(
+                "idempotency key points at a missing request",
+            )),
         }
     }
 
@@ -257,14 +276,23 @@ impl Countersign {
             target: &new.action.target,
             environment: new.context.environment.as_deref(),
             data_sensitivity: new.context.data_sensitivity.as_ref().map(|d| d.as_str()),
-            amount: new.context.amount.as_ref().map(|a| (&a.value, a.currency.as_str())),
+            amount: new
+                .context
+                .amount
+                .as_ref()
+                .map(|a| (&a.value, a.currency.as_str())),
         };
         let decision = active.policy.evaluate(&input);
 
         let (status, approver_rule, ttl_cap, grant_ttl, deny_reason) = match &decision.outcome {
             RuleOutcome::Allow { grant_ttl_seconds } => (
                 "approved",
-                ApproverRule { approvals: 0, approvers: vec![], all_groups: false, exclude_owner: false },
+                ApproverRule {
+                    approvals: 0,
+                    approvers: vec![],
+                    all_groups: false,
+                    exclude_owner: false,
+                },
                 MAX_REQUEST_TTL_SECS,
                 grant_ttl_seconds.unwrap_or(DEFAULT_GRANT_TTL_SECS),
                 None,
@@ -290,13 +318,21 @@ impl Countersign {
             ),
             RuleOutcome::Deny { reason } => (
                 "denied",
-                ApproverRule { approvals: 0, approvers: vec![], all_groups: false, exclude_owner: false },
+                ApproverRule {
+                    approvals: 0,
+                    approvers: vec![],
+                    all_groups: false,
+                    exclude_owner: false,
+                },
                 MAX_REQUEST_TTL_SECS,
                 DEFAULT_GRANT_TTL_SECS,
                 Some(reason.clone()),
             ),
         };
-        let ttl = new.expires_in.unwrap_or(DEFAULT_REQUEST_TTL_SECS).min(ttl_cap);
+        let ttl = new
+            .expires_in
+            .unwrap_or(DEFAULT_REQUEST_TTL_SECS)
+            .min(ttl_cap);
         let id = uuid::Uuid::now_v7().to_string();
         let decided = status != "pending";
         let row = RequestRow {
@@ -325,7 +361,9 @@ impl Countersign {
         let mut tx = self.db.begin().await?;
         rows::insert(&mut tx, &row).await?;
         if let Some(key) = idempotency_key {
-            if let Err(e) = rows::idempotency_put(&mut tx, &agent.id, key, fingerprint, &id, now).await {
+            if let Err(e) =
+                rows::idempotency_put(&mut tx, &agent.id, key, fingerprint, &id, now).await
+            {
                 if e.is_unique_violation() {
                     return Err(Error::Conflict("idempotency key race".into()));
                 }
@@ -357,8 +395,17 @@ impl Countersign {
         )
         .await?;
         if status == "approved" {
-            audit::append(&mut tx, now, "policy", "request.approved", Some(&id), &json!({ "by": "policy", "rule": decision.rule_id })).await?;
-            self.mint_grant(&mut tx, &row, agent.jkt.as_deref(), &[], now).await?;
+            audit::append(
+                &mut tx,
+                now,
+                "policy",
+                "request.approved",
+                Some(&id),
+                &json!({ "by": "policy", "rule": decision.rule_id }),
+            )
+            .await?;
+            self.mint_grant(&mut tx, &row, agent.jkt.as_deref(), &[], now)
+                .await?;
         } else if status == "denied" {
             audit::append(
                 &mut tx,
@@ -409,7 +456,15 @@ impl Countersign {
         if !rows::expire(&mut tx, id, now).await? {
             return Ok(false);
         }
-        audit::append(&mut tx, now, "system", "request.expired", Some(id), &json!({})).await?;
+        audit::append(
+            &mut tx,
+            now,
+            "system",
+            "request.expired",
+            Some(id),
+            &json!({}),
+        )
+        .await?;
         announce(&mut tx, self.db.backend(), id).await?;
         tx.commit().await.map_err(store::StoreError::from)?;
         bump(&self.metrics.requests_expired);
@@ -419,15 +474,29 @@ impl Countersign {
 
     /// An agent reads its request, optionally holding the call up to `wait` seconds until the
     /// request is decided.
-    pub async fn get_request(&self, agent: &AgentIdentity, id: &str, wait: u32) -> Result<RequestView, Error> {
+    pub async fn get_request(
+        &self,
+        agent: &AgentIdentity,
+        id: &str,
+        wait: u32,
+    ) -> Result<RequestView, Error> {
         if wait > MAX_WAIT_SECS {
-            return Err(Error::invalid("wait", format!("wait must be between 0 and {MAX_WAIT_SECS} seconds")));
+            return Err(Error::invalid(
+                "wait",
+                format!("wait must be between 0 and {MAX_WAIT_SECS} seconds"),
+            ));
         }
         let not_found = || Error::NotFound("no such request".into());
         if wait == 0 {
-            let row = self.read_fresh(id).await?.filter(|r| r.agent_id == agent.id).ok_or_else(not_found)?;
+            let row = self
+                .read_fresh(id)
+                .await?
+                .filter(|r| r.agent_id == agent.id)
+                .ok_or_else(not_found)?;
             if row.status == "pending" && !self.polls.check(id, self.now(), POLL_INTERVAL_SECS) {
-                return Err(Error::SlowDown { interval: POLL_INTERVAL_SECS });
+                return Err(Error::SlowDown {
+                    interval: POLL_INTERVAL_SECS,
+                });
             }
             return self.view(&row).await;
         }
@@ -440,14 +509,22 @@ impl Countersign {
             tokio::pin!(notified);
             notified.as_mut().enable();
 
-            let row = self.read_fresh(id).await?.filter(|r| r.agent_id == agent.id).ok_or_else(not_found)?;
+            let row = self
+                .read_fresh(id)
+                .await?
+                .filter(|r| r.agent_id == agent.id)
+                .ok_or_else(not_found)?;
             if row.status != "pending" {
                 return self.view(&row).await;
             }
             // Wake up at the wait's end or the request's expiry, whichever comes first.
-            let until_expiry = Duration::from_millis(u64::try_from(row.expires_at - self.now()).unwrap_or(0));
-            let wake_at = deadline.min(tokio::time::Instant::now() + until_expiry + Duration::from_millis(5));
-            if tokio::time::timeout_at(wake_at, notified).await.is_err() && tokio::time::Instant::now() >= deadline {
+            let until_expiry =
+                Duration::from_millis(u64::try_from(row.expires_at - self.now()).unwrap_or(0));
+            let wake_at =
+                deadline.min(tokio::time::Instant::now() + until_expiry + Duration::from_millis(5));
+            if tokio::time::timeout_at(wake_at, notified).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
                 let row = self.read_fresh(id).await?.ok_or_else(not_found)?;
                 return self.view(&row).await;
             }
@@ -455,29 +532,57 @@ impl Countersign {
     }
 
     /// An agent withdraws its pending request.
-    pub async fn cancel_request(&self, agent: &AgentIdentity, id: &str) -> Result<RequestView, Error> {
+    pub async fn cancel_request(
+        &self,
+        agent: &AgentIdentity,
+        id: &str,
+    ) -> Result<RequestView, Error> {
         let row = self
             .read_fresh(id)
             .await?
             .filter(|r| r.agent_id == agent.id)
             .ok_or_else(|| Error::NotFound("no such request".into()))?;
         if row.status != "pending" {
-            return Err(Error::Conflict(format!("the request is already {}", row.status)));
+            return Err(Error::Conflict(format!(
+                "the request is already {}",
+                row.status
+            )));
         }
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        let t = Transition { to: "cancelled", at: now, by: "agent", reason_code: None, reason: None, expected_hash: None };
+        let t = Transition {
+            to: "cancelled",
+            at: now,
+            by: "agent",
+            reason_code: None,
+            reason: None,
+            expected_hash: None,
+        };
         if !rows::decide(&mut tx, id, &t).await? {
             drop(tx);
-            let status = self.read_fresh(id).await?.map(|r| r.status).unwrap_or_default();
+            let status = self
+                .read_fresh(id)
+                .await?
+                .map(|r| r.status)
+                .unwrap_or_default();
             return Err(Error::Conflict(format!("the request is already {status}")));
         }
-        audit::append(&mut tx, now, &format!("agent:{}", agent.id), "request.cancelled", Some(id), &json!({ "by": "agent" })).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &format!("agent:{}", agent.id),
+            "request.cancelled",
+            Some(id),
+            &json!({ "by": "agent" }),
+        )
+        .await?;
         announce(&mut tx, self.db.backend(), id).await?;
         tx.commit().await.map_err(store::StoreError::from)?;
         bump(&self.metrics.requests_cancelled);
         self.waiters.wake(id);
-        let row = rows::get(self.db.reader(), id).await?.ok_or_else(|| Error::internal("cancelled request vanished"))?;
+        let row = rows::get(self.db.reader(), id)
+            .await?
+            .ok_or_else(|| Error::internal("cancelled request vanished"))?;
         self.view(&row).await
     }
 
@@ -511,7 +616,10 @@ impl Countersign {
                 approvals_required: row.approvals_required,
                 explanation: row.explanation.clone(),
             },
-            approvals: ApprovalCount { required: row.approvals_required, received },
+            approvals: ApprovalCount {
+                required: row.approvals_required,
+                received,
+            },
             decision,
             grant,
         })

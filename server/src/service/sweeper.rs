@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Countersign, Error};
-use crate::store::{self, agents, audit, ceremonies, grants, requests, sessions::DbSessionStore, Backend};
+use crate::store::{
+    self, agents, audit, ceremonies, grants, requests, sessions::DbSessionStore, Backend,
+};
 
 /// An arbitrary, fixed key for `pg_try_advisory_xact_lock`.
 const SWEEPER_LOCK: i64 = 0x636f_756e_7465_72;
@@ -57,14 +59,24 @@ impl Countersign {
             let mut tx = self.db.begin().await?;
             if grants::expire(&mut tx, &jti, now).await? {
                 let g = grants::get(&mut *tx, &jti).await?;
-                audit::append(&mut tx, now, "system", "grant.expired", g.as_ref().map(|g| g.request_id.as_str()), &json!({ "jti": jti })).await?;
+                audit::append(
+                    &mut tx,
+                    now,
+                    "system",
+                    "grant.expired",
+                    g.as_ref().map(|g| g.request_id.as_str()),
+                    &json!({ "jti": jti }),
+                )
+                .await?;
                 report.grants_expired += 1;
             }
             tx.commit().await.map_err(store::StoreError::from)?;
         }
         ceremonies::purge_expired(self.db.writer(), now).await?;
         agents::purge_jtis(self.db.writer(), now).await?;
-        DbSessionStore::new(self.db.clone()).delete_expired(now).await?;
+        DbSessionStore::new(self.db.clone())
+            .delete_expired(now)
+            .await?;
         Ok(report)
     }
 }

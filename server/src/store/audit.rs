@@ -77,7 +77,11 @@ fn from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {
 }
 
 /// Up to `limit` events with `seq` above `after`, in order (for paging through the chain).
-pub async fn page<'e, E: Executor<'e, Database = Any>>(ex: E, after: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
+pub async fn page<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<AuditEvent>, StoreError> {
     let rows = sqlx::query(
         "SELECT seq, at, actor, kind, request_id, data, prev_hash, hash FROM audit_events \
          WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -90,7 +94,10 @@ pub async fn page<'e, E: Executor<'e, Database = Any>>(ex: E, after: i64, limit:
 }
 
 /// Every event of one request, in order.
-pub async fn for_request<'e, E: Executor<'e, Database = Any>>(ex: E, request_id: &str) -> Result<Vec<AuditEvent>, StoreError> {
+pub async fn for_request<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    request_id: &str,
+) -> Result<Vec<AuditEvent>, StoreError> {
     let rows = sqlx::query(
         "SELECT seq, at, actor, kind, request_id, data, prev_hash, hash FROM audit_events \
          WHERE request_id = $1 ORDER BY seq",
@@ -103,6 +110,8 @@ pub async fn for_request<'e, E: Executor<'e, Database = Any>>(ex: E, request_id:
 
 /// The chain head as recorded (`seq`, `hash`).
 pub async fn head<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<(i64, String), StoreError> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(ex).await?;
+    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(ex)
+        .await?;
     Ok((col(&row, "seq")?, col(&row, "hash")?))
 }

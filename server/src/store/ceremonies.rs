@@ -35,7 +35,10 @@ pub struct CeremonyRow {
 }
 
 /// Stores a new ceremony.
-pub async fn insert<'e, E: Executor<'e, Database = Any>>(ex: E, c: &CeremonyRow) -> Result<(), StoreError> {
+pub async fn insert<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    c: &CeremonyRow,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO ceremonies (id, kind, user_id, session_binding, request_id, action_hash, state, \
          context, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -70,7 +73,11 @@ fn from_row(row: &AnyRow) -> Result<CeremonyRow, StoreError> {
 
 /// Removes and returns a ceremony of the given kind. Whoever gets the row back is the only one
 /// who can ever finish it; the caller still checks expiry and bindings on what it got.
-pub async fn take(conn: &mut AnyConnection, id: &str, kinds: &[&str]) -> Result<Option<CeremonyRow>, StoreError> {
+pub async fn take(
+    conn: &mut AnyConnection,
+    id: &str,
+    kinds: &[&str],
+) -> Result<Option<CeremonyRow>, StoreError> {
     let row = sqlx::query(
         "DELETE FROM ceremonies WHERE id = $1 AND (kind = $2 OR kind = $3) \
          RETURNING id, kind, user_id, session_binding, request_id, action_hash, state, context, expires_at",
@@ -84,7 +91,10 @@ pub async fn take(conn: &mut AnyConnection, id: &str, kinds: &[&str]) -> Result<
 }
 
 /// Deletes ceremonies nobody finished.
-pub async fn purge_expired<'e, E: Executor<'e, Database = Any>>(ex: E, now: Millis) -> Result<u64, StoreError> {
+pub async fn purge_expired<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    now: Millis,
+) -> Result<u64, StoreError> {
     let done = sqlx::query("DELETE FROM ceremonies WHERE expires_at < $1")
         .bind(now)
         .execute(ex)

@@ -73,16 +73,25 @@ pub async fn insert(conn: &mut AnyConnection, g: &GrantRow) -> Result<(), StoreE
 }
 
 /// Reads a grant by id.
-pub async fn get<'e, E: Executor<'e, Database = Any>>(ex: E, jti: &str) -> Result<Option<GrantRow>, StoreError> {
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    jti: &str,
+) -> Result<Option<GrantRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM grants WHERE jti = $1");
     let row = sqlx::query(&sql).bind(jti).fetch_optional(ex).await?;
     row.as_ref().map(from_row).transpose()
 }
 
 /// Reads the grant that answers a request.
-pub async fn for_request<'e, E: Executor<'e, Database = Any>>(ex: E, request_id: &str) -> Result<Option<GrantRow>, StoreError> {
+pub async fn for_request<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    request_id: &str,
+) -> Result<Option<GrantRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM grants WHERE request_id = $1");
-    let row = sqlx::query(&sql).bind(request_id).fetch_optional(ex).await?;
+    let row = sqlx::query(&sql)
+        .bind(request_id)
+        .fetch_optional(ex)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -111,7 +120,12 @@ pub async fn revoke(conn: &mut AnyConnection, jti: &str, now: Millis) -> Result<
 }
 
 /// Records the outcome of a redeemed grant, once.
-pub async fn report(conn: &mut AnyConnection, jti: &str, outcome: &str, now: Millis) -> Result<bool, StoreError> {
+pub async fn report(
+    conn: &mut AnyConnection,
+    jti: &str,
+    outcome: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE grants SET outcome = $2, reported_at = $3 WHERE jti = $1 AND status = 'redeemed' AND outcome IS NULL",
     )
@@ -124,7 +138,10 @@ pub async fn report(conn: &mut AnyConnection, jti: &str, outcome: &str, now: Mil
 }
 
 /// Ids of an agent's grants that could still be redeemed.
-pub async fn issued_of_agent<'e, E: Executor<'e, Database = Any>>(ex: E, agent_id: &str) -> Result<Vec<String>, StoreError> {
+pub async fn issued_of_agent<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    agent_id: &str,
+) -> Result<Vec<String>, StoreError> {
     let rows = sqlx::query("SELECT jti FROM grants WHERE agent_id = $1 AND status = 'issued'")
         .bind(agent_id)
         .fetch_all(ex)
@@ -133,7 +150,11 @@ pub async fn issued_of_agent<'e, E: Executor<'e, Database = Any>>(ex: E, agent_i
 }
 
 /// Ids of issued grants whose time has passed (for the sweeper).
-pub async fn overdue<'e, E: Executor<'e, Database = Any>>(ex: E, now: Millis, limit: i64) -> Result<Vec<String>, StoreError> {
+pub async fn overdue<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    now: Millis,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
     let rows = sqlx::query("SELECT jti FROM grants WHERE status = 'issued' AND expires_at <= $1 ORDER BY expires_at LIMIT $2")
         .bind(now)
         .bind(limit)
@@ -169,9 +190,13 @@ pub async fn register_signing_key<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// Every registered signing key's public JWK (JSON), oldest first.
-pub async fn signing_keys<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<Vec<(String, String)>, StoreError> {
+pub async fn signing_keys<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+) -> Result<Vec<(String, String)>, StoreError> {
     let rows = sqlx::query("SELECT kid, public_jwk FROM signing_keys ORDER BY created_at")
         .fetch_all(ex)
         .await?;
-    rows.iter().map(|r| Ok((col(r, "kid")?, col(r, "public_jwk")?))).collect()
+    rows.iter()
+        .map(|r| Ok((col(r, "kid")?, col(r, "public_jwk")?)))
+        .collect()
 }

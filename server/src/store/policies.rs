@@ -32,7 +32,9 @@ fn from_row(row: &AnyRow) -> Result<PolicyVersionRow, StoreError> {
 }
 
 /// The newest version, if any was ever applied.
-pub async fn active<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<Option<PolicyVersionRow>, StoreError> {
+pub async fn active<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+) -> Result<Option<PolicyVersionRow>, StoreError> {
     let row = sqlx::query(
         "SELECT version, hash, source, applied_by, applied_at FROM policy_versions \
          ORDER BY version DESC LIMIT 1",
@@ -43,7 +45,9 @@ pub async fn active<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<Option
 }
 
 /// Every version, newest first.
-pub async fn history<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<Vec<PolicyVersionRow>, StoreError> {
+pub async fn history<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+) -> Result<Vec<PolicyVersionRow>, StoreError> {
     let rows = sqlx::query(
         "SELECT version, hash, source, applied_by, applied_at FROM policy_versions ORDER BY version DESC",
     )

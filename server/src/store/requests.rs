@@ -55,7 +55,8 @@ pub struct RequestRow {
     pub reason: Option<String>,
 }
 
-const COLUMNS: &str = "id, agent_id, status, action_hash, body, action_type, target, policy_version, \
+const COLUMNS: &str =
+    "id, agent_id, status, action_hash, body, action_type, target, policy_version, \
      policy_hash, rule_id, explanation, approvals_required, approver_rule, grant_ttl_seconds, \
      created_at, expires_at, decided_at, decided_by, reason_code, reason";
 
@@ -118,7 +119,10 @@ pub async fn insert(conn: &mut AnyConnection, r: &RequestRow) -> Result<(), Stor
 }
 
 /// Reads a request.
-pub async fn get<'e, E: Executor<'e, Database = Any>>(ex: E, id: &str) -> Result<Option<RequestRow>, StoreError> {
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    id: &str,
+) -> Result<Option<RequestRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = $1");
     let row = sqlx::query(&sql).bind(id).fetch_optional(ex).await?;
     row.as_ref().map(from_row).transpose()
@@ -143,7 +147,11 @@ pub struct Transition<'a> {
 
 /// Moves a pending, unexpired request to a final status. Returns false when someone else got
 /// there first, it expired, or its hash differs: the caller then re-reads to say which.
-pub async fn decide(conn: &mut AnyConnection, id: &str, t: &Transition<'_>) -> Result<bool, StoreError> {
+pub async fn decide(
+    conn: &mut AnyConnection,
+    id: &str,
+    t: &Transition<'_>,
+) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE requests SET status = $2, decided_at = $3, decided_by = $4, reason_code = $5, reason = $6 \
          WHERE id = $1 AND status = 'pending' AND expires_at > $3 AND ($7 IS NULL OR action_hash = $7)",
@@ -174,7 +182,11 @@ pub async fn expire(conn: &mut AnyConnection, id: &str, now: Millis) -> Result<b
 }
 
 /// Ids of pending requests whose time has passed (for the sweeper), oldest first.
-pub async fn overdue<'e, E: Executor<'e, Database = Any>>(ex: E, now: Millis, limit: i64) -> Result<Vec<String>, StoreError> {
+pub async fn overdue<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    now: Millis,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
     let rows = sqlx::query(
         "SELECT id FROM requests WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
     )
@@ -186,7 +198,10 @@ pub async fn overdue<'e, E: Executor<'e, Database = Any>>(ex: E, now: Millis, li
 }
 
 /// Ids of an agent's pending requests.
-pub async fn pending_of_agent<'e, E: Executor<'e, Database = Any>>(ex: E, agent_id: &str) -> Result<Vec<String>, StoreError> {
+pub async fn pending_of_agent<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    agent_id: &str,
+) -> Result<Vec<String>, StoreError> {
     let rows = sqlx::query("SELECT id FROM requests WHERE agent_id = $1 AND status = 'pending'")
         .bind(agent_id)
         .fetch_all(ex)
@@ -217,11 +232,16 @@ pub async fn add_approval(
 }
 
 /// The people who approved a request, in order.
-pub async fn approvers<'e, E: Executor<'e, Database = Any>>(ex: E, request_id: &str) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query("SELECT user_id FROM approvals WHERE request_id = $1 ORDER BY decided_at, user_id")
-        .bind(request_id)
-        .fetch_all(ex)
-        .await?;
+pub async fn approvers<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    request_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT user_id FROM approvals WHERE request_id = $1 ORDER BY decided_at, user_id",
+    )
+    .bind(request_id)
+    .fetch_all(ex)
+    .await?;
     rows.iter().map(|r| col::<String>(r, "user_id")).collect()
 }
 
@@ -241,11 +261,13 @@ pub async fn idempotency_get<'e, E: Executor<'e, Database = Any>>(
     agent_id: &str,
     key: &str,
 ) -> Result<Option<IdempotencyRow>, StoreError> {
-    let row = sqlx::query("SELECT body_hash, request_id FROM idempotency_keys WHERE agent_id = $1 AND key = $2")
-        .bind(agent_id)
-        .bind(key)
-        .fetch_optional(ex)
-        .await?;
+    let row = sqlx::query(
+        "SELECT body_hash, request_id FROM idempotency_keys WHERE agent_id = $1 AND key = $2",
+    )
+    .bind(agent_id)
+    .bind(key)
+    .fetch_optional(ex)
+    .await?;
     row.map(|r| {
         Ok(IdempotencyRow {
             body_hash: col(&r, "body_hash")?,

@@ -65,21 +65,21 @@ pub struct EnrolmentRow {
     pub expires_at: Millis,
 }
 
-const USER_COLUMNS: &str =
-    "id, email, display_name, role, status, created_at, last_sign_in_at";
+const USER_COLUMNS: &str = "id, email, display_name, role, status, created_at, last_sign_in_at";
 
 async fn with_groups<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     row: &AnyRow,
 ) -> Result<UserRow, StoreError> {
     let id: String = col(row, "id")?;
-    let groups = sqlx::query("SELECT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name")
-        .bind(&id)
-        .fetch_all(ex)
-        .await?
-        .iter()
-        .map(|r| col::<String>(r, "group_name"))
-        .collect::<Result<Vec<_>, _>>()?;
+    let groups =
+        sqlx::query("SELECT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name")
+            .bind(&id)
+            .fetch_all(ex)
+            .await?
+            .iter()
+            .map(|r| col::<String>(r, "group_name"))
+            .collect::<Result<Vec<_>, _>>()?;
     Ok(UserRow {
         id,
         email: col(row, "email")?,
@@ -120,7 +120,11 @@ pub async fn insert(conn: &mut AnyConnection, u: &UserRow) -> Result<(), StoreEr
 /// Looks a person up by id.
 pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<UserRow>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-    match sqlx::query(&sql).bind(id).fetch_optional(&mut *conn).await? {
+    match sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+    {
         Some(row) => Ok(Some(with_groups(&mut *conn, &row).await?)),
         None => Ok(None),
     }
@@ -132,22 +136,33 @@ pub async fn get_by_email(
     email: &str,
 ) -> Result<Option<UserRow>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
-    match sqlx::query(&sql).bind(email).fetch_optional(&mut *conn).await? {
+    match sqlx::query(&sql)
+        .bind(email)
+        .fetch_optional(&mut *conn)
+        .await?
+    {
         Some(row) => Ok(Some(with_groups(&mut *conn, &row).await?)),
         None => Ok(None),
     }
 }
 
 /// How many active admins there are.
-pub async fn count_active_admins<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<i64, StoreError> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'admin' AND status = 'active'")
-        .fetch_one(ex)
-        .await?;
+pub async fn count_active_admins<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+) -> Result<i64, StoreError> {
+    let row =
+        sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'admin' AND status = 'active'")
+            .fetch_one(ex)
+            .await?;
     col(&row, "n")
 }
 
 /// Records a successful sign-in.
-pub async fn touch_sign_in(conn: &mut AnyConnection, id: &str, at: Millis) -> Result<(), StoreError> {
+pub async fn touch_sign_in(
+    conn: &mut AnyConnection,
+    id: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE users SET last_sign_in_at = $2 WHERE id = $1")
         .bind(id)
         .bind(at)
@@ -193,7 +208,8 @@ pub async fn passkeys<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     user_id: &str,
 ) -> Result<Vec<PasskeyRow>, StoreError> {
-    let sql = format!("SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at");
+    let sql =
+        format!("SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at");
     let rows = sqlx::query(&sql).bind(user_id).fetch_all(ex).await?;
     rows.iter().map(passkey_from_row).collect()
 }
@@ -215,7 +231,10 @@ pub async fn update_passkey(
 }
 
 /// Stores an invitation.
-pub async fn insert_enrolment(conn: &mut AnyConnection, e: &EnrolmentRow) -> Result<(), StoreError> {
+pub async fn insert_enrolment(
+    conn: &mut AnyConnection,
+    e: &EnrolmentRow,
+) -> Result<(), StoreError> {
     let groups = serde_json::to_string(&e.groups).map_err(StoreError::corrupt)?;
     sqlx::query(
         "INSERT INTO enrolments (token_hash, email, role, groups, created_by, created_at, expires_at) \
@@ -282,7 +301,10 @@ pub async fn take_enrolment(
 }
 
 /// Ends every unused first-admin link, so only the newest printed one works.
-pub async fn retire_bootstrap_enrolments(conn: &mut AnyConnection, now: Millis) -> Result<(), StoreError> {
+pub async fn retire_bootstrap_enrolments(
+    conn: &mut AnyConnection,
+    now: Millis,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE enrolments SET expires_at = $1 WHERE created_by = 'system' AND used_at IS NULL AND expires_at > $1")
         .bind(now)
         .execute(conn)

@@ -1,0 +1,375 @@
+//! The core loop end to end, on SQLite and PostgreSQL: an agent asks, an owner approves with a
+//! passkey, the waiting agent receives a grant, the downstream system redeems it once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{problem, transfer, Backend, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn full_loop_approve_wait_redeem_report_audit(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+
+    let created = app.ask(&agent, &transfer("5000.00")).await;
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["policy"]["rule"], "default");
+    assert_eq!(created["policy"]["approvals_required"], 1);
+    assert_eq!(created["expires_in"], 300);
+    assert!(created["action_hash"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        created["approval_url"],
+        format!("{}/requests/{id}", app.base)
+    );
+
+    // The owner sees the request as stored, with the hash of what was shown.
+    let view: Value = alice
+        .get(&app.http, &format!("/api/ui/requests/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["view"]["action_hash"], created["action_hash"]);
+    assert_eq!(
+        view["view"]["request"]["intent"]["goal"],
+        "Pay supplier invoice INV-1042"
+    );
+
+    let decided = alice.approve(&app.http, &id).await;
+    assert_eq!(decided["status"], "approved");
+
+    let got: Value = app
+        .agent_get(&agent, &format!("/api/v1/requests/{id}?wait=5"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["status"], "approved");
+    assert_eq!(got["approvals"], json!({ "required": 1, "received": 1 }));
+    let token = got["grant"]["token"].as_str().unwrap().to_string();
+    let jti = got["grant"]["jti"].as_str().unwrap().to_string();
+
+    // The grant verifies with the published key and carries the contract's claims.
+    let jwks: Value = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwk = serde_json::to_string(&jwks["keys"][0]).unwrap();
+    let key = countersign::domain::jose::PublicJwk::parse(&jwk)
+        .unwrap()
+        .verifying_key()
+        .unwrap();
+    let (header, claims) = countersign::domain::jose::verify_compact(&token, &key).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("countersign-grant+jwt"));
+    assert_eq!(claims["sub"], agent.id);
+    assert_eq!(claims["aud"], "bank-api");
+    assert_eq!(claims["action_hash"], created["action_hash"]);
+    assert_eq!(claims["request_id"], id);
+    assert_eq!(
+        claims["authorization_details"][0]["type"],
+        "payments.transfer"
+    );
+    assert_eq!(claims["approvers"], json!([alice.id]));
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        60
+    );
+
+    // A different action hash is refused without using the grant up.
+    let wrong = app
+        .http
+        .post(app.url("/api/v1/grants/redeem"))
+        .json(&json!({ "token": token, "action_hash": "sha256:00" }))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(wrong, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert_eq!(body["field"], "action_hash");
+
+    let first = app.redeem(&token).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["valid"], true);
+    assert_eq!(first["claims"]["jti"], jti);
+    problem(
+        app.redeem(&token).await,
+        StatusCode::CONFLICT,
+        "grant_already_redeemed",
+    )
+    .await;
+
+    let report = app
+        .agent_post(
+            &agent,
+            &format!("/api/v1/grants/{jti}/report"),
+            &json!({ "outcome": "succeeded" }),
+        )
+        .await;
+    assert_eq!(report.status(), StatusCode::OK);
+    problem(
+        app.agent_post(
+            &agent,
+            &format!("/api/v1/grants/{jti}/report"),
+            &json!({ "outcome": "failed" }),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+
+    // The evidence of this request, in order, on an intact chain.
+    let mut out = Vec::new();
+    app.core.export_audit(Some(&id), &mut out).await.unwrap();
+    let kinds: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "request.created",
+            "approval.recorded",
+            "request.approved",
+            "grant.issued",
+            "grant.redeemed",
+            "grant.outcome"
+        ]
+    );
+    match app.core.verify_audit().await.unwrap() {
+        countersign::service::audit::Verification::Intact { events, .. } => assert!(events >= 6),
+        broken => panic!("chain broken: {broken:?}"),
+    }
+}
+
+async fn long_wait_returns_when_the_decision_commits(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let id = app.ask(&agent, &transfer("10.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let waiter = {
+        let http = app.http.clone();
+        let url = app.url(&format!("/api/v1/requests/{id}?wait=55"));
+        let bearer = agent.bearer.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r: Value = http
+                .get(url)
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (r, started.elapsed())
+        })
+    };
+    // Let the waiter get registered, then decide.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.core.waiters.waiting(), 1);
+    alice.approve(&app.http, &id).await;
+    let (r, elapsed) = waiter.await.unwrap();
+    assert_eq!(r["status"], "approved");
+    assert!(r["grant"]["token"].is_string());
+    // The wait was 55 s; it came back with the decision, long before that.
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "long-wait held {elapsed:?}"
+    );
+}
+
+async fn thirty_two_parallel_redeems_have_exactly_one_winner(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let id = app.ask(&agent, &transfer("10.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice.approve(&app.http, &id).await;
+    let got: Value = app
+        .agent_get(&agent, &format!("/api/v1/requests/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = got["grant"]["token"].as_str().unwrap().to_string();
+
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let http = app.http.clone();
+            let url = app.url("/api/v1/grants/redeem");
+            let token = token.clone();
+            tokio::spawn(async move {
+                http.post(url)
+                    .json(&json!({ "token": token }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut conflict = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            StatusCode::CONFLICT => conflict += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((ok, conflict), (1, 31));
+    let mut out = Vec::new();
+    app.core.export_audit(Some(&id), &mut out).await.unwrap();
+    let redeemed = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"grant.redeemed\""))
+        .count();
+    assert_eq!(redeemed, 1);
+}
+
+async fn idempotency_key_replays_or_conflicts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let post = |body: Value, key: &'static str| {
+        let http = app.http.clone();
+        let url = app.url("/api/v1/requests");
+        let bearer = agent.bearer.clone();
+        async move {
+            http.post(url)
+                .bearer_auth(bearer)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = post(transfer("1.00"), "k-1").await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    // Same body (even re-serialised with other key order) → same request.
+    let reordered: Value =
+        serde_json::from_str(&serde_json::to_string(&transfer("1.00")).unwrap()).unwrap();
+    let again = post(reordered, "k-1").await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    // Other body, same key → 409.
+    problem(
+        post(transfer("2.00"), "k-1").await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    // Without a key, the same body is a new request.
+    let fresh = app.ask(&agent, &transfer("1.00")).await;
+    assert_ne!(fresh["id"], first["id"]);
+
+    // Concurrent first uses of one key produce one request.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(post(transfer("3.00"), "k-race")))
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        ids.insert(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(ids.len(), 1);
+}
+
+async fn agents_cannot_see_each_others_requests(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.enrol_first_admin("alice@example.com").await;
+    let a = app.agent("alice@example.com").await;
+    let b = app.agent("alice@example.com").await;
+    let id = app.ask(&a, &transfer("1.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    problem(
+        app.agent_get(&b, &format!("/api/v1/requests/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    problem(
+        app.agent_post(&b, &format!("/api/v1/requests/{id}/cancel"), &json!({}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let mine = app.agent_get(&a, &format!("/api/v1/requests/{id}")).await;
+    assert_eq!(mine.status(), StatusCode::OK);
+}
+
+async fn denial_reason_reaches_the_waiting_agent(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let id = app.ask(&agent, &transfer("10.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = alice
+        .decide(
+            &app.http,
+            &id,
+            &json!({ "decision": "deny", "reason_code": "wrong_details", "reason": "Wrong IBAN" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let got: Value = app
+        .agent_get(&agent, &format!("/api/v1/requests/{id}?wait=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["status"], "denied");
+    assert_eq!(got["decision"]["reason_code"], "wrong_details");
+    assert_eq!(got["decision"]["reason"], "Wrong IBAN");
+    assert!(got.get("grant").is_none());
+}
+
+on_both_backends!(
+    full_loop_approve_wait_redeem_report_audit,
+    long_wait_returns_when_the_decision_commits,
+    thirty_two_parallel_redeems_have_exactly_one_winner,
+    idempotency_key_replays_or_conflicts,
+    agents_cannot_see_each_others_requests,
+    denial_reason_reaches_the_waiting_agent,
+);

@@ -1,0 +1,400 @@
+//! Test harness: starts the real server on port 0 against a temporary SQLite file or a fresh
+//! PostgreSQL database, and drives people through real passkey ceremonies (`SoftPasskey`) over
+//! HTTP, exactly as a browser would.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use countersign::clock::ManualClock;
+use countersign::config::Config;
+use countersign::service::Countersign;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use url::Url;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per backend from an `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() { super::$name($crate::common::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() { super::$name($crate::common::Backend::Postgres).await }
+            )*
+        }
+    };
+}
+
+/// A running server.
+pub struct TestApp {
+    pub base: String,
+    pub core: Arc<Countersign>,
+    pub clock: Arc<ManualClock>,
+    pub http: Client,
+    pub backend: Backend,
+    _dir: tempfile::TempDir,
+    pg_db: Option<String>,
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("COUNTERSIGN_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (database_url, pg_db) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
+                None,
+            ),
+            Backend::Postgres => {
+                // A database of our own per test, dropped afterwards. A PostgreSQL that is not
+                // running is a failure, never a skip.
+                use sqlx::Connection;
+                let name = format!("countersign_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = format!("{}/postgres", pg_admin_url());
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("PostgreSQL at {admin} is required for these tests: {e}")
+                    });
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                (format!("{}/{name}", pg_admin_url()), Some(name))
+            }
+        };
+        let vars: HashMap<&str, String> = HashMap::from([
+            ("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}")),
+            ("COUNTERSIGN_PUBLIC_URL", format!("http://localhost:{port}")),
+            ("COUNTERSIGN_DATA_DIR", dir.path().display().to_string()),
+            ("DATABASE_URL", database_url),
+        ]);
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        let clock = ManualClock::new();
+        let core = Countersign::open(config, clock.clone()).await.unwrap();
+        let served = core.clone();
+        tokio::spawn(async move {
+            countersign::http::serve(served, listener).await.unwrap();
+        });
+        TestApp {
+            base: format!("http://localhost:{port}"),
+            core,
+            clock,
+            http: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            backend,
+            _dir: dir,
+            pg_db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Enrols the first admin through the one-time link.
+    pub async fn enrol_first_admin(&self, email: &str) -> Person {
+        let link = self
+            .core
+            .bootstrap_admin_link()
+            .await
+            .unwrap()
+            .expect("no admin yet");
+        self.enrol_with_link(link.expose(), Some(email), "Ada Admin")
+            .await
+    }
+
+    /// Invites someone and enrols their passkey.
+    pub async fn enrol(&self, email: &str, role: &str, groups: &[&str]) -> Person {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let invite = self
+            .core
+            .invite(email, role, &groups, "test")
+            .await
+            .unwrap();
+        self.enrol_with_link(invite.link.expose(), None, email)
+            .await
+    }
+
+    pub async fn enrol_with_link(&self, link: &str, email: Option<&str>, name: &str) -> Person {
+        let token = link.rsplit('/').next().unwrap().to_string();
+        let mut person = Person::new(self.base.clone());
+        let mut body =
+            json!({ "token": token, "display_name": name, "passkey_name": "SoftPasskey" });
+        if let Some(e) = email {
+            body["email"] = json!(e);
+        }
+        let start = person.post(&self.http, "/api/ui/enrol/start", &body).await;
+        assert_eq!(start.status(), StatusCode::OK, "enrol start");
+        let start: Value = start.json().await.unwrap();
+        let options = serde_json::from_value(start["options"].clone()).unwrap();
+        let credential = person
+            .authenticator
+            .do_registration(person.origin.clone(), options)
+            .unwrap();
+        let finish = person
+            .post(
+                &self.http,
+                "/api/ui/enrol/finish",
+                &json!({ "ceremony_id": start["ceremony_id"], "credential": credential }),
+            )
+            .await;
+        assert_eq!(finish.status(), StatusCode::OK, "enrol finish");
+        let me: Value = finish.json().await.unwrap();
+        person.id = me["id"].as_str().unwrap().to_string();
+        person.email = me["email"].as_str().unwrap().to_string();
+        person
+    }
+
+    /// Registers an agent with an API key for `owner_email`.
+    pub async fn agent(&self, owner_email: &str) -> Agent {
+        let created = self
+            .core
+            .create_agent("test-agent", owner_email, None, "test")
+            .await
+            .unwrap();
+        Agent {
+            id: created.id,
+            bearer: created.api_key.unwrap().expose().to_string(),
+        }
+    }
+
+    /// An agent call.
+    pub async fn agent_post(&self, agent: &Agent, path: &str, body: &Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&agent.bearer)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn agent_get(&self, agent: &Agent, path: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(&agent.bearer)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a request needing approval; returns its JSON (status 202).
+    pub async fn ask(&self, agent: &Agent, body: &Value) -> Value {
+        let r = self.agent_post(agent, "/api/v1/requests", body).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        r.json().await.unwrap()
+    }
+
+    pub async fn redeem(&self, token: &str) -> Response {
+        self.http
+            .post(self.url("/api/v1/grants/redeem"))
+            .json(&json!({ "token": token }))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_db.take() {
+            // Drop the database from a separate thread with its own runtime: we may be inside
+            // the test's runtime, which cannot block.
+            let admin = format!("{}/postgres", pg_admin_url());
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    use sqlx::Connection;
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A person with a browser session and a passkey.
+pub struct Person {
+    pub id: String,
+    pub email: String,
+    pub cookie: Option<String>,
+    pub origin: Url,
+    pub authenticator: WebauthnAuthenticator<SoftPasskey>,
+}
+
+impl Person {
+    fn new(base: String) -> Self {
+        Self {
+            id: String::new(),
+            email: String::new(),
+            cookie: None,
+            origin: Url::parse(&base).unwrap(),
+            // `true`: this soft authenticator performs user verification.
+            authenticator: WebauthnAuthenticator::new(SoftPasskey::new(true)),
+        }
+    }
+
+    fn base(&self) -> String {
+        self.origin.as_str().trim_end_matches('/').to_string()
+    }
+
+    fn remember_cookie(&mut self, r: &Response) {
+        for v in r.headers().get_all(reqwest::header::SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            if let Some(pair) = v.split(';').next() {
+                if pair.starts_with("__Host-countersign=") {
+                    self.cookie = Some(pair.to_string());
+                }
+            }
+        }
+    }
+
+    /// A same-origin POST from this person's browser.
+    pub async fn post(&mut self, http: &Client, path: &str, body: &Value) -> Response {
+        let mut req = http
+            .post(format!("{}{path}", self.base()))
+            .header("origin", self.base())
+            .header("sec-fetch-site", "same-origin")
+            .json(body);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await.unwrap();
+        self.remember_cookie(&r);
+        r
+    }
+
+    pub async fn get(&mut self, http: &Client, path: &str) -> Response {
+        let mut req = http.get(format!("{}{path}", self.base()));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await.unwrap();
+        self.remember_cookie(&r);
+        r
+    }
+
+    /// Starts a decision; returns the start response (status checked by the caller).
+    pub async fn start_decision(
+        &mut self,
+        http: &Client,
+        request_id: &str,
+        decision: &Value,
+    ) -> Response {
+        self.post(
+            http,
+            &format!("/api/ui/requests/{request_id}/decision/start"),
+            decision,
+        )
+        .await
+    }
+
+    /// Answers a started decision with this person's passkey.
+    pub async fn finish_decision(
+        &mut self,
+        http: &Client,
+        request_id: &str,
+        start: &Value,
+    ) -> Response {
+        let options = serde_json::from_value(start["options"].clone()).unwrap();
+        let credential = self
+            .authenticator
+            .do_authentication(self.origin.clone(), options)
+            .unwrap();
+        self.post(
+            http,
+            &format!("/api/ui/requests/{request_id}/decision/finish"),
+            &json!({ "ceremony_id": start["ceremony_id"], "credential": credential }),
+        )
+        .await
+    }
+
+    /// Approves (or denies) with the passkey; returns the finish response.
+    pub async fn decide(&mut self, http: &Client, request_id: &str, decision: &Value) -> Response {
+        let start = self.start_decision(http, request_id, decision).await;
+        assert_eq!(
+            start.status(),
+            StatusCode::OK,
+            "decision start: {}",
+            start.text().await.unwrap()
+        );
+        let start: Value = start.json().await.unwrap();
+        self.finish_decision(http, request_id, &start).await
+    }
+
+    pub async fn approve(&mut self, http: &Client, request_id: &str) -> Value {
+        let r = self
+            .decide(http, request_id, &json!({ "decision": "approve" }))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "approve");
+        r.json().await.unwrap()
+    }
+}
+
+/// An agent's credentials.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: String,
+    pub bearer: String,
+}
+
+/// A typical request body.
+pub fn transfer(amount: &str) -> Value {
+    json!({
+        "action": { "type": "payments.transfer", "target": "bank-api", "operation": "POST /v2/transfers",
+                    "params": { "to": "DE89 3704 0044 0532 0130 00", "amount": amount } },
+        "intent": { "goal": "Pay supplier invoice INV-1042", "rationale": "Invoice approved in ticket FIN-77" },
+        "context": { "environment": "production", "data_sensitivity": "confidential",
+                     "amount": { "value": amount, "currency": "EUR" } },
+        "expires_in": 300
+    })
+}
+
+/// Reads a problem+json body and checks its code.
+pub async fn problem(r: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(r.status(), status, "status for {code}");
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "content type for {code}"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], code, "error code in {body}");
+    assert_eq!(body["status"], status.as_u16());
+    body
+}
