@@ -1,0 +1,487 @@
+//! Every error of the agent contract, bad input of every kind, and credentials: each gets its
+//! problem+json with the right status, code and field — never a 500, never a half-written row.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{problem, transfer, Backend, TestApp};
+use countersign::domain::jose::GrantSigningKey;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn raw(app: &TestApp, bearer: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+    app.http
+        .post(app.url("/api/v1/requests"))
+        .bearer_auth(bearer)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn request_count(app: &TestApp) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM requests")
+        .fetch_one(app.core.db.reader())
+        .await
+        .unwrap();
+    n
+}
+
+async fn bad_input_is_a_named_4xx_and_writes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let json_ct = "application/json";
+    let cases: Vec<(Vec<u8>, &str, StatusCode, Option<&str>)> = vec![
+        (b"{not json".to_vec(), json_ct, StatusCode::BAD_REQUEST, None),
+        (vec![0xff, 0xfe, b'{', b'}'], json_ct, StatusCode::BAD_REQUEST, None),
+        (b"[]".to_vec(), json_ct, StatusCode::BAD_REQUEST, None),
+        (br#"{"action":{"target":"x"}}"#.to_vec(), json_ct, StatusCode::BAD_REQUEST, Some("action.type")),
+        (br#"{"action":{"type":"BAD TYPE","target":"x"}}"#.to_vec(), json_ct, StatusCode::BAD_REQUEST, Some("action.type")),
+        (br#"{"action":{"type":"a","target":7}}"#.to_vec(), json_ct, StatusCode::BAD_REQUEST, Some("action.target")),
+        (br#"{"action":{"type":"a","target":"x","surprise":1}}"#.to_vec(), json_ct, StatusCode::BAD_REQUEST, Some("action.surprise")),
+        (br#"{"action":{"type":"a","target":"x"},"context":{"amount":{"value":"1e9","currency":"EUR"}}}"#.to_vec(), json_ct, StatusCode::BAD_REQUEST, Some("context.amount.value")),
+        (br#"{"action":{"type":"a","target":"x"},"context":{"amount":{"value":"10","currency":"euro"}}}"#.to_vec(), json_ct, StatusCode::BAD_REQUEST, Some("context.amount.currency")),
+        (br#"{"action":{"type":"a","target":"x","params":{"n":1e400}}}"#.to_vec(), json_ct, StatusCode::BAD_REQUEST, None),
+        (br#"{"action":{"type":"a","target":"x","params":{"n":9007199254740993}}}"#.to_vec(), json_ct, StatusCode::BAD_REQUEST, Some("action.params.n")),
+        (br#"{"action":{"type":"a","target":"x"},"expires_in":0}"#.to_vec(), json_ct, StatusCode::BAD_REQUEST, Some("expires_in")),
+        (br#"{"action":{"type":"a","target":"x"},"expires_in":"300"}"#.to_vec(), json_ct, StatusCode::BAD_REQUEST, Some("expires_in")),
+        (format!(r#"{{"action":{{"type":"a","target":"x","params":{}1{}}}}}"#, "[".repeat(5000), "]".repeat(5000)).into_bytes(), json_ct, StatusCode::BAD_REQUEST, None),
+        (br#"{"action":{"type":"a","target":"x"}}"#.to_vec(), "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("Content-Type")),
+    ];
+    for (body, ct, status, field) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).to_string();
+        let r = raw(&app, &agent.bearer, ct, body).await;
+        assert_eq!(r.status(), status, "for {shown}");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["error"], "invalid_request", "for {shown}: {p}");
+        if let Some(f) = field {
+            assert_eq!(p["field"], f, "for {shown}: {p}");
+        }
+    }
+    // Oversize: 413 payload_too_large.
+    let mut big = transfer("1.00");
+    big["action"]["params"]["blob"] = json!("x".repeat(70 * 1024));
+    let r = raw(
+        &app,
+        &agent.bearer,
+        json_ct,
+        serde_json::to_vec(&big).unwrap(),
+    )
+    .await;
+    problem(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    assert_eq!(request_count(&app).await, 0, "no half-written requests");
+}
+
+async fn bad_credentials_are_invalid_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let body = transfer("1.00");
+    // No header.
+    let r = app
+        .http
+        .post(app.url("/api/v1/requests"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let www = r
+        .headers()
+        .get("www-authenticate")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(www, "Bearer error=\"invalid_token\"");
+    problem(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    // A wrong secret for a real agent id.
+    let forged = format!("cs_agent_{}_{}", agent.id, "0".repeat(64));
+    let r = app
+        .http
+        .post(app.url("/api/v1/requests"))
+        .bearer_auth(forged)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    // Garbage.
+    let r = app
+        .http
+        .post(app.url("/api/v1/requests"))
+        .bearer_auth("hello")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+}
+
+async fn key_bound_agents_sign_assertions_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let key = GrantSigningKey::generate(&mut rand_core::OsRng);
+    let jwk = serde_json::to_string(&key.public_jwk()).unwrap();
+    let created = app
+        .core
+        .create_agent("signer", "alice@example.com", Some(&jwk), "test")
+        .await
+        .unwrap();
+    assert!(created.api_key.is_none());
+    let now = app.core.clock.now_secs();
+    let assertion = |jti: &str, iat: i64, exp: i64| {
+        key.sign_compact("JWT", &json!({ "iss": created.id, "sub": created.id, "aud": app.base, "iat": iat, "exp": exp, "jti": jti })).unwrap()
+    };
+    let post = |token: String| {
+        let http = app.http.clone();
+        let url = app.url("/api/v1/requests");
+        async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&transfer("1.00"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = post(assertion("j1", now, now + 30)).await;
+    assert_eq!(ok.status(), StatusCode::ACCEPTED);
+    let id = ok.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Replayed jti.
+    problem(
+        post(assertion("j1", now, now + 30)).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    // Too long-lived, expired, wrong audience.
+    problem(
+        post(assertion("j2", now, now + 61)).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    problem(
+        post(assertion("j3", now - 120, now - 60)).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    let wrong_aud = key.sign_compact("JWT", &json!({ "iss": created.id, "sub": created.id, "aud": "https://elsewhere", "iat": now, "exp": now + 30, "jti": "j4" })).unwrap();
+    problem(
+        post(wrong_aud).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    // Signed by another key.
+    let other = GrantSigningKey::generate(&mut rand_core::OsRng);
+    let forged = other.sign_compact("JWT", &json!({ "iss": created.id, "sub": created.id, "aud": app.base, "iat": now, "exp": now + 30, "jti": "j5" })).unwrap();
+    problem(
+        post(forged).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+
+    // Its grants are bound to its key.
+    alice.approve(&app.http, &id).await;
+    let r = app
+        .http
+        .get(app.url(&format!("/api/v1/requests/{id}")))
+        .bearer_auth(assertion("j6", now, now + 30))
+        .send()
+        .await
+        .unwrap();
+    let got: Value = r.json().await.unwrap();
+    let token = got["grant"]["token"].as_str().unwrap();
+    let (_, claims) = countersign::domain::jose::peek_unverified(token).unwrap();
+    assert_eq!(claims["cnf"]["jkt"], key.public_jwk().thumbprint());
+}
+
+async fn policy_decides_allow_require_deny_at_boundaries(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    app.core
+        .apply_policy(
+            r#"
+[[rule]]
+id = "small-payments"
+action = "payments.*"
+amount_below = { value = "100.00", currency = "EUR" }
+outcome = "allow"
+grant_ttl_seconds = 30
+
+[[rule]]
+id = "no-prod-drops"
+action = "db.drop_*"
+environment = ["production"]
+outcome = "deny"
+reason = "Agents never drop production tables."
+"#,
+            "test",
+        )
+        .await
+        .unwrap();
+    // Strictly below: allowed at once, with a grant.
+    let r = app
+        .agent_post(&agent, "/api/v1/requests", &transfer("99.99"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "approved");
+    assert_eq!(body["policy"]["rule"], "small-payments");
+    assert!(body["grant"]["token"].is_string());
+    // Exactly at the threshold: not below, falls to the default rule.
+    let at = app.ask(&agent, &transfer("100.00")).await;
+    assert_eq!(at["policy"]["rule"], "default");
+    // Another currency never matches an EUR threshold.
+    let mut usd = transfer("5.00");
+    usd["context"]["amount"]["currency"] = json!("USD");
+    assert_eq!(app.ask(&agent, &usd).await["policy"]["rule"], "default");
+    // Glob + environment: denied, with the rule and its reason.
+    let drop = json!({ "action": { "type": "db.drop_table", "target": "orders-db" }, "context": { "environment": "production" } });
+    let p = problem(
+        app.agent_post(&agent, "/api/v1/requests", &drop).await,
+        StatusCode::FORBIDDEN,
+        "denied_by_policy",
+    )
+    .await;
+    assert_eq!(p["rule"], "no-prod-drops");
+    assert!(p["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("Agents never drop production tables."));
+    // The same in staging is not denied.
+    let staging = json!({ "action": { "type": "db.drop_table", "target": "orders-db" }, "context": { "environment": "staging" } });
+    assert_eq!(app.ask(&agent, &staging).await["policy"]["rule"], "default");
+}
+
+async fn state_errors_have_their_codes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    // slow_down: polling sooner than the interval without wait.
+    let id = app.ask(&agent, &transfer("1.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        app.agent_get(&agent, &format!("/api/v1/requests/{id}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let p = problem(
+        app.agent_get(&agent, &format!("/api/v1/requests/{id}"))
+            .await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "slow_down",
+    )
+    .await;
+    assert_eq!(p["interval"], 5);
+    // wait out of range.
+    let p = problem(
+        app.agent_get(&agent, &format!("/api/v1/requests/{id}?wait=56"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(p["field"], "wait");
+    problem(
+        app.agent_get(&agent, "/api/v1/requests/nope").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    // cancel, then cancel again: conflict.
+    let r = app
+        .agent_post(&agent, &format!("/api/v1/requests/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
+    problem(
+        app.agent_post(&agent, &format!("/api/v1/requests/{id}/cancel"), &json!({}))
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+
+    // An expired request cannot be approved: expired_token.
+    let id = app.ask(&agent, &transfer("2.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let start = alice
+        .start_decision(&app.http, &id, &json!({ "decision": "approve" }))
+        .await;
+    let start: Value = start.json().await.unwrap();
+    app.clock.advance_ms(301_000);
+    problem(
+        alice.finish_decision(&app.http, &id, &start).await,
+        StatusCode::GONE,
+        "expired_token",
+    )
+    .await;
+    problem(
+        alice
+            .start_decision(&app.http, &id, &json!({ "decision": "approve" }))
+            .await,
+        StatusCode::GONE,
+        "expired_token",
+    )
+    .await;
+    let got: Value = app
+        .agent_get(&agent, &format!("/api/v1/requests/{id}?wait=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["status"], "expired");
+
+    // grant_expired and grant_revoked.
+    let id = app.ask(&agent, &transfer("3.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice.approve(&app.http, &id).await;
+    let got: Value = app
+        .agent_get(&agent, &format!("/api/v1/requests/{id}?wait=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = got["grant"]["token"].as_str().unwrap().to_string();
+    app.clock.advance_ms(61_000);
+    problem(app.redeem(&token).await, StatusCode::GONE, "grant_expired").await;
+    let id = app.ask(&agent, &transfer("4.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice.approve(&app.http, &id).await;
+    let got: Value = app
+        .agent_get(&agent, &format!("/api/v1/requests/{id}?wait=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (token, jti) = (
+        got["grant"]["token"].as_str().unwrap().to_string(),
+        got["grant"]["jti"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(
+        app.agent_post(&agent, &format!("/api/v1/grants/{jti}/revoke"), &json!({}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    problem(app.redeem(&token).await, StatusCode::GONE, "grant_revoked").await;
+    // A token that is not a grant.
+    problem(
+        app.redeem("a.b.c").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+}
+
+async fn cross_site_and_signed_out_calls_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let id = app.ask(&agent, &transfer("1.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Signed out.
+    let r = app
+        .http
+        .post(app.url(&format!("/api/ui/requests/{id}/decision/start")))
+        .json(&json!({ "decision": "approve" }))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    // Signed in, but the browser says the request comes from another site.
+    let r = app
+        .http
+        .post(app.url(&format!("/api/ui/requests/{id}/decision/start")))
+        .header("cookie", alice.cookie.clone().unwrap())
+        .header("sec-fetch-site", "cross-site")
+        .header("origin", "https://evil.example")
+        .json(&json!({ "decision": "approve" }))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+    // Another owner cannot see or decide alice's agent's request.
+    let mut bob = app.enrol("bob@example.com", "owner", &[]).await;
+    problem(
+        bob.get(&app.http, &format!("/api/ui/requests/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    problem(
+        bob.start_decision(&app.http, &id, &json!({ "decision": "approve" }))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+}
+
+async fn suspending_an_agent_cancels_revokes_and_refuses(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let pending = app.ask(&agent, &transfer("1.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let approved = app.ask(&agent, &transfer("2.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice.approve(&app.http, &approved).await;
+    let got: Value = app
+        .agent_get(&agent, &format!("/api/v1/requests/{approved}?wait=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = got["grant"]["token"].as_str().unwrap().to_string();
+
+    let report = app.core.suspend_agent(&agent.id, "test").await.unwrap();
+    assert_eq!((report.cancelled_requests, report.revoked_grants), (1, 1));
+    problem(
+        app.agent_get(&agent, &format!("/api/v1/requests/{pending}"))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    problem(app.redeem(&token).await, StatusCode::GONE, "grant_revoked").await;
+    let row = countersign::store::requests::get(app.core.db.reader(), &pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, "cancelled");
+}
+
+on_both_backends!(
+    bad_input_is_a_named_4xx_and_writes_nothing,
+    bad_credentials_are_invalid_token,
+    key_bound_agents_sign_assertions_once,
+    policy_decides_allow_require_deny_at_boundaries,
+    state_errors_have_their_codes,
+    cross_site_and_signed_out_calls_are_refused,
+    suspending_an_agent_cancels_revokes_and_refuses,
+);
