@@ -1,0 +1,338 @@
+//! Races with exactly one winner, ceremonies that cannot be replayed or moved to another
+//! request, and an audit chain that names the row someone edited.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{problem, transfer, Backend, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const TERMINAL: [&str; 4] = [
+    "\"request.approved\"",
+    "\"request.denied\"",
+    "\"request.cancelled\"",
+    "\"request.expired\"",
+];
+
+async fn terminal_events(app: &TestApp, id: &str) -> usize {
+    let mut out = Vec::new();
+    app.core.export_audit(Some(id), &mut out).await.unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter(|l| TERMINAL.iter().any(|k| l.contains(k)))
+        .count()
+}
+
+async fn approve_deny_cancel_race_has_one_winner(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let mut bob = app.enrol("bob@example.com", "admin", &[]).await;
+    let agent = app.agent("alice@example.com").await;
+    app.core
+        .apply_policy("[[rule]]\nid = \"either\"\noutcome = \"require\"\napprovals = 1\napprovers = [\"owner\", \"admins\"]\n", "test")
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let id = app.ask(&agent, &transfer(&format!("{round}.00"))).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let a: Value = alice
+            .start_decision(&app.http, &id, &json!({ "decision": "approve" }))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let d: Value = bob
+            .start_decision(
+                &app.http,
+                &id,
+                &json!({ "decision": "deny", "reason_code": "too_risky" }),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let cancel_path = format!("/api/v1/requests/{id}/cancel");
+        let empty = json!({});
+        let (ra, rd, rc) = tokio::join!(
+            alice.finish_decision(&app.http, &id, &a),
+            bob.finish_decision(&app.http, &id, &d),
+            app.agent_post(&agent, &cancel_path, &empty),
+        );
+        let statuses = [ra.status(), rd.status(), rc.status()];
+        assert_eq!(
+            statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        assert!(
+            statuses
+                .iter()
+                .all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT),
+            "round {round}: {statuses:?}"
+        );
+        let row = countersign::store::requests::get(app.core.db.reader(), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(["approved", "denied", "cancelled"].contains(&row.status.as_str()));
+        assert_eq!(terminal_events(&app, &id).await, 1, "round {round}");
+        let grants = countersign::store::grants::for_request(app.core.db.reader(), &id)
+            .await
+            .unwrap();
+        assert_eq!(grants.is_some(), row.status == "approved");
+    }
+}
+
+async fn expiry_beats_a_late_approval(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let id = app.ask(&agent, &transfer("1.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let start: Value = alice
+        .start_decision(&app.http, &id, &json!({ "decision": "approve" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.clock.advance_ms(300_000);
+    let core = app.core.clone();
+    let (finish, swept) = tokio::join!(alice.finish_decision(&app.http, &id, &start), core.sweep());
+    swept.unwrap();
+    problem(finish, StatusCode::GONE, "expired_token").await;
+    let row = countersign::store::requests::get(app.core.db.reader(), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, "expired");
+    assert_eq!(terminal_events(&app, &id).await, 1);
+    assert!(
+        countersign::store::grants::for_request(app.core.db.reader(), &id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn assertions_cannot_be_replayed_or_moved(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    app.core
+        .apply_policy("[[rule]]\nid = \"two\"\noutcome = \"require\"\napprovals = 2\napprovers = [\"owner\", \"admins\"]\n", "test")
+        .await
+        .unwrap();
+    let first = app.ask(&agent, &transfer("1.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = app.ask(&agent, &transfer("2.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Answer the first request's challenge, then present that answer as the second's.
+    let s1: Value = alice
+        .start_decision(&app.http, &first, &json!({ "decision": "approve" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let s2: Value = alice
+        .start_decision(&app.http, &second, &json!({ "decision": "approve" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let options = serde_json::from_value(s1["options"].clone()).unwrap();
+    let answer_for_first = alice
+        .authenticator
+        .do_authentication(alice.origin.clone(), options)
+        .unwrap();
+    let moved = alice
+        .post(
+            &app.http,
+            &format!("/api/ui/requests/{second}/decision/finish"),
+            &json!({ "ceremony_id": s2["ceremony_id"], "credential": answer_for_first }),
+        )
+        .await;
+    problem(moved, StatusCode::FORBIDDEN, "access_denied").await;
+    // The second ceremony was consumed by that attempt: it cannot be retried.
+    problem(
+        alice.finish_decision(&app.http, &second, &s2).await,
+        StatusCode::GONE,
+        "expired_token",
+    )
+    .await;
+
+    // The legitimate answer to the first works once; replaying it is refused.
+    let body = json!({ "ceremony_id": s1["ceremony_id"], "credential": answer_for_first });
+    let ok = alice
+        .post(
+            &app.http,
+            &format!("/api/ui/requests/{first}/decision/finish"),
+            &body,
+        )
+        .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        ok.json::<Value>().await.unwrap()["approvals"],
+        json!({ "required": 2, "received": 1 })
+    );
+    problem(
+        alice
+            .post(
+                &app.http,
+                &format!("/api/ui/requests/{first}/decision/finish"),
+                &body,
+            )
+            .await,
+        StatusCode::GONE,
+        "expired_token",
+    )
+    .await;
+    // Approving twice does not count twice.
+    problem(
+        alice
+            .start_decision(&app.http, &first, &json!({ "decision": "approve" }))
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+
+    // Another session of the same person cannot finish this session's ceremony.
+    let s3: Value = alice
+        .start_decision(&app.http, &second, &json!({ "decision": "approve" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mine = alice.cookie.take();
+    let signin: Value = alice
+        .post(
+            &app.http,
+            "/api/ui/sign-in/start",
+            &json!({ "email": "alice@example.com" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cred = alice
+        .authenticator
+        .do_authentication(
+            alice.origin.clone(),
+            serde_json::from_value(signin["options"].clone()).unwrap(),
+        )
+        .unwrap();
+    let r = alice
+        .post(
+            &app.http,
+            "/api/ui/sign-in/finish",
+            &json!({ "ceremony_id": signin["ceremony_id"], "credential": cred }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_ne!(alice.cookie, mine, "sign-in issues a new session id");
+    problem(
+        alice.finish_decision(&app.http, &second, &s3).await,
+        StatusCode::FORBIDDEN,
+        "access_denied",
+    )
+    .await;
+}
+
+async fn quorum_needs_distinct_eligible_people(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let mut fin = app.enrol("fin@example.com", "owner", &["finance"]).await;
+    let mut other = app.enrol("other@example.com", "owner", &["sre"]).await;
+    let agent = app.agent("alice@example.com").await;
+    app.core
+        .apply_policy(
+            "[[rule]]\nid = \"large\"\naction = \"payments.*\"\namount_at_least = { value = \"10000.00\", currency = \"EUR\" }\noutcome = \"require\"\napprovals = 2\napprovers = [\"owner\", \"group:finance\"]\nall_groups = true\n",
+            "test",
+        )
+        .await
+        .unwrap();
+    let id = app.ask(&agent, &transfer("10000.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Not eligible: someone outside owner and finance.
+    problem(
+        other
+            .start_decision(&app.http, &id, &json!({ "decision": "approve" }))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_eq!(alice.approve(&app.http, &id).await["status"], "pending");
+    let done = fin.approve(&app.http, &id).await;
+    assert_eq!(done["status"], "approved");
+    assert_eq!(done["approvals"], json!({ "required": 2, "received": 2 }));
+}
+
+async fn editing_an_audit_row_breaks_verify_at_that_row(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let id = app.ask(&agent, &transfer("1.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice.approve(&app.http, &id).await;
+    let intact = app.core.verify_audit().await.unwrap();
+    let total = match intact {
+        countersign::service::audit::Verification::Intact { events, .. } => events,
+        broken => panic!("{broken:?}"),
+    };
+    for victim in [1, total / 2, total] {
+        let (original,): (String,) = sqlx::query_as("SELECT data FROM audit_events WHERE seq = $1")
+            .bind(victim)
+            .fetch_one(app.core.db.reader())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_events SET data = $1 WHERE seq = $2")
+            .bind(r#"{"edited":true}"#)
+            .bind(victim)
+            .execute(app.core.db.writer())
+            .await
+            .unwrap();
+        match app.core.verify_audit().await.unwrap() {
+            countersign::service::audit::Verification::Broken(b) => assert_eq!(b.seq, victim),
+            ok => panic!("edit of event {victim} went unnoticed: {ok:?}"),
+        }
+        sqlx::query("UPDATE audit_events SET data = $1 WHERE seq = $2")
+            .bind(original)
+            .bind(victim)
+            .execute(app.core.db.writer())
+            .await
+            .unwrap();
+    }
+    // Deleting the last event is noticed too (the head no longer matches).
+    sqlx::query("DELETE FROM audit_events WHERE seq = $1")
+        .bind(total)
+        .execute(app.core.db.writer())
+        .await
+        .unwrap();
+    assert!(
+        matches!(app.core.verify_audit().await.unwrap(), countersign::service::audit::Verification::Broken(b) if b.seq == total)
+    );
+}
+
+on_both_backends!(
+    approve_deny_cancel_race_has_one_winner,
+    expiry_beats_a_late_approval,
+    assertions_cannot_be_replayed_or_moved,
+    quorum_needs_distinct_eligible_people,
+    editing_an_audit_row_breaks_verify_at_that_row,
+);
