@@ -63,7 +63,7 @@ impl ApproverRule {
             .filter(|(_, s)| match s.parse::<ApproverSource>() {
                 Ok(ApproverSource::Owner) => is_owner,
                 Ok(ApproverSource::Admins) => who.is_admin,
-                Ok(ApproverSource::Group(g)) => who.groups.iter().any(|mine| *mine == g),
+                Ok(ApproverSource::Group(g)) => who.groups.contains(&g),
                 Err(_) => false,
             })
             .map(|(i, _)| i)

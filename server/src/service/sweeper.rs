@@ -16,7 +16,7 @@ use crate::store::{
 };
 
 /// An arbitrary, fixed key for `pg_try_advisory_xact_lock`.
-const SWEEPER_LOCK: i64 = 0x636f_756e_7465_72;
+const SWEEPER_LOCK: i64 = 0x0063_6f75_6e74_6572;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -130,11 +130,13 @@ mod tests {
     async fn a_registered_waiter_is_woken_and_unregistered_on_drop() {
         let w = Waiters::default();
         let reg = w.register("r1");
-        let notified = reg.notify().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        w.wake("r1");
-        notified.await;
+        {
+            let notified = reg.notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            w.wake("r1");
+            notified.await;
+        }
         assert_eq!(w.waiting(), 1);
         drop(reg);
         assert_eq!(w.waiting(), 0);

@@ -1,2 +1,0 @@
-//! Benchmarks (written below).
-fn main() {}
