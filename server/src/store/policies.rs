@@ -56,9 +56,9 @@ pub async fn history<'e, E: Executor<'e, Database = Any>>(
     rows.iter().map(from_row).collect()
 }
 
-/// Appends a version after the current newest one and returns its number. Two admins applying at
-/// once both succeed, one after the other (the primary key refuses a duplicate number, and the
-/// caller's transaction retries are not needed because writes are serialised per database).
+/// Appends a version after the current newest one and returns its number. On SQLite writes are
+/// serialised, so concurrent applies queue; on PostgreSQL two applies racing may compute the same
+/// number, and the primary key then refuses the second (it fails whole and can be retried).
 pub async fn append(
     conn: &mut AnyConnection,
     hash: &str,
