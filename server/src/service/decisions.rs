@@ -32,9 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use webauthn_rs::prelude::PublicKeyCredential;
 
-use super::people::{
-    credential_id_text, load_passkeys, update_counter, CeremonyState, SignedIn, CEREMONY_TTL_MS,
-};
+use super::people::{load_passkeys, used_passkey, CeremonyState, SignedIn, CEREMONY_TTL_MS};
 use super::requests::{announce, stored_body, ApprovalCount};
 use super::{Countersign, Error};
 use crate::clock::rfc3339;
@@ -218,7 +216,6 @@ impl Countersign {
             .map_err(|e| Error::internal(format!("start decision: {e}")))?;
         let options = serde_json::to_value(options).map_err(Error::internal)?;
         let challenge = options["publicKey"]["challenge"].clone();
-        let ceremony_id = uuid::Uuid::new_v4().to_string();
         let kind = match decision {
             Decision::Approve => "approve",
             Decision::Deny { .. } => "deny",
@@ -228,23 +225,18 @@ impl Countersign {
             display_hash: display_hash.clone(),
             challenge,
         };
-        ceremonies::insert(
-            self.db.writer(),
-            &CeremonyRow {
-                id: ceremony_id.clone(),
-                kind: kind.into(),
-                user_id: Some(who.person.id.clone()),
-                session_binding: Some(who.session_binding.clone()),
-                request_id: Some(j.request.id.clone()),
-                action_hash: Some(j.request.action_hash.clone()),
-                state: serde_json::to_string(&CeremonyState::Passkey(state))
-                    .map_err(Error::internal)?,
-                context: serde_json::to_string(&context).map_err(Error::internal)?,
-                // Never outlive the request itself.
-                expires_at: (self.now() + CEREMONY_TTL_MS).min(j.request.expires_at),
-            },
-        )
-        .await?;
+        let context = serde_json::to_string(&context).map_err(Error::internal)?;
+        // Never outlive the request itself.
+        let expires_at = (self.now() + CEREMONY_TTL_MS).min(j.request.expires_at);
+        let row = CeremonyRow {
+            user_id: Some(who.person.id.clone()),
+            session_binding: Some(who.session_binding.clone()),
+            request_id: Some(j.request.id.clone()),
+            action_hash: Some(j.request.action_hash.clone()),
+            ..CeremonyState::Passkey(state).into_row(kind, context, expires_at)?
+        };
+        ceremonies::insert(self.db.writer(), &row).await?;
+        let ceremony_id = row.id;
         Ok(DecisionStart {
             ceremony_id,
             options,
@@ -377,31 +369,16 @@ impl Countersign {
             ));
         }
         let passkey_rows = users::passkeys(&mut *tx, &who.person.id).await?;
-        let passkey_id = passkey_rows
-            .iter()
-            .find(|r| {
-                load_passkeys(std::slice::from_ref(r))
-                    .ok()
-                    .and_then(|p| p.into_iter().next())
-                    .is_some_and(|p| p.cred_id() == result.cred_id())
-            })
-            .map(|r| r.id.clone())
+        let used = used_passkey(&passkey_rows, &result)?
             .ok_or_else(|| Error::AccessDenied("that passkey is not registered to you".into()))?;
-        let credential_used = passkey_rows
-            .iter()
-            .find(|r| r.id == passkey_id)
-            .and_then(|r| load_passkeys(std::slice::from_ref(r)).ok())
-            .and_then(|p| p.into_iter().next())
-            .map(|p| credential_id_text(&p))
-            .unwrap_or_default();
-        if let Some((credential_id, json)) = update_counter(passkey_rows, &result)? {
-            users::update_passkey(&mut tx, &credential_id, &json, now).await?;
+        if let Some(json) = &used.updated {
+            users::update_passkey(&mut tx, &used.credential_id, json, now).await?;
         }
         let actor = format!("user:{}", who.person.id);
         let evidence = json!({
             "user_id": who.person.id,
-            "passkey_id": passkey_id,
-            "credential_id": credential_used,
+            "passkey_id": used.id,
+            "credential_id": used.credential_id,
             "ceremony_id": ceremony.id,
             "challenge": context.challenge,
             "action_hash": bound_hash,
@@ -412,9 +389,7 @@ impl Countersign {
 
         let status = match &context.decision {
             Decision::Approve => {
-                if !rows::add_approval(&mut tx, &request_id, &who.person.id, &passkey_id, now)
-                    .await?
-                {
+                if !rows::add_approval(&mut tx, &request_id, &who.person.id, &used.id, now).await? {
                     return Err(Error::Conflict(
                         "you have already approved this request".into(),
                     ));

@@ -107,6 +107,29 @@ pub(crate) enum CeremonyState {
     Discoverable(DiscoverableAuthentication),
 }
 
+impl CeremonyState {
+    /// A ceremony row holding this state, with a fresh id and no bindings; callers add the
+    /// bindings their ceremony needs.
+    pub(crate) fn into_row(
+        self,
+        kind: &str,
+        context: String,
+        expires_at: i64,
+    ) -> Result<CeremonyRow, Error> {
+        Ok(CeremonyRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind: kind.into(),
+            user_id: None,
+            session_binding: None,
+            request_id: None,
+            action_hash: None,
+            state: serde_json::to_string(&self).map_err(Error::internal)?,
+            context,
+            expires_at,
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct EnrolContext {
     token_hash: String,
@@ -274,29 +297,21 @@ impl Countersign {
             .webauthn
             .start_passkey_registration(user_id, &email, &display_name, None)
             .map_err(|e| Error::internal(format!("start registration: {e}")))?;
-        let ceremony_id = uuid::Uuid::new_v4().to_string();
         let context = json!({
             "enrol": EnrolContext { token_hash, user_id: user_id.to_string(), display_name, passkey_name },
             "email": email,
         });
-        ceremonies::insert(
-            self.db.writer(),
-            &CeremonyRow {
-                id: ceremony_id.clone(),
-                kind: "register".into(),
-                user_id: Some(user_id.to_string()),
-                session_binding: None,
-                request_id: None,
-                action_hash: None,
-                state: serde_json::to_string(&CeremonyState::Register(state))
-                    .map_err(Error::internal)?,
-                context: context.to_string(),
-                expires_at: now + CEREMONY_TTL_MS,
-            },
-        )
-        .await?;
+        let row = CeremonyRow {
+            user_id: Some(user_id.to_string()),
+            ..CeremonyState::Register(state).into_row(
+                "register",
+                context.to_string(),
+                now + CEREMONY_TTL_MS,
+            )?
+        };
+        ceremonies::insert(self.db.writer(), &row).await?;
         Ok(CeremonyStart {
-            ceremony_id,
+            ceremony_id: row.id,
             options: serde_json::to_value(options).map_err(Error::internal)?,
         })
     }
@@ -377,75 +392,55 @@ impl Countersign {
     /// address gets the same kind of answer as a known one, so the page reveals nothing.
     pub async fn sign_in_start(&self, email: Option<&str>) -> Result<CeremonyStart, Error> {
         let now = self.now();
-        let (options, state, user_id) = match email {
-            Some(email) => {
-                let email = validate_email(email)?;
-                let mut conn = self
-                    .db
-                    .reader()
-                    .acquire()
-                    .await
-                    .map_err(store::StoreError::from)?;
-                let user = users::get_by_email(&mut conn, &email)
-                    .await?
-                    .filter(|u| u.status == "active");
-                let passkeys = match &user {
-                    Some(u) => load_passkeys(&users::passkeys(&mut *conn, &u.id).await?)?,
-                    None => Vec::new(),
-                };
-                if passkeys.is_empty() {
-                    // Nothing can answer this; fall back to the discoverable flow.
-                    let (o, s) = self
-                        .webauthn
-                        .start_discoverable_authentication()
-                        .map_err(|e| Error::internal(format!("start sign-in: {e}")))?;
-                    (
-                        serde_json::to_value(o).map_err(Error::internal)?,
-                        CeremonyState::Discoverable(s),
-                        None,
-                    )
-                } else {
-                    let (o, s) = self
-                        .webauthn
-                        .start_passkey_authentication(&passkeys)
-                        .map_err(|e| Error::internal(format!("start sign-in: {e}")))?;
-                    (
-                        serde_json::to_value(o).map_err(Error::internal)?,
-                        CeremonyState::Passkey(s),
-                        user.map(|u| u.id),
-                    )
-                }
+        // Offer the person's passkeys when the address is theirs; otherwise (no address, an
+        // unknown one, or one without passkeys) any discoverable passkey for this site.
+        let mut user_id = None;
+        let mut passkeys = Vec::new();
+        if let Some(email) = email {
+            let email = validate_email(email)?;
+            let mut conn = self
+                .db
+                .reader()
+                .acquire()
+                .await
+                .map_err(store::StoreError::from)?;
+            if let Some(u) = users::get_by_email(&mut conn, &email)
+                .await?
+                .filter(|u| u.status == "active")
+            {
+                passkeys = load_passkeys(&users::passkeys(&mut *conn, &u.id).await?)?;
+                user_id = Some(u.id);
             }
-            None => {
-                let (o, s) = self
-                    .webauthn
-                    .start_discoverable_authentication()
-                    .map_err(|e| Error::internal(format!("start sign-in: {e}")))?;
-                (
-                    serde_json::to_value(o).map_err(Error::internal)?,
-                    CeremonyState::Discoverable(s),
-                    None,
-                )
-            }
+        }
+        let fail =
+            |e: webauthn_rs::prelude::WebauthnError| Error::internal(format!("start sign-in: {e}"));
+        let (options, state) = if passkeys.is_empty() {
+            user_id = None;
+            let (o, s) = self
+                .webauthn
+                .start_discoverable_authentication()
+                .map_err(fail)?;
+            (
+                serde_json::to_value(o).map_err(Error::internal)?,
+                CeremonyState::Discoverable(s),
+            )
+        } else {
+            let (o, s) = self
+                .webauthn
+                .start_passkey_authentication(&passkeys)
+                .map_err(fail)?;
+            (
+                serde_json::to_value(o).map_err(Error::internal)?,
+                CeremonyState::Passkey(s),
+            )
         };
-        let ceremony_id = uuid::Uuid::new_v4().to_string();
-        ceremonies::insert(
-            self.db.writer(),
-            &CeremonyRow {
-                id: ceremony_id.clone(),
-                kind: "sign_in".into(),
-                user_id,
-                session_binding: None,
-                request_id: None,
-                action_hash: None,
-                state: serde_json::to_string(&state).map_err(Error::internal)?,
-                context: "{}".into(),
-                expires_at: now + CEREMONY_TTL_MS,
-            },
-        )
-        .await?;
+        let row = CeremonyRow {
+            user_id,
+            ..state.into_row("sign_in", "{}".into(), now + CEREMONY_TTL_MS)?
+        };
+        ceremonies::insert(self.db.writer(), &row).await?;
         Ok(CeremonyStart {
-            ceremony_id,
+            ceremony_id: row.id,
             options,
         })
     }
@@ -476,7 +471,7 @@ impl Countersign {
                     .webauthn
                     .finish_passkey_authentication(credential, &state)
                     .map_err(|e| refused(e.to_string()))?;
-                (user, update_counter(rows, &result)?)
+                (user, used_passkey(&rows, &result)?)
             }
             CeremonyState::Discoverable(state) => {
                 let (uuid, _) = self
@@ -495,7 +490,7 @@ impl Countersign {
                     .webauthn
                     .finish_discoverable_authentication(credential, state, &keys)
                     .map_err(|e| refused(e.to_string()))?;
-                (user, update_counter(rows, &result)?)
+                (user, used_passkey(&rows, &result)?)
             }
             CeremonyState::Register(_) => {
                 return Err(Error::internal("sign-in ceremony holds a registration"))
@@ -504,7 +499,12 @@ impl Countersign {
         if user.status != "active" {
             return Err(refused("this account is deactivated".into()));
         }
-        if let Some((credential_id, json)) = stored {
+        if let Some(UsedPasskey {
+            credential_id,
+            updated: Some(json),
+            ..
+        }) = stored
+        {
             users::update_passkey(&mut tx, &credential_id, &json, now).await?;
         }
         users::touch_sign_in(&mut tx, &user.id, now).await?;
@@ -563,22 +563,34 @@ pub(crate) fn load_passkeys(rows: &[PasskeyRow]) -> Result<Vec<Passkey>, Error> 
         .collect()
 }
 
-/// Applies an authentication result to the stored passkey it used; returns the credential id
-/// and the updated JSON to save (or None when nothing changed).
-pub(crate) fn update_counter(
-    rows: Vec<PasskeyRow>,
+/// The stored passkey that produced an authentication.
+pub(crate) struct UsedPasskey {
+    /// Our id for it.
+    pub id: String,
+    /// Its WebAuthn credential id (base64url).
+    pub credential_id: String,
+    /// Its JSON with the signature counter advanced, when that changed.
+    pub updated: Option<String>,
+}
+
+/// Finds which of a person's passkeys signed `result` and applies the new counter to it.
+/// None when the credential is not one of theirs.
+pub(crate) fn used_passkey(
+    rows: &[PasskeyRow],
     result: &webauthn_rs::prelude::AuthenticationResult,
-) -> Result<Option<(String, String)>, Error> {
+) -> Result<Option<UsedPasskey>, Error> {
     for row in rows {
         let mut pk: Passkey = serde_json::from_str(&row.passkey).map_err(Error::internal)?;
         if pk.cred_id() == result.cred_id() {
-            if pk.update_credential(result) == Some(true) {
-                return Ok(Some((
-                    row.credential_id,
-                    serde_json::to_string(&pk).map_err(Error::internal)?,
-                )));
-            }
-            return Ok(None);
+            let updated = match pk.update_credential(result) {
+                Some(true) => Some(serde_json::to_string(&pk).map_err(Error::internal)?),
+                _ => None,
+            };
+            return Ok(Some(UsedPasskey {
+                id: row.id.clone(),
+                credential_id: row.credential_id.clone(),
+                updated,
+            }));
         }
     }
     Ok(None)
