@@ -11,9 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn full_loop_approve_wait_redeem_report_audit(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut alice = app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
 
     let created = app.ask(&agent, &transfer("5000.00")).await;
     assert_eq!(created["status"], "pending");
@@ -132,11 +130,9 @@ async fn full_loop_approve_wait_redeem_report_audit(backend: Backend) {
     .await;
 
     // The evidence of this request, in order, on an intact chain.
-    let mut out = Vec::new();
-    app.core.export_audit(Some(&id), &mut out).await.unwrap();
-    let kinds: Vec<String> = String::from_utf8(out)
-        .unwrap()
-        .lines()
+    let lines = app.audit_lines(&id).await;
+    let kinds: Vec<String> = lines
+        .iter()
         .map(|l| {
             serde_json::from_str::<Value>(l).unwrap()["kind"]
                 .as_str()
@@ -162,13 +158,8 @@ async fn full_loop_approve_wait_redeem_report_audit(backend: Backend) {
 }
 
 async fn long_wait_returns_when_the_decision_commits(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut alice = app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
-    let id = app.ask(&agent, &transfer("10.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    let id = app.ask_id(&agent, &transfer("10.00")).await;
 
     let waiter = {
         let http = app.http.clone();
@@ -203,13 +194,8 @@ async fn long_wait_returns_when_the_decision_commits(backend: Backend) {
 }
 
 async fn thirty_two_parallel_redeems_have_exactly_one_winner(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut alice = app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
-    let id = app.ask(&agent, &transfer("10.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    let id = app.ask_id(&agent, &transfer("10.00")).await;
     alice.approve(&app.http, &id).await;
     let got: Value = app
         .agent_get(&agent, &format!("/api/v1/requests/{id}"))
@@ -244,20 +230,16 @@ async fn thirty_two_parallel_redeems_have_exactly_one_winner(backend: Backend) {
         }
     }
     assert_eq!((ok, conflict), (1, 31));
-    let mut out = Vec::new();
-    app.core.export_audit(Some(&id), &mut out).await.unwrap();
-    let redeemed = String::from_utf8(out)
-        .unwrap()
-        .lines()
+    let lines = app.audit_lines(&id).await;
+    let redeemed = lines
+        .iter()
         .filter(|l| l.contains("\"grant.redeemed\""))
         .count();
     assert_eq!(redeemed, 1);
 }
 
 async fn idempotency_key_replays_or_conflicts(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
+    let (app, _alice, agent) = TestApp::with_alice(backend).await;
     let post = |body: Value, key: &'static str| {
         let http = app.http.clone();
         let url = app.url("/api/v1/requests");
@@ -316,10 +298,7 @@ async fn agents_cannot_see_each_others_requests(backend: Backend) {
     app.enrol_first_admin("alice@example.com").await;
     let a = app.agent("alice@example.com").await;
     let b = app.agent("alice@example.com").await;
-    let id = app.ask(&a, &transfer("1.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.ask_id(&a, &transfer("1.00")).await;
     problem(
         app.agent_get(&b, &format!("/api/v1/requests/{id}")).await,
         StatusCode::NOT_FOUND,
@@ -338,13 +317,8 @@ async fn agents_cannot_see_each_others_requests(backend: Backend) {
 }
 
 async fn denial_reason_reaches_the_waiting_agent(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut alice = app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
-    let id = app.ask(&agent, &transfer("10.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    let id = app.ask_id(&agent, &transfer("10.00")).await;
     let r = alice
         .decide(
             &app.http,
@@ -353,12 +327,7 @@ async fn denial_reason_reaches_the_waiting_agent(backend: Backend) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let got: Value = app
-        .agent_get(&agent, &format!("/api/v1/requests/{id}?wait=1"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.state(&agent, &id).await;
     assert_eq!(got["status"], "denied");
     assert_eq!(got["decision"]["reason_code"], "wrong_details");
     assert_eq!(got["decision"]["reason"], "Wrong IBAN");

@@ -29,9 +29,7 @@ async fn request_count(app: &TestApp) -> i64 {
 }
 
 async fn bad_input_is_a_named_4xx_and_writes_nothing(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
+    let (app, _alice, agent) = TestApp::with_alice(backend).await;
     let json_ct = "application/json";
     let cases: Vec<(Vec<u8>, &str, StatusCode, Option<&str>)> = vec![
         (b"{not json".to_vec(), json_ct, StatusCode::BAD_REQUEST, None),
@@ -75,9 +73,7 @@ async fn bad_input_is_a_named_4xx_and_writes_nothing(backend: Backend) {
 }
 
 async fn bad_credentials_are_invalid_token(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
+    let (app, _alice, agent) = TestApp::with_alice(backend).await;
     let body = transfer("1.00");
     // No header.
     let r = app
@@ -205,9 +201,7 @@ async fn key_bound_agents_sign_assertions_once(backend: Backend) {
 }
 
 async fn policy_decides_allow_require_deny_at_boundaries(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
+    let (app, _alice, agent) = TestApp::with_alice(backend).await;
     app.core
         .apply_policy(
             r#"
@@ -264,14 +258,9 @@ reason = "Agents never drop production tables."
 }
 
 async fn state_errors_have_their_codes(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut alice = app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
     // slow_down: polling sooner than the interval without wait.
-    let id = app.ask(&agent, &transfer("1.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.ask_id(&agent, &transfer("1.00")).await;
     assert_eq!(
         app.agent_get(&agent, &format!("/api/v1/requests/{id}"))
             .await
@@ -315,10 +304,7 @@ async fn state_errors_have_their_codes(backend: Backend) {
     .await;
 
     // An expired request cannot be approved: expired_token.
-    let id = app.ask(&agent, &transfer("2.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.ask_id(&agent, &transfer("2.00")).await;
     let start = alice
         .start_decision(&app.http, &id, &json!({ "decision": "approve" }))
         .await;
@@ -338,40 +324,19 @@ async fn state_errors_have_their_codes(backend: Backend) {
         "expired_token",
     )
     .await;
-    let got: Value = app
-        .agent_get(&agent, &format!("/api/v1/requests/{id}?wait=1"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.state(&agent, &id).await;
     assert_eq!(got["status"], "expired");
 
     // grant_expired and grant_revoked.
-    let id = app.ask(&agent, &transfer("3.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.ask_id(&agent, &transfer("3.00")).await;
     alice.approve(&app.http, &id).await;
-    let got: Value = app
-        .agent_get(&agent, &format!("/api/v1/requests/{id}?wait=1"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.state(&agent, &id).await;
     let token = got["grant"]["token"].as_str().unwrap().to_string();
     app.clock.advance_ms(61_000);
     problem(app.redeem(&token).await, StatusCode::GONE, "grant_expired").await;
-    let id = app.ask(&agent, &transfer("4.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.ask_id(&agent, &transfer("4.00")).await;
     alice.approve(&app.http, &id).await;
-    let got: Value = app
-        .agent_get(&agent, &format!("/api/v1/requests/{id}?wait=1"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.state(&agent, &id).await;
     let (token, jti) = (
         got["grant"]["token"].as_str().unwrap().to_string(),
         got["grant"]["jti"].as_str().unwrap().to_string(),
@@ -393,13 +358,8 @@ async fn state_errors_have_their_codes(backend: Backend) {
 }
 
 async fn cross_site_and_signed_out_calls_are_refused(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let alice = app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
-    let id = app.ask(&agent, &transfer("1.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (app, alice, agent) = TestApp::with_alice(backend).await;
+    let id = app.ask_id(&agent, &transfer("1.00")).await;
     // Signed out.
     let r = app
         .http
@@ -439,24 +399,11 @@ async fn cross_site_and_signed_out_calls_are_refused(backend: Backend) {
 }
 
 async fn suspending_an_agent_cancels_revokes_and_refuses(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut alice = app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
-    let pending = app.ask(&agent, &transfer("1.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let approved = app.ask(&agent, &transfer("2.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    let pending = app.ask_id(&agent, &transfer("1.00")).await;
+    let approved = app.ask_id(&agent, &transfer("2.00")).await;
     alice.approve(&app.http, &approved).await;
-    let got: Value = app
-        .agent_get(&agent, &format!("/api/v1/requests/{approved}?wait=1"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.state(&agent, &approved).await;
     let token = got["grant"]["token"].as_str().unwrap().to_string();
 
     let report = app.core.suspend_agent(&agent.id, "test").await.unwrap();

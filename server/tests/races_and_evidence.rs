@@ -16,11 +16,9 @@ const TERMINAL: [&str; 4] = [
 ];
 
 async fn terminal_events(app: &TestApp, id: &str) -> usize {
-    let mut out = Vec::new();
-    app.core.export_audit(Some(id), &mut out).await.unwrap();
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
+    let lines = app.audit_lines(id).await;
+    lines
+        .iter()
         .filter(|l| TERMINAL.iter().any(|k| l.contains(k)))
         .count()
 }
@@ -35,10 +33,7 @@ async fn approve_deny_cancel_race_has_one_winner(backend: Backend) {
         .await
         .unwrap();
     for round in 0..5 {
-        let id = app.ask(&agent, &transfer(&format!("{round}.00"))).await["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = app.ask_id(&agent, &transfer(&format!("{round}.00"))).await;
         let a: Value = alice
             .start_decision(&app.http, &id, &json!({ "decision": "approve" }))
             .await
@@ -88,13 +83,8 @@ async fn approve_deny_cancel_race_has_one_winner(backend: Backend) {
 }
 
 async fn expiry_beats_a_late_approval(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut alice = app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
-    let id = app.ask(&agent, &transfer("1.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    let id = app.ask_id(&agent, &transfer("1.00")).await;
     let start: Value = alice
         .start_decision(&app.http, &id, &json!({ "decision": "approve" }))
         .await
@@ -121,21 +111,13 @@ async fn expiry_beats_a_late_approval(backend: Backend) {
 }
 
 async fn assertions_cannot_be_replayed_or_moved(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut alice = app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
     app.core
         .apply_policy("[[rule]]\nid = \"two\"\noutcome = \"require\"\napprovals = 2\napprovers = [\"owner\", \"admins\"]\n", "test")
         .await
         .unwrap();
-    let first = app.ask(&agent, &transfer("1.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let second = app.ask(&agent, &transfer("2.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first = app.ask_id(&agent, &transfer("1.00")).await;
+    let second = app.ask_id(&agent, &transfer("2.00")).await;
 
     // Answer the first request's challenge, then present that answer as the second's.
     let s1: Value = alice
@@ -262,10 +244,7 @@ async fn quorum_needs_distinct_eligible_people(backend: Backend) {
         )
         .await
         .unwrap();
-    let id = app.ask(&agent, &transfer("10000.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.ask_id(&agent, &transfer("10000.00")).await;
     // Not eligible: someone outside owner and finance.
     problem(
         other
@@ -282,13 +261,8 @@ async fn quorum_needs_distinct_eligible_people(backend: Backend) {
 }
 
 async fn editing_an_audit_row_breaks_verify_at_that_row(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut alice = app.enrol_first_admin("alice@example.com").await;
-    let agent = app.agent("alice@example.com").await;
-    let id = app.ask(&agent, &transfer("1.00")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    let id = app.ask_id(&agent, &transfer("1.00")).await;
     alice.approve(&app.http, &id).await;
     let intact = app.core.verify_audit().await.unwrap();
     let total = match intact {

@@ -112,6 +112,42 @@ impl TestApp {
         }
     }
 
+    /// A server with its first admin, alice@example.com, who owns one agent.
+    pub async fn with_alice(backend: Backend) -> (Self, Person, Agent) {
+        let app = Self::spawn(backend).await;
+        let alice = app.enrol_first_admin("alice@example.com").await;
+        let agent = app.agent("alice@example.com").await;
+        (app, alice, agent)
+    }
+
+    /// Asks for approval (expecting 202) and returns the request id.
+    pub async fn ask_id(&self, agent: &Agent, body: &Value) -> String {
+        self.ask(agent, body).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The request as its agent sees it, after waiting up to a second for a decision.
+    pub async fn state(&self, agent: &Agent, id: &str) -> Value {
+        self.agent_get(agent, &format!("/api/v1/requests/{id}?wait=1"))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// One request's audit events as exported, one JSON line each.
+    pub async fn audit_lines(&self, id: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.core.export_audit(Some(id), &mut out).await.unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
