@@ -144,12 +144,7 @@ impl Countersign {
         let agent = agents::get(self.db.reader(), &request.agent_id)
             .await?
             .ok_or_else(|| Error::internal("request without agent"))?;
-        let mut conn = self
-            .db
-            .reader()
-            .acquire()
-            .await
-            .map_err(store::StoreError::from)?;
+        let mut conn = self.db.read_conn().await?;
         let owner = users::get(&mut conn, &agent.owner_id)
             .await?
             .map(|u| u.email)

@@ -398,12 +398,7 @@ impl Countersign {
         let mut passkeys = Vec::new();
         if let Some(email) = email {
             let email = validate_email(email)?;
-            let mut conn = self
-                .db
-                .reader()
-                .acquire()
-                .await
-                .map_err(store::StoreError::from)?;
+            let mut conn = self.db.read_conn().await?;
             if let Some(u) = users::get_by_email(&mut conn, &email)
                 .await?
                 .filter(|u| u.status == "active")
@@ -546,12 +541,7 @@ impl Countersign {
 
     /// A person by id.
     pub async fn person(&self, user_id: &str) -> Result<Option<Person>, Error> {
-        let mut conn = self
-            .db
-            .reader()
-            .acquire()
-            .await
-            .map_err(store::StoreError::from)?;
+        let mut conn = self.db.read_conn().await?;
         Ok(users::get(&mut conn, user_id).await?.map(Person::from))
     }
 }

@@ -164,6 +164,11 @@ impl Db {
         &self.read
     }
 
+    /// One read connection, for reads that take several statements (a person and their groups).
+    pub async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+        Ok(self.read.acquire().await?)
+    }
+
     /// The pool for single-statement writes outside a transaction (on SQLite, the one writer).
     pub fn writer(&self) -> &AnyPool {
         &self.write
