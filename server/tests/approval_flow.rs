@@ -334,6 +334,55 @@ async fn denial_reason_reaches_the_waiting_agent(backend: Backend) {
     assert!(got.get("grant").is_none());
 }
 
+async fn owners_can_revoke_their_agents_grants(backend: Backend) {
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    let mut bob = app.enrol("bob@example.com", "owner", &[]).await;
+    let id = app.ask_id(&agent, &transfer("10.00")).await;
+    alice.approve(&app.http, &id).await;
+    let grant = app.state(&agent, &id).await["grant"].clone();
+    let (token, jti) = (
+        grant["token"].as_str().unwrap(),
+        grant["jti"].as_str().unwrap(),
+    );
+    let path = format!("/api/v1/grants/{jti}/revoke");
+
+    // Another owner: the grant does not exist for them.
+    problem(
+        bob.post(&app.http, &path, &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    // Signed out, no credential at all.
+    problem(
+        app.http.post(app.url(&path)).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    // Cross-site, with the owner's cookie.
+    let r = app
+        .http
+        .post(app.url(&path))
+        .header("cookie", alice.cookie.clone().unwrap())
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+    // The owner, from her own browser: revoked, and the grant no longer redeems.
+    let r = alice.post(&app.http, &path, &json!({})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    problem(app.redeem(token).await, StatusCode::GONE, "grant_revoked").await;
+    let revoked = app
+        .audit_lines(&id)
+        .await
+        .into_iter()
+        .find(|l| l.contains("\"grant.revoked\""))
+        .unwrap();
+    assert!(revoked.contains(&format!("user:{}", alice.id)), "{revoked}");
+}
+
 on_both_backends!(
     full_loop_approve_wait_redeem_report_audit,
     long_wait_returns_when_the_decision_commits,
@@ -341,4 +390,5 @@ on_both_backends!(
     idempotency_key_replays_or_conflicts,
     agents_cannot_see_each_others_requests,
     denial_reason_reaches_the_waiting_agent,
+    owners_can_revoke_their_agents_grants,
 );

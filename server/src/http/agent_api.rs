@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::body::{parse_json, read_json_body};
 use super::problem::{ApiError, Problem};
 use crate::service::agents::AgentIdentity;
-use crate::service::grants::{Outcome, Redeemed};
+use crate::service::grants::{Outcome, Redeemed, Revoker};
 use crate::service::requests::RequestView;
 use crate::service::{Countersign, Error};
 
@@ -198,24 +198,32 @@ pub async fn redeem_grant(
     Ok(Json(redeemed).into_response())
 }
 
-/// Give a grant up (the agent it was issued to).
+/// Give a grant up: the agent it was issued to (bearer credential), or its owner or an admin
+/// (browser session).
 #[utoipa::path(
     post, path = "/api/v1/grants/{jti}/revoke", tag = "grants",
     params(("jti" = String, Path, description = "The grant id")),
     responses(
         (status = 200, description = "Revoked"),
         (status = 401, description = "invalid_token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found: no such grant, or not yours", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "conflict: no longer issued", body = Problem, content_type = "application/problem+json"),
     ),
     security(("agent" = []))
 )]
 pub async fn revoke_grant(
     State(core): State<Arc<Countersign>>,
-    AgentAuth(agent): AgentAuth,
     Path(jti): Path<String>,
+    mut parts: Parts,
 ) -> Result<Response, ApiError> {
-    core.revoke_grant(&agent, &jti).await?;
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        let AgentAuth(agent) = AgentAuth::from_request_parts(&mut parts, &core).await?;
+        core.revoke_grant(Revoker::Agent(&agent), &jti).await?;
+    } else {
+        let super::owner_api::OwnerSession(who) =
+            super::owner_api::OwnerSession::from_request_parts(&mut parts, &core).await?;
+        core.revoke_grant(Revoker::Person(&who), &jti).await?;
+    }
     Ok(Json(serde_json::json!({ "jti": jti, "status": "revoked" })).into_response())
 }
 

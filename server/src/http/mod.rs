@@ -65,16 +65,19 @@ pub fn leptos_options(core: &Countersign) -> LeptosOptions {
         .build()
 }
 
-/// Every route.
-pub fn router(core: Arc<Countersign>) -> Router {
-    let sessions = SessionManagerLayer::new(DbSessionStore::new(core.db.clone()))
+/// The browser session layer (see the threat model in the README).
+fn session_layer(core: &Countersign) -> SessionManagerLayer<DbSessionStore> {
+    SessionManagerLayer::new(DbSessionStore::new(core.db.clone()))
         .with_name(SESSION_COOKIE)
         .with_secure(true)
         .with_http_only(true)
         .with_same_site(SameSite::Strict)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::hours(1)));
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(1)))
+}
 
+/// Every route.
+pub fn router(core: Arc<Countersign>) -> Router {
     let owner = Router::new()
         .route("/enrol/start", post(owner_api::enrol_start))
         .route("/enrol/finish", post(owner_api::enrol_finish))
@@ -95,7 +98,17 @@ pub fn router(core: Arc<Countersign>) -> Router {
             core.clone(),
             owner_api::same_origin_only,
         ))
-        .layer(sessions);
+        .layer(session_layer(&core));
+
+    // Revocation is open to the agent (bearer) and to its owner (session), so this one agent
+    // route also carries the session and the cross-site check.
+    let revoke = Router::new()
+        .route("/api/v1/grants/{jti}/revoke", post(agent_api::revoke_grant))
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            owner_api::same_origin_only,
+        ))
+        .layer(session_layer(&core));
 
     let api = Router::new()
         .route("/api/v1/requests", post(agent_api::create_request))
@@ -105,7 +118,6 @@ pub fn router(core: Arc<Countersign>) -> Router {
             post(agent_api::cancel_request),
         )
         .route("/api/v1/grants/redeem", post(agent_api::redeem_grant))
-        .route("/api/v1/grants/{jti}/revoke", post(agent_api::revoke_grant))
         .route(
             "/api/v1/grants/{jti}/report",
             post(agent_api::report_outcome),
@@ -116,6 +128,7 @@ pub fn router(core: Arc<Countersign>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .nest("/api/ui", owner)
+        .merge(revoke)
         .with_state(core.clone());
 
     let options = leptos_options(&core);

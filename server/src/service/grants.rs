@@ -19,6 +19,15 @@ use crate::store::requests::RequestRow;
 use crate::store::{self, audit, WriteTx};
 use crate::telemetry::bump;
 
+/// Who gives a grant up.
+#[derive(Debug, Clone, Copy)]
+pub enum Revoker<'a> {
+    /// The agent it was issued to.
+    Agent(&'a AgentIdentity),
+    /// A signed-in person: the agent's owner or an admin.
+    Person(&'a crate::service::people::SignedIn),
+}
+
 /// The answer to a successful redemption.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Redeemed {
@@ -219,12 +228,26 @@ impl Countersign {
         Ok(None)
     }
 
-    /// The agent gives a grant up.
-    pub async fn revoke_grant(&self, agent: &AgentIdentity, jti: &str) -> Result<(), Error> {
+    /// A grant is given up, by its agent or by a person responsible for that agent (its owner,
+    /// or an admin). Anyone else is told the grant does not exist.
+    pub async fn revoke_grant(&self, by: Revoker<'_>, jti: &str) -> Result<(), Error> {
+        let not_found = || Error::NotFound("no such grant".into());
         let g = rows::get(self.db.reader(), jti)
             .await?
-            .filter(|g| g.agent_id == agent.id)
-            .ok_or_else(|| Error::NotFound("no such grant".into()))?;
+            .ok_or_else(not_found)?;
+        let actor = match by {
+            Revoker::Agent(agent) if agent.id == g.agent_id => format!("agent:{}", agent.id),
+            Revoker::Person(who) => {
+                let agent = crate::store::agents::get(self.db.reader(), &g.agent_id)
+                    .await?
+                    .ok_or_else(not_found)?;
+                if who.person.role != "admin" && who.person.id != agent.owner_id {
+                    return Err(not_found());
+                }
+                format!("user:{}", who.person.id)
+            }
+            Revoker::Agent(_) => return Err(not_found()),
+        };
         let now = self.now();
         let mut tx = self.db.begin().await?;
         if !rows::revoke(&mut tx, jti, now).await? {
@@ -236,10 +259,10 @@ impl Countersign {
         audit::append(
             &mut tx,
             now,
-            &format!("agent:{}", agent.id),
+            &actor,
             "grant.revoked",
             Some(&g.request_id),
-            &json!({ "jti": jti, "reason": "revoked_by_agent" }),
+            &json!({ "jti": jti, "by": actor }),
         )
         .await?;
         tx.commit().await.map_err(store::StoreError::from)?;
