@@ -111,8 +111,8 @@ impl Countersign {
         Ok(row)
     }
 
-    /// The grant of an approved request, signed for delivery (None once it can no longer be
-    /// used: delivering a redeemed or revoked grant again would only invite confusion).
+    /// The grant of an approved request, signed for delivery. It is returned whatever its state
+    /// (the agent needs its `jti` to report the outcome); a used or revoked copy redeems nothing.
     pub(crate) async fn grant_for_request(
         &self,
         request_id: &str,
@@ -120,16 +120,21 @@ impl Countersign {
         let Some(g) = rows::for_request(self.db.reader(), request_id).await? else {
             return Ok(None);
         };
+        Ok(Some(self.grant_view(&g)?))
+    }
+
+    /// Signs a stored grant's claims for delivery.
+    pub(crate) fn grant_view(&self, g: &GrantRow) -> Result<GrantView, Error> {
         let claims: Value = serde_json::from_str(&g.claims).map_err(Error::internal)?;
         let token = self
             .signer
             .sign_compact(GRANT_TYP, &claims)
             .map_err(Error::internal)?;
-        Ok(Some(GrantView {
+        Ok(GrantView {
             token,
-            jti: g.jti,
+            jti: g.jti.clone(),
             expires_at: rfc3339(g.expires_at),
-        }))
+        })
     }
 
     /// The downstream system redeems a grant, just before acting. The first valid call wins.

@@ -358,6 +358,7 @@ impl Countersign {
             reason: deny_reason.clone(),
         };
 
+        let mut grant = None;
         let mut tx = self.db.begin().await?;
         rows::insert(&mut tx, &row).await?;
         if let Some(key) = idempotency_key {
@@ -404,8 +405,10 @@ impl Countersign {
                 &json!({ "by": "policy", "rule": decision.rule_id }),
             )
             .await?;
-            self.mint_grant(&mut tx, &row, agent.jkt.as_deref(), &[], now)
-                .await?;
+            grant = Some(
+                self.mint_grant(&mut tx, &row, agent.jkt.as_deref(), &[], now)
+                    .await?,
+            );
         } else if status == "denied" {
             audit::append(
                 &mut tx,
@@ -431,7 +434,9 @@ impl Countersign {
                 explanation: decision.explanation,
             });
         }
-        let mut view = self.view(&row).await?;
+        // Just created: no approvals yet, and the grant (if policy allowed it) is in hand.
+        let grant = grant.map(|g| self.grant_view(&g)).transpose()?;
+        let mut view = self.assemble_view(&row, 0, grant);
         view.expires_in = Some(i64::from(ttl));
         Ok(view)
     }
@@ -593,17 +598,27 @@ impl Countersign {
         } else {
             0
         };
-        let decision = (row.status == "denied").then(|| DecisionView {
-            reason: row.reason.clone().unwrap_or_default(),
-            reason_code: row.reason_code.clone().unwrap_or_default(),
-            decided_at: rfc3339(row.decided_at.unwrap_or(row.created_at)),
-        });
         let grant = if row.status == "approved" {
             self.grant_for_request(&row.id).await?
         } else {
             None
         };
-        Ok(RequestView {
+        Ok(self.assemble_view(row, received, grant))
+    }
+
+    /// The view from what the caller already holds (no reads).
+    fn assemble_view(
+        &self,
+        row: &RequestRow,
+        received: i64,
+        grant: Option<GrantView>,
+    ) -> RequestView {
+        let decision = (row.status == "denied").then(|| DecisionView {
+            reason: row.reason.clone().unwrap_or_default(),
+            reason_code: row.reason_code.clone().unwrap_or_default(),
+            decided_at: rfc3339(row.decided_at.unwrap_or(row.created_at)),
+        });
+        RequestView {
             id: row.id.clone(),
             status: row.status.clone(),
             action_hash: row.action_hash.clone(),
@@ -622,7 +637,7 @@ impl Countersign {
             },
             decision,
             grant,
-        })
+        }
     }
 }
 
