@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Sets up logging from `RUST_LOG` (default `info`). Safe to call more than once.
 pub fn init_logging() {
@@ -43,6 +44,76 @@ pub struct Metrics {
     pub grants_refused: AtomicU64,
     /// Agent calls refused for bad credentials.
     pub auth_failures: AtomicU64,
+    /// From a decision's commit waking a long-waiting agent to that agent's answer being ready.
+    pub decision_delivery: LatencyHistogram,
+}
+
+/// Growth factor between histogram buckets: quantiles are exact to within 5 %.
+const BUCKET_GROWTH: f64 = 1.05;
+/// Buckets cover 1 µs to about 2 minutes at that resolution.
+const BUCKETS: usize = 400;
+
+/// A lock-free latency histogram with logarithmic buckets (1 µs upwards, 5 % apart).
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+fn bucket_of(us: u64) -> usize {
+    if us <= 1 {
+        return 0;
+    }
+    ((us as f64).ln() / BUCKET_GROWTH.ln())
+        .ceil()
+        .min((BUCKETS - 1) as f64) as usize
+}
+
+fn bucket_upper_us(i: usize) -> f64 {
+    BUCKET_GROWTH.powi(i as i32)
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[bucket_of(us)].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// How many observations.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The `q` quantile (0..=1), as the upper edge of its bucket; None when empty.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Ordering::Relaxed);
+            if seen >= rank {
+                return Some(Duration::from_nanos((bucket_upper_us(i) * 1000.0) as u64));
+            }
+        }
+        None
+    }
 }
 
 /// Adds one to a counter.
@@ -106,6 +177,60 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE countersign_waiting_agents gauge");
         let _ = writeln!(out, "countersign_waiting_agents {waiting_agents}");
+        let d = &self.decision_delivery;
+        let _ = writeln!(out, "# HELP countersign_decision_delivery_seconds From a decision's commit waking a long-waiting agent to its answer being ready.");
+        let _ = writeln!(out, "# TYPE countersign_decision_delivery_seconds summary");
+        for q in ["0.5", "0.9", "0.99", "0.999"] {
+            let v = q
+                .parse::<f64>()
+                .ok()
+                .and_then(|q| d.quantile(q))
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(f64::NAN);
+            let _ = writeln!(
+                out,
+                "countersign_decision_delivery_seconds{{quantile=\"{q}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "countersign_decision_delivery_seconds_sum {}",
+            d.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "countersign_decision_delivery_seconds_count {}",
+            d.count()
+        );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_within_five_percent() {
+        let h = LatencyHistogram::default();
+        for us in 1..=1000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let p50 = h.quantile(0.5).unwrap().as_micros() as f64;
+        let p99 = h.quantile(0.99).unwrap().as_micros() as f64;
+        assert!((500.0..=525.0).contains(&p50), "p50 {p50}");
+        assert!((990.0..=1040.0).contains(&p99), "p99 {p99}");
+        assert_eq!(h.count(), 1000);
+        assert!(LatencyHistogram::default().quantile(0.5).is_none());
+    }
+
+    #[test]
+    fn metrics_render_the_delivery_summary() {
+        let m = Metrics::default();
+        m.decision_delivery.record(Duration::from_micros(300));
+        let text = m.render(3);
+        assert!(text.contains("countersign_waiting_agents 3"));
+        assert!(text.contains("countersign_decision_delivery_seconds_count 1"));
+        assert!(text.contains("countersign_decision_delivery_seconds{quantile=\"0.5\"} 0.0003"));
     }
 }

@@ -191,6 +191,8 @@ async fn long_wait_returns_when_the_decision_commits(backend: Backend) {
         elapsed < Duration::from_secs(30),
         "long-wait held {elapsed:?}"
     );
+    // The delivery was measured from the commit's wake-up, once.
+    assert_eq!(app.core.metrics.decision_delivery.count(), 1);
 }
 
 async fn thirty_two_parallel_redeems_have_exactly_one_winner(backend: Backend) {
@@ -383,6 +385,41 @@ async fn owners_can_revoke_their_agents_grants(backend: Backend) {
     assert!(revoked.contains(&format!("user:{}", alice.id)), "{revoked}");
 }
 
+async fn discovery_and_operations_endpoints_answer(backend: Backend) {
+    let (app, _alice, agent) = TestApp::with_alice(backend).await;
+    app.ask_id(&agent, &transfer("1.00")).await;
+    let get = |path: &'static str| {
+        let http = app.http.clone();
+        let url = app.url(path);
+        async move { http.get(url).send().await.unwrap() }
+    };
+    assert_eq!(get("/healthz").await.text().await.unwrap(), "ok");
+    assert_eq!(get("/readyz").await.status(), StatusCode::OK);
+    let metrics = get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("countersign_requests_total{outcome=\"pending\"} 1"),
+        "{metrics}"
+    );
+    let doc: Value = get("/api/v1/openapi.json").await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/v1/requests",
+        "/api/v1/requests/{id}",
+        "/api/v1/requests/{id}/cancel",
+        "/api/v1/grants/redeem",
+        "/api/v1/grants/{jti}/revoke",
+        "/api/v1/grants/{jti}/report",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert_eq!(doc["servers"][0]["url"], app.base);
+    let jwks: Value = get("/.well-known/jwks.json").await.json().await.unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], app.core.signer.kid());
+}
+
 on_both_backends!(
     full_loop_approve_wait_redeem_report_audit,
     long_wait_returns_when_the_decision_commits,
@@ -391,4 +428,5 @@ on_both_backends!(
     agents_cannot_see_each_others_requests,
     denial_reason_reaches_the_waiting_agent,
     owners_can_revoke_their_agents_grants,
+    discovery_and_operations_endpoints_answer,
 );

@@ -520,7 +520,11 @@ impl Countersign {
                 .filter(|r| r.agent_id == agent.id)
                 .ok_or_else(not_found)?;
             if row.status != "pending" {
-                return self.view(&row).await;
+                let view = self.view(&row).await;
+                if let Some(woken) = registration.woken_at() {
+                    self.metrics.decision_delivery.record(woken.elapsed());
+                }
+                return view;
             }
             // Wake up at the wait's end or the request's expiry, whichever comes first.
             let until_expiry =

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -27,6 +28,8 @@ pub struct Waiters {
 struct Slot {
     notify: Arc<Notify>,
     count: usize,
+    /// When the last decision on this request woke its waiters (for the delivery metric).
+    woken_at: Option<Instant>,
 }
 
 /// One agent's registration; dropping it unregisters.
@@ -42,6 +45,12 @@ impl Registration {
     /// reading the request's state.
     pub fn notify(&self) -> &Notify {
         &self.notify
+    }
+
+    /// When this request's waiters were last woken, if they were.
+    pub fn woken_at(&self) -> Option<Instant> {
+        let map = self.waiters.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&self.request_id).and_then(|s| s.woken_at)
     }
 }
 
@@ -64,6 +73,7 @@ impl Waiters {
         let slot = map.entry(request_id.to_string()).or_insert_with(|| Slot {
             notify: Arc::new(Notify::new()),
             count: 0,
+            woken_at: None,
         });
         slot.count += 1;
         Registration {
@@ -76,8 +86,11 @@ impl Waiters {
     /// Wakes everyone waiting on this request in this process.
     pub fn wake(&self, request_id: &str) {
         let notify = {
-            let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            map.get(request_id).map(|s| s.notify.clone())
+            let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            map.get_mut(request_id).map(|s| {
+                s.woken_at = Some(Instant::now());
+                s.notify.clone()
+            })
         };
         if let Some(n) = notify {
             n.notify_waiters();
