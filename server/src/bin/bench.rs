@@ -1,0 +1,632 @@
+//! `countersign-bench`: measures the figures the README reports, against the real release
+//! server running as its own process on loopback (so its memory is measured alone), with a
+//! fresh SQLite database per scenario:
+//!
+//! 1. **Intake**: agents creating requests (authenticate, validate, policy, persist, audit) as
+//!    fast as 32 concurrent connections can; requests per second and latency.
+//! 2. **Decision delivery**: 1,000 agents long-waiting on requests nobody decides while the
+//!    owner approves 200 others one by one with a passkey; for each, the time from its commit
+//!    to the waiting agent having its answer. The server measures commit-to-answer-ready
+//!    (`countersign_decision_delivery_seconds`); we also measure, on the client, from sending
+//!    the passkey assertion to the waiting agent receiving the grant (this adds verifying the
+//!    assertion and the deciding transaction).
+//! 3. **10,000 waiting**: 10,000 agents long-waiting at once; the server's resident memory
+//!    then; every one of them answered (their agents cancel) and the peak memory.
+//!
+//! Run it with `make bench` (which raises the open-file limit these connection counts need);
+//! `bash .ci/bench intake` (or `delivery`, `waiters`) runs one scenario.
+//! It prints the machine, the figures, and a Markdown table for the README.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+use url::Url;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+
+const INTAKE_SECONDS: u64 = 10;
+const INTAKE_CONCURRENCY: usize = 32;
+const IDLE_WAITERS: usize = 1_000;
+const MEASURED_DECISIONS: usize = 200;
+const MANY_WAITERS: usize = 10_000;
+
+/// A Countersign server process with its own data directory.
+struct Server {
+    child: Child,
+    base: String,
+    env: Vec<(String, String)>,
+    bin: std::path::PathBuf,
+    enrol_link: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    async fn start(http: &Client) -> Result<Self> {
+        let bin = std::env::current_exe()?.with_file_name("countersign");
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let base = format!("http://localhost:{port}");
+        let env = vec![
+            (
+                "COUNTERSIGN_LISTEN".to_string(),
+                format!("127.0.0.1:{port}"),
+            ),
+            ("COUNTERSIGN_PUBLIC_URL".to_string(), base.clone()),
+            (
+                "COUNTERSIGN_DATA_DIR".to_string(),
+                dir.path().display().to_string(),
+            ),
+            ("RUST_LOG".to_string(), "warn".to_string()),
+        ];
+        let mut child = Command::new(&bin)
+            .arg("serve")
+            .envs(env.iter().cloned())
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        // The first start prints the one-time link to enrol the first admin.
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(link) = line.split_whitespace().find(|w| w.contains("/enrol/")) {
+                    let _ = tx.send(link.to_string());
+                }
+            }
+        });
+        let enrol_link = rx
+            .recv_timeout(Duration::from_secs(30))
+            .context("no enrolment link printed")?;
+        for _ in 0..300 {
+            if http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+            {
+                return Ok(Self {
+                    child,
+                    base,
+                    env,
+                    bin,
+                    enrol_link,
+                    _dir: dir,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the server did not become ready")
+    }
+
+    /// Runs a `countersign` subcommand against this server's database.
+    fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .env_remove("DATABASE_URL")
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "countersign {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Registers an agent for the owner and returns its API key.
+    fn agent(&self, owner: &str, name: &str) -> Result<String> {
+        let out: Value = serde_json::from_str(&self.cli(&[
+            "agent", "create", "--name", name, "--owner", owner, "--json",
+        ])?)?;
+        out["api_key"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no api key"))
+    }
+
+    /// Resident and peak resident memory of the server process, in MiB.
+    fn memory_mib(&self) -> Result<(f64, f64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let field = |name: &str| -> Result<f64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .ok_or_else(|| anyhow!("no {name}"))?;
+            let kib: f64 = line
+                .split_whitespace()
+                .nth(1)
+                .ok_or_else(|| anyhow!("bad {name}"))?
+                .parse()?;
+            Ok(kib / 1024.0)
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
+    async fn metric(&self, http: &Client, name: &str) -> Result<f64> {
+        let text = http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .ok_or_else(|| anyhow!("no metric {name}"))?;
+        Ok(line.rsplit(' ').next().unwrap_or("nan").parse()?)
+    }
+}
+
+/// The owner, in a browser session, with a software passkey.
+struct Owner {
+    origin: Url,
+    cookie: Option<String>,
+    passkey: WebauthnAuthenticator<SoftPasskey>,
+}
+
+impl Owner {
+    async fn enrol(http: &Client, server: &Server, email: &str) -> Result<Self> {
+        let mut me = Self {
+            origin: Url::parse(&server.base)?,
+            cookie: None,
+            passkey: WebauthnAuthenticator::new(SoftPasskey::new(true)),
+        };
+        let token = server.enrol_link.rsplit('/').next().unwrap_or_default();
+        let start = me
+            .post(http, "/api/ui/enrol/start", &json!({ "token": token, "email": email, "display_name": "Bench Owner", "passkey_name": "soft" }))
+            .await?;
+        let options = serde_json::from_value(start["options"].clone())?;
+        let credential = me
+            .passkey
+            .do_registration(me.origin.clone(), options)
+            .map_err(|e| anyhow!("register: {e:?}"))?;
+        me.post(
+            http,
+            "/api/ui/enrol/finish",
+            &json!({ "ceremony_id": start["ceremony_id"], "credential": credential }),
+        )
+        .await?;
+        Ok(me)
+    }
+
+    async fn post(&mut self, http: &Client, path: &str, body: &Value) -> Result<Value> {
+        let base = self.origin.as_str().trim_end_matches('/');
+        let mut req = http
+            .post(format!("{base}{path}"))
+            .header("origin", base)
+            .header("sec-fetch-site", "same-origin")
+            .json(body);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await?;
+        for v in r.headers().get_all("set-cookie") {
+            if let Some(pair) = v
+                .to_str()?
+                .split(';')
+                .next()
+                .filter(|p| p.starts_with("__Host-countersign="))
+            {
+                self.cookie = Some(pair.to_string());
+            }
+        }
+        let status = r.status();
+        let body: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("{path}: {status} {body}");
+        }
+        Ok(body)
+    }
+}
+
+fn transfer(n: usize) -> Value {
+    json!({
+        "action": { "type": "payments.transfer", "target": "bank-api", "operation": "POST /v2/transfers",
+                    "params": { "to": "DE89 3704 0044 0532 0130 00", "amount": format!("{}.00", 50 + n % 9000), "reference": format!("INV-{n}") } },
+        "intent": { "goal": format!("Pay supplier invoice INV-{n}"), "rationale": "Invoice approved in ticket FIN-77; due today" },
+        "context": { "environment": "production", "data_sensitivity": "confidential",
+                     "amount": { "value": format!("{}.00", 50 + n % 9000), "currency": "EUR" },
+                     "delegation": [ { "actor": "planner-agent", "on_behalf_of": "owner@example.com" } ] },
+        "expires_in": 900
+    })
+}
+
+const POLICY: &str = r#"
+[[rule]]
+id = "small-payments"
+action = "payments.*"
+amount_below = { value = "10.00", currency = "EUR" }
+outcome = "allow"
+
+[[rule]]
+id = "no-production-drops"
+action = "db.drop_*"
+environment = ["production"]
+outcome = "deny"
+reason = "Agents never drop production tables."
+
+[[rule]]
+id = "large-payments"
+action = "payments.*"
+amount_at_least = { value = "100000.00", currency = "EUR" }
+outcome = "require"
+approvals = 2
+approvers = ["owner", "admins"]
+"#;
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn create(http: &Client, base: &str, key: &str, body: &Value) -> Result<String> {
+    let r = http
+        .post(format!("{base}/api/v1/requests"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await?;
+    if r.status() != StatusCode::ACCEPTED {
+        bail!("create: {}", r.status());
+    }
+    let v: Value = r.json().await?;
+    v["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("no id"))
+}
+
+/// Creates `n` requests with bounded concurrency; returns their ids.
+async fn create_many(http: &Client, base: &str, key: &str, n: usize) -> Result<Vec<String>> {
+    let gate = Arc::new(Semaphore::new(INTAKE_CONCURRENCY));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let (http, base, key, gate) = (
+            http.clone(),
+            base.to_string(),
+            key.to_string(),
+            gate.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await?;
+            create(&http, &base, &key, &transfer(i)).await
+        }));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for t in tasks {
+        ids.push(t.await??);
+    }
+    Ok(ids)
+}
+
+/// Starts a long-wait on each request; each task returns (status, when it got its answer).
+fn wait_all(
+    http: &Client,
+    base: &str,
+    key: &str,
+    ids: &[String],
+) -> Vec<tokio::task::JoinHandle<Result<(String, Instant)>>> {
+    ids.iter()
+        .map(|id| {
+            let (http, url, key) = (
+                http.clone(),
+                format!("{base}/api/v1/requests/{id}?wait=55"),
+                key.to_string(),
+            );
+            tokio::spawn(async move {
+                let v: Value = http.get(url).bearer_auth(key).send().await?.json().await?;
+                let at = Instant::now();
+                Ok((v["status"].as_str().unwrap_or("?").to_string(), at))
+            })
+        })
+        .collect()
+}
+
+async fn until_waiting(http: &Client, server: &Server, n: usize) -> Result<Duration> {
+    let started = Instant::now();
+    while (server.metric(http, "countersign_waiting_agents").await? as usize) < n {
+        if started.elapsed() > Duration::from_secs(45) {
+            bail!(
+                "only {} of {n} agents got to wait",
+                server.metric(http, "countersign_waiting_agents").await?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(started.elapsed())
+}
+
+struct Figures {
+    rows: Vec<(String, String, String)>,
+}
+
+async fn intake(http: &Client, figures: &mut Figures) -> Result<()> {
+    let server = Server::start(http).await?;
+    Owner::enrol(http, &server, "owner@example.com").await?;
+    let policy = tempfile::NamedTempFile::new()?;
+    std::fs::write(policy.path(), POLICY)?;
+    server.cli(&["policy", "apply", &policy.path().display().to_string()])?;
+    let keys: Vec<String> = (0..8)
+        .map(|i| server.agent("owner@example.com", &format!("intake-{i}")))
+        .collect::<Result<_>>()?;
+
+    let deadline = Instant::now() + Duration::from_secs(INTAKE_SECONDS);
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..INTAKE_CONCURRENCY)
+        .map(|w| {
+            let (http, base, key) = (
+                http.clone(),
+                server.base.clone(),
+                keys[w % keys.len()].clone(),
+            );
+            let (latencies, errors) = (latencies.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                let mut n = w * 1_000_000;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    match create(&http, &base, &key, &transfer(n)).await {
+                        Ok(_) => mine.push(t.elapsed()),
+                        Err(_) => {
+                            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    n += 1;
+                }
+                latencies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(mine);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = started.elapsed();
+    let mut lat = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    lat.sort();
+    let errors = errors.load(std::sync::atomic::Ordering::Relaxed);
+    let rate = lat.len() as f64 / elapsed.as_secs_f64();
+    println!(
+        "intake: {} requests in {:.1} s = {rate:.0}/s ({} errors), latency p50 {} p99 {}",
+        lat.len(),
+        elapsed.as_secs_f64(),
+        errors,
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99))
+    );
+    if errors > 0 {
+        bail!("{errors} intake calls failed");
+    }
+    figures.rows.push((
+        "Request intake (SQLite, 32 connections)".into(),
+        format!("{rate:.0} requests/s"),
+        "5,000/s".into(),
+    ));
+    figures.rows.push((
+        "Intake latency p50 / p99".into(),
+        format!(
+            "{} / {}",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99))
+        ),
+        "—".into(),
+    ));
+    Ok(())
+}
+
+async fn delivery(http: &Client, figures: &mut Figures) -> Result<()> {
+    let server = Server::start(http).await?;
+    let mut owner = Owner::enrol(http, &server, "owner@example.com").await?;
+    let key = server.agent("owner@example.com", "waiter")?;
+    let idle = create_many(http, &server.base, &key, IDLE_WAITERS).await?;
+    let measured = create_many(http, &server.base, &key, MEASURED_DECISIONS).await?;
+    let idle_waits = wait_all(http, &server.base, &key, &idle);
+    let measured_waits: HashMap<String, _> = measured
+        .iter()
+        .cloned()
+        .zip(wait_all(http, &server.base, &key, &measured))
+        .collect();
+    until_waiting(http, &server, IDLE_WAITERS + MEASURED_DECISIONS).await?;
+
+    let mut end_to_end = Vec::with_capacity(MEASURED_DECISIONS);
+    for (id, waiter) in measured_waits {
+        let start = owner
+            .post(
+                http,
+                &format!("/api/ui/requests/{id}/decision/start"),
+                &json!({ "decision": "approve" }),
+            )
+            .await?;
+        let options = serde_json::from_value(start["options"].clone())?;
+        let credential = owner
+            .passkey
+            .do_authentication(owner.origin.clone(), options)
+            .map_err(|e| anyhow!("assert: {e:?}"))?;
+        let body = json!({ "ceremony_id": start["ceremony_id"], "credential": credential });
+        let sent = Instant::now();
+        owner
+            .post(
+                http,
+                &format!("/api/ui/requests/{id}/decision/finish"),
+                &body,
+            )
+            .await?;
+        let (status, at) = waiter.await??;
+        if status != "approved" {
+            bail!("waiter got {status}");
+        }
+        end_to_end.push(at.duration_since(sent));
+    }
+    end_to_end.sort();
+    let still_waiting = server.metric(http, "countersign_waiting_agents").await?;
+    let p50 = server
+        .metric(
+            http,
+            "countersign_decision_delivery_seconds{quantile=\"0.5\"}",
+        )
+        .await?;
+    let p99 = server
+        .metric(
+            http,
+            "countersign_decision_delivery_seconds{quantile=\"0.99\"}",
+        )
+        .await?;
+    let count = server
+        .metric(http, "countersign_decision_delivery_seconds_count")
+        .await?;
+    println!(
+        "delivery with {} waiting ({} still waiting after): server commit→answer p50 {:.3} ms p99 {:.3} ms over {count} decisions; \
+         client assertion-sent→waiter-received p50 {} p99 {}",
+        IDLE_WAITERS + MEASURED_DECISIONS,
+        still_waiting,
+        p50 * 1000.0,
+        p99 * 1000.0,
+        ms(percentile(&end_to_end, 0.5)),
+        ms(percentile(&end_to_end, 0.99))
+    );
+    for w in idle_waits {
+        w.abort();
+    }
+    figures.rows.push((
+        format!("Decision commit → waiting agent's answer, {IDLE_WAITERS}+ agents waiting (server-measured)"),
+        format!("p50 {:.2} ms, p99 {:.2} ms", p50 * 1000.0, p99 * 1000.0),
+        "p99 ≤ 5 ms".into(),
+    ));
+    figures.rows.push((
+        "Passkey assertion sent → waiting agent has the grant (client-measured; includes verification and the deciding transaction)".into(),
+        format!("p50 {}, p99 {}", ms(percentile(&end_to_end, 0.5)), ms(percentile(&end_to_end, 0.99))),
+        "—".into(),
+    ));
+    Ok(())
+}
+
+async fn many_waiters(http: &Client, figures: &mut Figures) -> Result<()> {
+    let server = Server::start(http).await?;
+    Owner::enrol(http, &server, "owner@example.com").await?;
+    let key = server.agent("owner@example.com", "crowd")?;
+    let (rss_idle, _) = server.memory_mib()?;
+    let ids = create_many(http, &server.base, &key, MANY_WAITERS).await?;
+    let waits = wait_all(http, &server.base, &key, &ids);
+    let took = until_waiting(http, &server, MANY_WAITERS).await?;
+    let (rss_waiting, _) = server.memory_mib()?;
+    println!("{MANY_WAITERS} agents waiting after {:.1} s; server RSS {rss_waiting:.1} MiB (idle {rss_idle:.1} MiB)", took.as_secs_f64());
+
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(INTAKE_CONCURRENCY));
+    let cancels: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (http, url, key, gate) = (
+                http.clone(),
+                format!("{}/api/v1/requests/{id}/cancel", server.base),
+                key.clone(),
+                gate.clone(),
+            );
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await?;
+                let r = http.post(url).bearer_auth(key).send().await?;
+                if r.status() != StatusCode::OK {
+                    bail!("cancel: {}", r.status());
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for c in cancels {
+        c.await??;
+    }
+    let mut answered = 0;
+    for w in waits {
+        let (status, _) = w.await??;
+        if status == "cancelled" {
+            answered += 1;
+        }
+    }
+    let (_, rss_peak) = server.memory_mib()?;
+    println!(
+        "all {answered} answered {:.1} s after the first cancel; server peak RSS {rss_peak:.1} MiB",
+        started.elapsed().as_secs_f64()
+    );
+    if answered != MANY_WAITERS {
+        bail!("only {answered} of {MANY_WAITERS} waiters were answered");
+    }
+    figures.rows.push((
+        format!("{MANY_WAITERS} agents long-waiting at once"),
+        format!("all {answered} answered; server RSS {rss_waiting:.0} MiB while waiting, peak {rss_peak:.0} MiB"),
+        "all answered, ≤ 200 MB".into(),
+    ));
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores ({cpu}); server and load generator on the same machine")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let http = Client::builder()
+        .pool_max_idle_per_host(usize::MAX)
+        .build()?;
+    let mut figures = Figures { rows: Vec::new() };
+    // Scenarios to run: all by default, or any of `intake`, `delivery`, `waiters`.
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|a| a == name);
+    println!("machine: {}", machine());
+    if wanted("intake") {
+        intake(&http, &mut figures).await?;
+    }
+    if wanted("delivery") {
+        delivery(&http, &mut figures).await?;
+    }
+    if wanted("waiters") {
+        many_waiters(&http, &mut figures).await?;
+    }
+    println!("\n| measure | result | target |\n| --- | --- | --- |");
+    for (m, r, t) in &figures.rows {
+        println!("| {m} | {r} | {t} |");
+    }
+    Ok(())
+}
