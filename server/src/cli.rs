@@ -309,11 +309,9 @@ async fn serve() -> anyhow::Result<ExitCode> {
     }
     let listener = tokio::net::TcpListener::bind(core.config.listen).await?;
     tracing::info!(listen = %core.config.listen, public_url = %core.issuer(), backend = ?core.db.backend(), "countersign is serving");
-    crate::http::spawn_background(core.clone());
-    axum::serve(listener, crate::http::router(core))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    crate::http::serve(core, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -37,6 +37,14 @@ const IDLE_WAITERS: usize = 1_000;
 const MEASURED_DECISIONS: usize = 200;
 const MANY_WAITERS: usize = 10_000;
 
+/// How many agents wait at once in the last scenario (BENCH_WAITERS overrides, for profiling).
+fn many() -> usize {
+    std::env::var("BENCH_WAITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MANY_WAITERS)
+}
+
 /// A Countersign server process with its own data directory.
 struct Server {
     child: Child,
@@ -49,6 +57,18 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Ask for a graceful shutdown (SIGINT, as Ctrl-C would), so a profiler wrapping the
+        // server gets to write its report; kill it if it has not gone in 15 s.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -74,7 +94,18 @@ impl Server {
             ),
             ("RUST_LOG".to_string(), "warn".to_string()),
         ];
-        let mut child = Command::new(&bin)
+        // BENCH_SERVER_WRAPPER runs the server under a profiler (e.g. "valgrind --tool=massif").
+        let wrapper = std::env::var("BENCH_SERVER_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let mut child = command
             .arg("serve")
             .envs(env.iter().cloned())
             .env_remove("DATABASE_URL")
@@ -536,11 +567,20 @@ async fn many_waiters(http: &Client, figures: &mut Figures) -> Result<()> {
     Owner::enrol(http, &server, "owner@example.com").await?;
     let key = server.agent("owner@example.com", "crowd")?;
     let (rss_idle, _) = server.memory_mib()?;
-    let ids = create_many(http, &server.base, &key, MANY_WAITERS).await?;
+    let ids = create_many(http, &server.base, &key, many()).await?;
+    let (rss_created, _) = server.memory_mib()?;
+    println!(
+        "{} requests created; server RSS {rss_created:.1} MiB",
+        many()
+    );
     let waits = wait_all(http, &server.base, &key, &ids);
-    let took = until_waiting(http, &server, MANY_WAITERS).await?;
+    let took = until_waiting(http, &server, many()).await?;
     let (rss_waiting, _) = server.memory_mib()?;
-    println!("{MANY_WAITERS} agents waiting after {:.1} s; server RSS {rss_waiting:.1} MiB (idle {rss_idle:.1} MiB)", took.as_secs_f64());
+    println!(
+        "{} agents waiting after {:.1} s; server RSS {rss_waiting:.1} MiB (idle {rss_idle:.1} MiB)",
+        many(),
+        took.as_secs_f64()
+    );
 
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(INTAKE_CONCURRENCY));
@@ -578,11 +618,11 @@ async fn many_waiters(http: &Client, figures: &mut Figures) -> Result<()> {
         "all {answered} answered {:.1} s after the first cancel; server peak RSS {rss_peak:.1} MiB",
         started.elapsed().as_secs_f64()
     );
-    if answered != MANY_WAITERS {
-        bail!("only {answered} of {MANY_WAITERS} waiters were answered");
+    if answered != many() {
+        bail!("only {answered} of {} waiters were answered", many());
     }
     figures.rows.push((
-        format!("{MANY_WAITERS} agents long-waiting at once"),
+        format!("{} agents long-waiting at once", many()),
         format!("all {answered} answered; server RSS {rss_waiting:.0} MiB while waiting, peak {rss_peak:.0} MiB"),
         "all answered, ≤ 200 MB".into(),
     ));

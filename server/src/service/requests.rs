@@ -526,9 +526,12 @@ impl Countersign {
                 }
                 return view;
             }
-            // Wake up at the wait's end or the request's expiry, whichever comes first.
+            // Wake up at the wait's end or the request's expiry, whichever comes first. Only the
+            // expiry is kept across the wait, not the row: thousands of agents may be waiting.
+            let expires_at = row.expires_at;
+            drop(row);
             let until_expiry =
-                Duration::from_millis(u64::try_from(row.expires_at - self.now()).unwrap_or(0));
+                Duration::from_millis(u64::try_from(expires_at - self.now()).unwrap_or(0));
             let wake_at =
                 deadline.min(tokio::time::Instant::now() + until_expiry + Duration::from_millis(5));
             if tokio::time::timeout_at(wake_at, notified).await.is_err()

@@ -96,7 +96,9 @@ impl TestApp {
         let core = Countersign::open(config, clock.clone()).await.unwrap();
         let served = core.clone();
         tokio::spawn(async move {
-            countersign::http::serve(served, listener).await.unwrap();
+            countersign::http::serve(served, listener, std::future::pending())
+                .await
+                .unwrap();
         });
         TestApp {
             base: format!("http://localhost:{port}"),
