@@ -5,6 +5,9 @@
 //! once: its `jti` is remembered until the JWT expires, so a captured assertion cannot be
 //! replayed. A suspended agent is refused whatever it presents.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use rand_core::OsRng;
 use serde_json::json;
 
@@ -42,6 +45,31 @@ pub struct CreatedAgent {
     pub api_key: Option<Secret>,
     /// The key thumbprint (key-bound agents).
     pub jkt: Option<String>,
+}
+
+/// How precisely an agent's last activity is recorded.
+pub const ACTIVITY_RESOLUTION_MS: i64 = 60_000;
+
+/// Decides when an agent's `last_seen_at` is worth writing: at most once per
+/// [`ACTIVITY_RESOLUTION_MS`] per agent and process, instead of one more write in every
+/// request's transaction (the write path is what limits intake).
+#[derive(Debug, Default)]
+pub struct ActivityTracker {
+    last: Mutex<HashMap<String, crate::clock::Millis>>,
+}
+
+impl ActivityTracker {
+    /// True when this agent's activity should be written now (and notes that it was).
+    pub fn due(&self, agent_id: &str, now: crate::clock::Millis) -> bool {
+        let mut map = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(agent_id) {
+            Some(at) if now - *at < ACTIVITY_RESOLUTION_MS => false,
+            _ => {
+                map.insert(agent_id.to_string(), now);
+                true
+            }
+        }
+    }
 }
 
 /// What the kill switch did.
@@ -301,5 +329,19 @@ fn identity(agent: AgentRow) -> AgentIdentity {
         name: agent.name,
         owner_id: agent.owner_id,
         jkt: agent.jwk_thumbprint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activity_is_written_at_most_once_a_minute_per_agent() {
+        let t = ActivityTracker::default();
+        assert!(t.due("a", 0));
+        assert!(!t.due("a", ACTIVITY_RESOLUTION_MS - 1));
+        assert!(t.due("b", 1));
+        assert!(t.due("a", ACTIVITY_RESOLUTION_MS));
     }
 }

@@ -47,6 +47,8 @@ pub struct Countersign {
     pub waiters: waiters::Waiters,
     /// When each request was last polled (for `slow_down`).
     pub polls: requests::PollTracker,
+    /// When each agent's activity was last written.
+    pub activity: agents::ActivityTracker,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// The active policy, parsed once per version.
@@ -92,6 +94,7 @@ impl Countersign {
             webauthn,
             waiters,
             polls: requests::PollTracker::default(),
+            activity: agents::ActivityTracker::default(),
             metrics: Metrics::default(),
             policy_cache: policies::PolicyCache::default(),
         }))

@@ -371,7 +371,9 @@ impl Countersign {
                 return Err(e.into());
             }
         }
-        store::agents::touch(&mut tx, &agent.id, now).await?;
+        if self.activity.due(&agent.id, now) {
+            store::agents::touch(&mut tx, &agent.id, now).await?;
+        }
         let actor = format!("agent:{}", agent.id);
         audit::append(
             &mut tx,

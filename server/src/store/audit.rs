@@ -10,7 +10,7 @@ use crate::clock::Millis;
 use crate::domain::audit::{event_hash, AuditEvent};
 use crate::domain::canonical::canonical_json;
 
-/// Appends an event after the current chain head.
+/// Appends an event after the current chain head (a trigger then moves the head's hash to it).
 ///
 /// The head row is advanced with `UPDATE … RETURNING` first: on PostgreSQL that row lock
 /// serialises appenders across replicas until our transaction ends, and on SQLite the write
@@ -44,10 +44,6 @@ pub async fn append(
     .bind(&hash)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&hash)
-        .execute(&mut *conn)
-        .await?;
     Ok(AuditEvent {
         seq,
         at,
