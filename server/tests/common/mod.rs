@@ -150,6 +150,39 @@ impl TestApp {
             .collect()
     }
 
+    /// A second server on the same database and public URL (another replica behind the same
+    /// load balancer), with its own port, data directory and signing key.
+    pub async fn replica(&self) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let vars: HashMap<&str, String> = HashMap::from([
+            ("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}")),
+            ("COUNTERSIGN_PUBLIC_URL", self.base.clone()),
+            ("COUNTERSIGN_DATA_DIR", dir.path().display().to_string()),
+            ("DATABASE_URL", self.core.config.database_url.clone()),
+        ]);
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        let clock = ManualClock::new();
+        let core = Countersign::open(config, clock.clone()).await.unwrap();
+        let served = core.clone();
+        tokio::spawn(async move {
+            countersign::http::serve(served, listener, std::future::pending())
+                .await
+                .unwrap();
+        });
+        TestApp {
+            base: format!("http://localhost:{port}"),
+            core,
+            clock,
+            http: self.http.clone(),
+            backend: self.backend,
+            _dir: dir,
+            // The first replica owns (and drops) the database.
+            pg_db: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

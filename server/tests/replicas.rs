@@ -1,0 +1,103 @@
+//! Several replicas on one PostgreSQL database: a decision committed on one wakes the agent
+//! long-waiting on another (LISTEN/NOTIFY), and grants signed by either verify on both.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{problem, transfer, Backend, TestApp};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_decision_on_one_replica_wakes_the_agent_waiting_on_another() {
+    let (a, mut alice, agent) = TestApp::with_alice(Backend::Postgres).await;
+    let b = a.replica().await;
+    assert_ne!(
+        a.core.signer.kid(),
+        b.core.signer.kid(),
+        "each replica has its own key"
+    );
+
+    // The agent asks and waits on replica B.
+    let r = b
+        .agent_post(&agent, "/api/v1/requests", &transfer("10.00"))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let waiter = {
+        let (http, url, bearer) = (
+            b.http.clone(),
+            b.url(&format!("/api/v1/requests/{id}?wait=55")),
+            agent.bearer.clone(),
+        );
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let v: Value = http
+                .get(url)
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (v, started.elapsed())
+        })
+    };
+    let registered = Instant::now();
+    while b.core.waiters.waiting() == 0 {
+        assert!(
+            registered.elapsed() < Duration::from_secs(10),
+            "the waiter never registered on B"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The owner approves on replica A; B has no in-process notification of it.
+    alice.approve(&a.http, &id).await;
+    let (got, elapsed) = waiter.await.unwrap();
+    assert_eq!(got["status"], "approved");
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "B's waiter held {elapsed:?}: NOTIFY did not wake it"
+    );
+
+    // B signed the delivered grant with its own key; A verifies it from the shared key table,
+    // and the single-use rule holds across replicas.
+    let token = got["grant"]["token"].as_str().unwrap();
+    let (header, _) = countersign::domain::jose::peek_unverified(token).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(b.core.signer.kid()));
+    assert_eq!(a.redeem(token).await.status(), StatusCode::OK);
+    problem(
+        b.redeem(token).await,
+        StatusCode::CONFLICT,
+        "grant_already_redeemed",
+    )
+    .await;
+
+    // JWKS on either replica lists both keys.
+    let jwks: Value = a
+        .http
+        .get(a.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&a.core.signer.kid()) && kids.contains(&b.core.signer.kid()),
+        "{kids:?}"
+    );
+}
