@@ -420,6 +420,85 @@ async fn discovery_and_operations_endpoints_answer(backend: Backend) {
     assert_eq!(jwks["keys"][0]["kid"], app.core.signer.kid());
 }
 
+async fn concurrent_intake_commits_each_request_with_its_own_evidence(backend: Backend) {
+    let (app, _alice, agent) = TestApp::with_alice(backend).await;
+    app.core
+        .apply_policy(
+            "[[rule]]\nid = \"small\"\naction = \"payments.*\"\namount_below = { value = \"100.00\", currency = \"EUR\" }\noutcome = \"allow\"\n\n\
+             [[rule]]\nid = \"no-drops\"\naction = \"db.drop_*\"\noutcome = \"deny\"\nreason = \"No.\"\n",
+            "test",
+        )
+        .await
+        .unwrap();
+    // Many at once, so the writer commits them in shared transactions.
+    let tasks: Vec<_> = (0..48)
+        .map(|i| {
+            let body = match i % 3 {
+                0 => transfer("5.00"),
+                1 => transfer(&format!("{}.00", 500 + i)),
+                _ => json!({ "action": { "type": "db.drop_table", "target": format!("t{i}") } }),
+            };
+            let (http, url, bearer) = (
+                app.http.clone(),
+                app.url("/api/v1/requests"),
+                agent.bearer.clone(),
+            );
+            tokio::spawn(async move {
+                let r = http
+                    .post(url)
+                    .bearer_auth(bearer)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (i % 3, r.status(), r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (kind, status, body) = t.await.unwrap();
+        let id = body
+            .get("id")
+            .or_else(|| body.get("request_id"))
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_string();
+        let kinds: Vec<String> = app
+            .audit_lines(&id)
+            .await
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        match kind {
+            0 => {
+                assert_eq!(status, StatusCode::OK);
+                assert!(body["grant"]["token"].is_string());
+                assert_eq!(
+                    kinds,
+                    ["request.created", "request.approved", "grant.issued"]
+                );
+            }
+            1 => {
+                assert_eq!(status, StatusCode::ACCEPTED);
+                assert_eq!(kinds, ["request.created"]);
+            }
+            _ => {
+                assert_eq!(status, StatusCode::FORBIDDEN);
+                assert_eq!(kinds, ["request.created", "request.denied"]);
+            }
+        }
+    }
+    assert!(matches!(
+        app.core.verify_audit().await.unwrap(),
+        countersign::service::audit::Verification::Intact { .. }
+    ));
+}
+
 on_both_backends!(
     full_loop_approve_wait_redeem_report_audit,
     long_wait_returns_when_the_decision_commits,
@@ -429,4 +508,5 @@ on_both_backends!(
     denial_reason_reaches_the_waiting_agent,
     owners_can_revoke_their_agents_grants,
     discovery_and_operations_endpoints_answer,
+    concurrent_intake_commits_each_request_with_its_own_evidence,
 );

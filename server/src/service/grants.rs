@@ -58,6 +58,20 @@ impl Countersign {
         approvers: &[String],
         now: Millis,
     ) -> Result<GrantRow, Error> {
+        let (row, event) = self.build_grant(request, jkt, approvers, now)?;
+        rows::insert(tx, &row).await?;
+        audit::append_many(tx, &[event]).await?;
+        Ok(row)
+    }
+
+    /// The grant for an approved request and its `grant.issued` audit event, not yet stored.
+    pub(crate) fn build_grant(
+        &self,
+        request: &RequestRow,
+        jkt: Option<&str>,
+        approvers: &[String],
+        now: Millis,
+    ) -> Result<(GrantRow, audit::NewEvent), Error> {
         let jti = uuid::Uuid::new_v4().to_string();
         let iat = now.div_euclid(1000);
         let exp = iat + request.grant_ttl_seconds;
@@ -98,17 +112,14 @@ impl Countersign {
             outcome: None,
             reported_at: None,
         };
-        rows::insert(tx, &row).await?;
-        audit::append(
-            tx,
-            now,
-            "system",
-            "grant.issued",
-            Some(&request.id),
-            &json!({ "jti": jti, "kid": self.signer.kid(), "claims": claims }),
-        )
-        .await?;
-        Ok(row)
+        let event = audit::NewEvent {
+            at: now,
+            actor: "system".into(),
+            kind: "grant.issued".into(),
+            request_id: Some(request.id.clone()),
+            data: json!({ "jti": jti, "kid": self.signer.kid(), "claims": claims }),
+        };
+        Ok((row, event))
     }
 
     /// The grant of an approved request, signed for delivery. It is returned whatever its state

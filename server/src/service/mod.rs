@@ -16,6 +16,7 @@ pub mod policies;
 pub mod requests;
 pub mod sweeper;
 pub mod waiters;
+pub mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct Countersign {
     pub metrics: Metrics,
     /// The active policy, parsed once per version.
     pub policy_cache: policies::PolicyCache,
+    /// Writes new requests, several per transaction.
+    pub intake: writer::IntakeWriter,
 }
 
 impl std::fmt::Debug for Countersign {
@@ -87,7 +90,7 @@ impl Countersign {
         let webauthn = relying_party(&config)?;
         let waiters = waiters::Waiters::default();
         Ok(Arc::new(Self {
-            db,
+            db: db.clone(),
             config,
             clock,
             signer,
@@ -97,6 +100,7 @@ impl Countersign {
             activity: agents::ActivityTracker::default(),
             metrics: Metrics::default(),
             policy_cache: policies::PolicyCache::default(),
+            intake: writer::IntakeWriter::start(db),
         }))
     }
 

@@ -28,7 +28,9 @@ use crate::domain::intake::{parse_new_request, Limits, NewRequest};
 use crate::domain::policy::{PolicyInput, RuleOutcome};
 use crate::domain::quorum::ApproverRule;
 use crate::service::agents::AgentIdentity;
-use crate::store::requests::{self as rows, RequestRow, Transition};
+use crate::service::writer::{IntakeJob, Written};
+use crate::store::audit::NewEvent;
+use crate::store::requests::{self as rows, IdempotencyClaim, RequestRow, Transition};
 use crate::store::{self, audit, Backend, WriteTx};
 use crate::telemetry::bump;
 
@@ -358,30 +360,20 @@ impl Countersign {
             reason: deny_reason.clone(),
         };
 
-        let mut grant = None;
-        let mut tx = self.db.begin().await?;
-        rows::insert(&mut tx, &row).await?;
-        if let Some(key) = idempotency_key {
-            if let Err(e) =
-                rows::idempotency_put(&mut tx, &agent.id, key, fingerprint, &id, now).await
-            {
-                if e.is_unique_violation() {
-                    return Err(Error::Conflict("idempotency key race".into()));
-                }
-                return Err(e.into());
-            }
-        }
-        if self.activity.due(&agent.id, now) {
-            store::agents::touch(&mut tx, &agent.id, now).await?;
-        }
-        let actor = format!("agent:{}", agent.id);
-        audit::append(
-            &mut tx,
-            now,
-            &actor,
+        // Everything this request writes is computed here, outside the transaction; the
+        // intake writer then commits it together with other requests (see `writer`).
+        let agent_actor = format!("agent:{}", agent.id);
+        let event = |actor: &str, kind: &str, data: Value| NewEvent {
+            at: now,
+            actor: actor.to_string(),
+            kind: kind.to_string(),
+            request_id: Some(id.clone()),
+            data,
+        };
+        let mut events = vec![event(
+            &agent_actor,
             "request.created",
-            Some(&id),
-            &json!({
+            json!({
                 "agent_id": agent.id,
                 "action_hash": action_hash,
                 "request": serde_json::to_value(new).map_err(Error::internal)?,
@@ -395,34 +387,41 @@ impl Countersign {
                     "approver_rule": approver_rule,
                 },
             }),
-        )
-        .await?;
+        )];
+        let mut grant = None;
         if status == "approved" {
-            audit::append(
-                &mut tx,
-                now,
+            events.push(event(
                 "policy",
                 "request.approved",
-                Some(&id),
-                &json!({ "by": "policy", "rule": decision.rule_id }),
-            )
-            .await?;
-            grant = Some(
-                self.mint_grant(&mut tx, &row, agent.jkt.as_deref(), &[], now)
-                    .await?,
-            );
+                json!({ "by": "policy", "rule": decision.rule_id }),
+            ));
+            let (g, issued) = self.build_grant(&row, agent.jkt.as_deref(), &[], now)?;
+            events.push(issued);
+            grant = Some(g);
         } else if status == "denied" {
-            audit::append(
-                &mut tx,
-                now,
+            events.push(event(
                 "policy",
                 "request.denied",
-                Some(&id),
-                &json!({ "by": "policy", "rule": decision.rule_id, "reason": deny_reason }),
-            )
-            .await?;
+                json!({ "by": "policy", "rule": decision.rule_id, "reason": deny_reason }),
+            ));
         }
-        tx.commit().await.map_err(store::StoreError::from)?;
+        let claim = idempotency_key.map(|key| IdempotencyClaim {
+            agent_id: agent.id.clone(),
+            key: key.to_string(),
+            body_hash: fingerprint.to_string(),
+            request_id: id.clone(),
+            at: now,
+        });
+        let job = IntakeJob {
+            request: row.clone(),
+            claim,
+            events,
+            grant: grant.clone(),
+            touch_agent_at: self.activity.due(&agent.id, now).then_some(now),
+        };
+        if self.intake.write(job).await? == Written::IdempotencyKeyTaken {
+            return Err(Error::Conflict("idempotency key race".into()));
+        }
 
         match status {
             "approved" => bump(&self.metrics.requests_allowed),

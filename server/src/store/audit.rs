@@ -10,12 +10,22 @@ use crate::clock::Millis;
 use crate::domain::audit::{event_hash, AuditEvent};
 use crate::domain::canonical::canonical_json;
 
+/// An event to append (its position and hashes are assigned when it is appended).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Unix milliseconds.
+    pub at: Millis,
+    /// Who caused it.
+    pub actor: String,
+    /// What happened.
+    pub kind: String,
+    /// The request it belongs to.
+    pub request_id: Option<String>,
+    /// The evidence.
+    pub data: Value,
+}
+
 /// Appends an event after the current chain head (a trigger then moves the head's hash to it).
-///
-/// The head row is advanced with `UPDATE … RETURNING` first: on PostgreSQL that row lock
-/// serialises appenders across replicas until our transaction ends, and on SQLite the write
-/// transaction already holds the database lock. So `seq` has no gaps and each event's
-/// `prev_hash` really is its predecessor's hash.
 pub async fn append(
     conn: &mut AnyConnection,
     at: Millis,
@@ -24,36 +34,82 @@ pub async fn append(
     request_id: Option<&str>,
     data: &Value,
 ) -> Result<AuditEvent, StoreError> {
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *conn)
-        .await?;
-    let seq: i64 = col(&head, "seq")?;
-    let prev_hash: String = col(&head, "hash")?;
-    let hash = event_hash(seq, at, actor, kind, request_id, data, &prev_hash);
-    sqlx::query(
-        "INSERT INTO audit_events (seq, at, actor, kind, request_id, data, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(seq)
-    .bind(at)
-    .bind(actor)
-    .bind(kind)
-    .bind(request_id)
-    .bind(canonical_json(data))
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await?;
-    Ok(AuditEvent {
-        seq,
+    let event = NewEvent {
         at,
         actor: actor.to_string(),
         kind: kind.to_string(),
         request_id: request_id.map(str::to_string),
         data: data.clone(),
-        prev_hash,
-        hash,
-    })
+    };
+    let mut appended = append_many(conn, std::slice::from_ref(&event)).await?;
+    appended
+        .pop()
+        .ok_or_else(|| StoreError::corrupt("append returned no event"))
+}
+
+/// Appends events, in order, after the current chain head, in two statements whatever their
+/// number.
+///
+/// The head row is advanced by the number of events with `UPDATE … RETURNING` first: on
+/// PostgreSQL that row lock serialises appenders across replicas until our transaction ends,
+/// and on SQLite the write transaction already holds the database lock. So `seq` has no gaps and
+/// each event's `prev_hash` really is its predecessor's hash. The events are then inserted in
+/// one multi-row statement, and a trigger leaves the head at the last one's hash.
+pub async fn append_many(
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+) -> Result<Vec<AuditEvent>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = i64::try_from(events.len()).map_err(StoreError::corrupt)?;
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+        .bind(n)
+        .fetch_one(&mut *conn)
+        .await?;
+    let last_seq: i64 = col(&head, "seq")?;
+    let mut prev_hash: String = col(&head, "hash")?;
+    let mut appended = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        let seq = last_seq - n + 1 + i as i64;
+        let hash = event_hash(
+            seq,
+            e.at,
+            &e.actor,
+            &e.kind,
+            e.request_id.as_deref(),
+            &e.data,
+            &prev_hash,
+        );
+        appended.push(AuditEvent {
+            seq,
+            at: e.at,
+            actor: e.actor.clone(),
+            kind: e.kind.clone(),
+            request_id: e.request_id.clone(),
+            data: e.data.clone(),
+            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+            hash,
+        });
+    }
+    let sql = format!(
+        "INSERT INTO audit_events (seq, at, actor, kind, request_id, data, prev_hash, hash) VALUES {}",
+        super::values_placeholders(appended.len(), 8)
+    );
+    let mut q = sqlx::query(&sql);
+    for e in &appended {
+        q = q
+            .bind(e.seq)
+            .bind(e.at)
+            .bind(e.actor.clone())
+            .bind(e.kind.clone())
+            .bind(e.request_id.clone())
+            .bind(canonical_json(&e.data))
+            .bind(e.prev_hash.clone())
+            .bind(e.hash.clone());
+    }
+    q.execute(&mut *conn).await?;
+    Ok(appended)
 }
 
 fn from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {

@@ -215,6 +215,26 @@ fn sqlite_setup(
     })
 }
 
+/// `($1, $2, …), ($n+1, …)…`: placeholders for a multi-row `VALUES` of `rows` rows of `cols`.
+pub(crate) fn values_placeholders(rows: usize, cols: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * cols + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
 /// Reads a required column, turning a decode failure into [`StoreError::Corrupt`].
 pub(crate) fn col<'r, T>(row: &'r sqlx::any::AnyRow, name: &str) -> Result<T, StoreError>
 where
@@ -232,4 +252,16 @@ pub(crate) fn json_col<T: serde::de::DeserializeOwned>(
 ) -> Result<T, StoreError> {
     let text: String = col(row, name)?;
     serde_json::from_str(&text).map_err(|e| StoreError::corrupt(format!("column {name}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_rows_then_columns() {
+        assert_eq!(
+            super::values_placeholders(2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(super::values_placeholders(1, 1), "($1)");
+    }
 }

@@ -85,36 +85,45 @@ fn from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     })
 }
 
-/// Inserts a new request.
-pub async fn insert(conn: &mut AnyConnection, r: &RequestRow) -> Result<(), StoreError> {
-    sqlx::query(
+/// Inserts new requests in one statement.
+pub async fn insert_many(
+    conn: &mut AnyConnection,
+    requests: &[&RequestRow],
+) -> Result<(), StoreError> {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO requests (id, agent_id, status, action_hash, body, action_type, target, \
          policy_version, policy_hash, rule_id, explanation, approvals_required, approver_rule, \
-         grant_ttl_seconds, created_at, expires_at, decided_at, decided_by, reason_code, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
-    )
-    .bind(&r.id)
-    .bind(&r.agent_id)
-    .bind(&r.status)
-    .bind(&r.action_hash)
-    .bind(&r.body)
-    .bind(&r.action_type)
-    .bind(&r.target)
-    .bind(r.policy_version)
-    .bind(&r.policy_hash)
-    .bind(&r.rule_id)
-    .bind(&r.explanation)
-    .bind(r.approvals_required)
-    .bind(&r.approver_rule)
-    .bind(r.grant_ttl_seconds)
-    .bind(r.created_at)
-    .bind(r.expires_at)
-    .bind(r.decided_at)
-    .bind(&r.decided_by)
-    .bind(&r.reason_code)
-    .bind(&r.reason)
-    .execute(conn)
-    .await?;
+         grant_ttl_seconds, created_at, expires_at, decided_at, decided_by, reason_code, reason) VALUES {}",
+        super::values_placeholders(requests.len(), 20)
+    );
+    let mut q = sqlx::query(&sql);
+    for r in requests {
+        q = q
+            .bind(r.id.clone())
+            .bind(r.agent_id.clone())
+            .bind(r.status.clone())
+            .bind(r.action_hash.clone())
+            .bind(r.body.clone())
+            .bind(r.action_type.clone())
+            .bind(r.target.clone())
+            .bind(r.policy_version)
+            .bind(r.policy_hash.clone())
+            .bind(r.rule_id.clone())
+            .bind(r.explanation.clone())
+            .bind(r.approvals_required)
+            .bind(r.approver_rule.clone())
+            .bind(r.grant_ttl_seconds)
+            .bind(r.created_at)
+            .bind(r.expires_at)
+            .bind(r.decided_at)
+            .bind(r.decided_by.clone())
+            .bind(r.reason_code.clone())
+            .bind(r.reason.clone());
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 
@@ -277,24 +286,47 @@ pub async fn idempotency_get<'e, E: Executor<'e, Database = Any>>(
     .transpose()
 }
 
-/// Stores an idempotency key with the request it created (same transaction as the request).
-pub async fn idempotency_put(
+/// An idempotency key to claim for a new request.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    /// The agent.
+    pub agent_id: String,
+    /// Its key.
+    pub key: String,
+    /// Fingerprint of the body.
+    pub body_hash: String,
+    /// The request the body would create.
+    pub request_id: String,
+    /// When.
+    pub at: Millis,
+}
+
+/// Claims idempotency keys in one statement and returns the ids of the requests whose claim
+/// succeeded. A key already taken (by an earlier call, or by another claim in the same
+/// statement) is skipped, not an error, so one lost race does not abort its neighbours.
+pub async fn idempotency_claim(
     conn: &mut AnyConnection,
-    agent_id: &str,
-    key: &str,
-    body_hash: &str,
-    request_id: &str,
-    at: Millis,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO idempotency_keys (agent_id, key, body_hash, request_id, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(agent_id)
-    .bind(key)
-    .bind(body_hash)
-    .bind(request_id)
-    .bind(at)
-    .execute(conn)
-    .await?;
-    Ok(())
+    claims: &[IdempotencyClaim],
+) -> Result<Vec<String>, StoreError> {
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "INSERT INTO idempotency_keys (agent_id, key, body_hash, request_id, created_at) VALUES {} \
+         ON CONFLICT (agent_id, key) DO NOTHING RETURNING request_id",
+        super::values_placeholders(claims.len(), 5)
+    );
+    let mut q = sqlx::query(&sql);
+    for c in claims {
+        q = q
+            .bind(c.agent_id.clone())
+            .bind(c.key.clone())
+            .bind(c.body_hash.clone())
+            .bind(c.request_id.clone())
+            .bind(c.at);
+    }
+    let rows = q.fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| col::<String>(r, "request_id"))
+        .collect()
 }

@@ -1,0 +1,154 @@
+//! Group commit for request intake.
+//!
+//! On SQLite every statement is a hand-off to the connection's thread and back, and there is
+//! one writer, so intake throughput is bounded by hand-offs per transaction rather than by CPU
+//! (see the README's benchmark). Intake therefore computes everything it will write — the
+//! request row, its audit events, a grant if policy allowed it, its idempotency key — before
+//! the transaction, and hands it to one writer task per process. The writer takes whatever has
+//! queued (up to [`MAX_BATCH`]) and writes it in one transaction with multi-row inserts: the
+//! hand-offs are paid once per batch, not once per request. A request that arrives alone is a
+//! batch of one, so there is one code path.
+//!
+//! Nothing is lost or mixed up by batching: each request's rows and events commit together
+//! (all of a batch commits or none), the audit chain keeps its order, and a lost idempotency
+//! race is reported to that request alone. If a batch fails, each of its requests is retried
+//! in a transaction of its own, so one bad request never fails its neighbours.
+
+use std::collections::HashSet;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Error;
+use crate::clock::Millis;
+use crate::store::audit::{self, NewEvent};
+use crate::store::grants::{self, GrantRow};
+use crate::store::requests::{self, IdempotencyClaim, RequestRow};
+use crate::store::{agents, Db, StoreError};
+
+/// The most requests written in one transaction.
+pub const MAX_BATCH: usize = 64;
+
+/// Everything one new request writes.
+#[derive(Debug)]
+pub struct IntakeJob {
+    /// The request row.
+    pub request: RequestRow,
+    /// Its idempotency key, if the agent sent one.
+    pub claim: Option<IdempotencyClaim>,
+    /// Its audit events, in order.
+    pub events: Vec<NewEvent>,
+    /// The grant, when policy allowed the action outright.
+    pub grant: Option<GrantRow>,
+    /// Record the agent's activity at this time.
+    pub touch_agent_at: Option<Millis>,
+}
+
+/// How a job was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Committed.
+    Stored,
+    /// Not written: another request already holds its idempotency key.
+    IdempotencyKeyTaken,
+}
+
+type Reply = oneshot::Sender<Result<Written, Error>>;
+
+/// The handle intake uses to write.
+#[derive(Debug, Clone)]
+pub struct IntakeWriter {
+    queue: mpsc::Sender<(IntakeJob, Reply)>,
+}
+
+impl IntakeWriter {
+    /// Starts the writer task for this database.
+    pub fn start(db: Db) -> Self {
+        let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(db, jobs));
+        Self { queue }
+    }
+
+    /// Writes one request's rows; returns once they are committed.
+    pub async fn write(&self, job: IntakeJob) -> Result<Written, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((job, reply))
+            .await
+            .map_err(|_| Error::internal("the intake writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| Error::internal("the intake writer dropped a request"))?
+    }
+}
+
+async fn run(db: Db, mut jobs: mpsc::Receiver<(IntakeJob, Reply)>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let all: Vec<&IntakeJob> = batch.iter().map(|(job, _)| job).collect();
+        match write_batch(&db, &all).await {
+            Ok(results) => {
+                for ((_, reply), result) in batch.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                if batch.len() > 1 {
+                    tracing::warn!(error = %e, size = batch.len(), "intake batch failed; writing its requests one by one");
+                }
+                for (job, reply) in batch {
+                    let result = match write_batch(&db, &[&job]).await {
+                        Ok(mut r) => Ok(r.pop().unwrap_or(Written::Stored)),
+                        Err(e) => Err(Error::from(e)),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, StoreError> {
+    let mut tx = db.begin().await?;
+    let claims: Vec<IdempotencyClaim> = jobs.iter().filter_map(|j| j.claim.clone()).collect();
+    let won: HashSet<String> = requests::idempotency_claim(&mut tx, &claims)
+        .await?
+        .into_iter()
+        .collect();
+    let results: Vec<Written> = jobs
+        .iter()
+        .map(|j| match j.claim {
+            Some(_) if !won.contains(&j.request.id) => Written::IdempotencyKeyTaken,
+            _ => Written::Stored,
+        })
+        .collect();
+    let kept: Vec<&IntakeJob> = jobs
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| **r == Written::Stored)
+        .map(|(j, _)| *j)
+        .collect();
+
+    let rows: Vec<&RequestRow> = kept.iter().map(|j| &j.request).collect();
+    requests::insert_many(&mut tx, &rows).await?;
+    let events: Vec<NewEvent> = kept.iter().flat_map(|j| j.events.iter().cloned()).collect();
+    audit::append_many(&mut tx, &events).await?;
+    for grant in kept.iter().filter_map(|j| j.grant.as_ref()) {
+        grants::insert(&mut tx, grant).await?;
+    }
+    let mut touched = HashSet::new();
+    for j in &kept {
+        if let Some(at) = j.touch_agent_at {
+            if touched.insert(j.request.agent_id.as_str()) {
+                agents::touch(&mut tx, &j.request.agent_id, at).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
