@@ -4,7 +4,8 @@
 //!   agent ── POST /requests ──► validate ─► action_hash ─► policy ─┬─ allow   ─► approved + grant
 //!                                                                  ├─ require ─► pending
 //!                                                                  └─ deny    ─► denied (403)
-//!   (one transaction: request row, idempotency key, audit events, grant if any)
+//!   (one transaction: request row, idempotency key, audit events, grant if any — committed by
+//!    the intake writer, possibly together with other agents' requests; see `writer`)
 //!
 //!   pending ──► approved | denied | expired | cancelled      (final once left)
 //! ```
