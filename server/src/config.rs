@@ -22,6 +22,9 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// `LEPTOS_SITE_ROOT`, default `target/site`: the compiled wasm, JS and CSS.
     pub site_root: PathBuf,
+    /// `COUNTERSIGN_MAX_PENDING_PER_AGENT`, default 100: past this many requests waiting for a
+    /// human, an agent's next one is refused with `429 rate_limited` (approval fatigue).
+    pub max_pending_per_agent: u32,
 }
 
 /// A setting that cannot be used, named.
@@ -60,6 +63,17 @@ impl Config {
                 data_dir.join("countersign.db").display()
             )
         });
+        let max_pending_per_agent = match lookup("COUNTERSIGN_MAX_PENDING_PER_AGENT") {
+            None => 100,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ConfigError {
+                    name: "COUNTERSIGN_MAX_PENDING_PER_AGENT",
+                    reason: format!("{v:?} is not a whole number of at least 1"),
+                })?,
+        };
         Ok(Self {
             listen,
             public_url,
@@ -69,6 +83,7 @@ impl Config {
             site_root: PathBuf::from(
                 lookup("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
             ),
+            max_pending_per_agent,
         })
     }
 
@@ -131,5 +146,8 @@ mod tests {
         assert_eq!(e.name, "COUNTERSIGN_PUBLIC_URL");
         let e = config(&[("COUNTERSIGN_LISTEN", "nonsense")]).unwrap_err();
         assert_eq!(e.name, "COUNTERSIGN_LISTEN");
+        let e = config(&[("COUNTERSIGN_MAX_PENDING_PER_AGENT", "0")]).unwrap_err();
+        assert_eq!(e.name, "COUNTERSIGN_MAX_PENDING_PER_AGENT");
+        assert_eq!(config(&[]).unwrap().max_pending_per_agent, 100);
     }
 }

@@ -423,6 +423,55 @@ async fn suspending_an_agent_cancels_revokes_and_refuses(backend: Backend) {
     assert_eq!(row.status, "cancelled");
 }
 
+async fn an_agent_past_its_pending_cap_is_rate_limited(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("COUNTERSIGN_MAX_PENDING_PER_AGENT", "3")]).await;
+    app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    app.core
+        .apply_policy("[[rule]]\nid = \"small\"\naction = \"payments.*\"\namount_below = { value = \"1.00\", currency = \"EUR\" }\noutcome = \"allow\"\n", "test")
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            app.ask_id(&agent, &transfer(&format!("{}.00", 10 + i)))
+                .await,
+        );
+    }
+    let r = app
+        .agent_post(&agent, "/api/v1/requests", &transfer("20.00"))
+        .await;
+    // The oldest pending request expires in about 300 s: that is when a place frees up.
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((295..=300).contains(&retry), "Retry-After {retry}");
+    problem(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // What needs no human is not held back.
+    assert_eq!(
+        app.agent_post(&agent, "/api/v1/requests", &transfer("0.50"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // Another agent has its own allowance.
+    let other = app.agent("alice@example.com").await;
+    app.ask_id(&other, &transfer("20.00")).await;
+    // A place frees up when one is decided (here: cancelled).
+    app.agent_post(
+        &agent,
+        &format!("/api/v1/requests/{}/cancel", ids[0]),
+        &json!({}),
+    )
+    .await;
+    app.ask_id(&agent, &transfer("20.00")).await;
+}
+
 on_both_backends!(
     bad_input_is_a_named_4xx_and_writes_nothing,
     bad_credentials_are_invalid_token,
@@ -431,4 +480,5 @@ on_both_backends!(
     state_errors_have_their_codes,
     cross_site_and_signed_out_calls_are_refused,
     suspending_an_agent_cancels_revokes_and_refuses,
+    an_agent_past_its_pending_cap_is_rate_limited,
 );

@@ -2,8 +2,9 @@
 //! server running as its own process on loopback (so its memory is measured alone), with a
 //! fresh SQLite database per scenario:
 //!
-//! 1. **Intake**: agents creating requests (authenticate, validate, policy, persist, audit) as
-//!    fast as 32 concurrent connections can; requests per second and latency.
+//! 1. **Intake**: 64 agents creating requests (authenticate, validate, policy, persist, audit)
+//!    as fast as 32 concurrent connections can; requests per second and latency. Everything
+//!    stays pending, so the cap of waiting requests per agent is raised to 1,000 here.
 //! 2. **Decision delivery**: 1,000 agents long-waiting on requests nobody decides while the
 //!    owner approves 200 others one by one with a passkey; for each, the time from its commit
 //!    to the waiting agent having its answer. The server measures commit-to-answer-ready
@@ -33,6 +34,7 @@ use webauthn_authenticator_rs::WebauthnAuthenticator;
 
 const INTAKE_SECONDS: u64 = 10;
 const INTAKE_CONCURRENCY: usize = 32;
+const INTAKE_AGENTS: usize = 64;
 const IDLE_WAITERS: usize = 1_000;
 const MEASURED_DECISIONS: usize = 200;
 const MANY_WAITERS: usize = 10_000;
@@ -75,7 +77,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    async fn start(http: &Client) -> Result<Self> {
+    async fn start(http: &Client, settings: &[(&str, &str)]) -> Result<Self> {
         let bin = std::env::current_exe()?.with_file_name("countersign");
         let dir = tempfile::tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -94,6 +96,10 @@ impl Server {
             ),
             ("RUST_LOG".to_string(), "warn".to_string()),
         ];
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .chain(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
         // BENCH_SERVER_WRAPPER runs the server under a profiler (e.g. "valgrind --tool=massif").
         let wrapper = std::env::var("BENCH_SERVER_WRAPPER").unwrap_or_default();
         let mut words = wrapper.split_whitespace();
@@ -173,6 +179,13 @@ impl Server {
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| anyhow!("no api key"))
+    }
+
+    /// Registers `n` agents for the owner; returns their API keys.
+    fn agents(&self, owner: &str, n: usize) -> Result<Vec<String>> {
+        (0..n)
+            .map(|i| self.agent(owner, &format!("agent-{i}")))
+            .collect()
     }
 
     /// Resident and peak resident memory of the server process, in MiB.
@@ -334,20 +347,24 @@ async fn create(http: &Client, base: &str, key: &str, body: &Value) -> Result<St
         .ok_or_else(|| anyhow!("no id"))
 }
 
-/// Creates `n` requests with bounded concurrency; returns their ids.
-async fn create_many(http: &Client, base: &str, key: &str, n: usize) -> Result<Vec<String>> {
+/// An agent's API key and one of its request ids.
+type Owned = (String, String);
+
+/// Creates `n` requests, spread over the agents, with bounded concurrency.
+async fn create_many(http: &Client, base: &str, keys: &[String], n: usize) -> Result<Vec<Owned>> {
     let gate = Arc::new(Semaphore::new(INTAKE_CONCURRENCY));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let (http, base, key, gate) = (
             http.clone(),
             base.to_string(),
-            key.to_string(),
+            keys[i % keys.len()].clone(),
             gate.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire().await?;
-            create(&http, &base, &key, &transfer(i)).await
+            let id = create(&http, &base, &key, &transfer(i)).await?;
+            Ok::<Owned, anyhow::Error>((key, id))
         }));
     }
     let mut ids = Vec::with_capacity(n);
@@ -361,15 +378,14 @@ async fn create_many(http: &Client, base: &str, key: &str, n: usize) -> Result<V
 fn wait_all(
     http: &Client,
     base: &str,
-    key: &str,
-    ids: &[String],
+    ids: &[Owned],
 ) -> Vec<tokio::task::JoinHandle<Result<(String, Instant)>>> {
     ids.iter()
-        .map(|id| {
+        .map(|(key, id)| {
             let (http, url, key) = (
                 http.clone(),
                 format!("{base}/api/v1/requests/{id}?wait=55"),
-                key.to_string(),
+                key.clone(),
             );
             tokio::spawn(async move {
                 let v: Value = http.get(url).bearer_auth(key).send().await?.json().await?;
@@ -399,14 +415,14 @@ struct Figures {
 }
 
 async fn intake(http: &Client, figures: &mut Figures) -> Result<()> {
-    let server = Server::start(http).await?;
+    // Ten seconds of intake leave every request pending, far past the default cap of 100
+    // waiting requests per agent; the cap is raised so intake is measured, not the refusal.
+    let server = Server::start(http, &[("COUNTERSIGN_MAX_PENDING_PER_AGENT", "1000")]).await?;
     Owner::enrol(http, &server, "owner@example.com").await?;
     let policy = tempfile::NamedTempFile::new()?;
     std::fs::write(policy.path(), POLICY)?;
     server.cli(&["policy", "apply", &policy.path().display().to_string()])?;
-    let keys: Vec<String> = (0..8)
-        .map(|i| server.agent("owner@example.com", &format!("intake-{i}")))
-        .collect::<Result<_>>()?;
+    let keys = server.agents("owner@example.com", INTAKE_AGENTS)?;
 
     let deadline = Instant::now() + Duration::from_secs(INTAKE_SECONDS);
     let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -477,16 +493,20 @@ async fn intake(http: &Client, figures: &mut Figures) -> Result<()> {
 }
 
 async fn delivery(http: &Client, figures: &mut Figures) -> Result<()> {
-    let server = Server::start(http).await?;
+    let server = Server::start(http, &[]).await?;
     let mut owner = Owner::enrol(http, &server, "owner@example.com").await?;
-    let key = server.agent("owner@example.com", "waiter")?;
-    let idle = create_many(http, &server.base, &key, IDLE_WAITERS).await?;
-    let measured = create_many(http, &server.base, &key, MEASURED_DECISIONS).await?;
-    let idle_waits = wait_all(http, &server.base, &key, &idle);
+    // Spread over enough agents to stay under the default cap of pending requests per agent.
+    let keys = server.agents(
+        "owner@example.com",
+        (IDLE_WAITERS + MEASURED_DECISIONS).div_ceil(90),
+    )?;
+    let idle = create_many(http, &server.base, &keys, IDLE_WAITERS).await?;
+    let measured = create_many(http, &server.base, &keys, MEASURED_DECISIONS).await?;
+    let idle_waits = wait_all(http, &server.base, &idle);
     let measured_waits: HashMap<String, _> = measured
         .iter()
-        .cloned()
-        .zip(wait_all(http, &server.base, &key, &measured))
+        .map(|(_, id)| id.clone())
+        .zip(wait_all(http, &server.base, &measured))
         .collect();
     until_waiting(http, &server, IDLE_WAITERS + MEASURED_DECISIONS).await?;
 
@@ -563,17 +583,17 @@ async fn delivery(http: &Client, figures: &mut Figures) -> Result<()> {
 }
 
 async fn many_waiters(http: &Client, figures: &mut Figures) -> Result<()> {
-    let server = Server::start(http).await?;
+    let server = Server::start(http, &[]).await?;
     Owner::enrol(http, &server, "owner@example.com").await?;
-    let key = server.agent("owner@example.com", "crowd")?;
+    let keys = server.agents("owner@example.com", many().div_ceil(90))?;
     let (rss_idle, _) = server.memory_mib()?;
-    let ids = create_many(http, &server.base, &key, many()).await?;
+    let ids = create_many(http, &server.base, &keys, many()).await?;
     let (rss_created, _) = server.memory_mib()?;
     println!(
         "{} requests created; server RSS {rss_created:.1} MiB",
         many()
     );
-    let waits = wait_all(http, &server.base, &key, &ids);
+    let waits = wait_all(http, &server.base, &ids);
     let took = until_waiting(http, &server, many()).await?;
     let (rss_waiting, _) = server.memory_mib()?;
     println!(
@@ -586,7 +606,7 @@ async fn many_waiters(http: &Client, figures: &mut Figures) -> Result<()> {
     let gate = Arc::new(Semaphore::new(INTAKE_CONCURRENCY));
     let cancels: Vec<_> = ids
         .iter()
-        .map(|id| {
+        .map(|(key, id)| {
             let (http, url, key, gate) = (
                 http.clone(),
                 format!("{}/api/v1/requests/{id}/cancel", server.base),

@@ -332,6 +332,9 @@ impl Countersign {
                 Some(reason.clone()),
             ),
         };
+        if status == "pending" {
+            self.check_pending_cap(agent, now).await?;
+        }
         let ttl = new
             .expires_in
             .unwrap_or(DEFAULT_REQUEST_TTL_SECS)
@@ -441,6 +444,24 @@ impl Countersign {
         let mut view = self.assemble_view(&row, 0, grant);
         view.expires_in = Some(i64::from(ttl));
         Ok(view)
+    }
+
+    /// Refuses a request that would wait for a human when the agent already has the maximum
+    /// waiting: approvers should not be flooded by one agent. The answer says when its oldest
+    /// waiting request expires, which is when a place frees up at the latest. Concurrent
+    /// requests may overshoot the cap by a few; it is a guard, not an accounting limit.
+    async fn check_pending_cap(&self, agent: &AgentIdentity, now: Millis) -> Result<(), Error> {
+        let cap = i64::from(self.config.max_pending_per_agent);
+        let (pending, first_expiry) = rows::pending_load(self.db.reader(), &agent.id, cap).await?;
+        if pending >= cap {
+            let retry_after = first_expiry
+                .map(|at| (at - now).max(1000) / 1000)
+                .unwrap_or(1);
+            return Err(Error::RateLimited {
+                retry_after: u64::try_from(retry_after).unwrap_or(1),
+            });
+        }
+        Ok(())
     }
 
     /// Reads a request, moving it to `expired` first if its time has passed.

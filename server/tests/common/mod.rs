@@ -59,6 +59,11 @@ fn pg_admin_url() -> String {
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// A server with extra settings (environment variables) on top of the test defaults.
+    pub async fn spawn_with(backend: Backend, settings: &[(&'static str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -85,12 +90,13 @@ impl TestApp {
                 (format!("{}/{name}", pg_admin_url()), Some(name))
             }
         };
-        let vars: HashMap<&str, String> = HashMap::from([
+        let mut vars: HashMap<&str, String> = HashMap::from([
             ("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}")),
             ("COUNTERSIGN_PUBLIC_URL", format!("http://localhost:{port}")),
             ("COUNTERSIGN_DATA_DIR", dir.path().display().to_string()),
             ("DATABASE_URL", database_url),
         ]);
+        vars.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
         let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
         let clock = ManualClock::new();
         let core = Countersign::open(config, clock.clone()).await.unwrap();

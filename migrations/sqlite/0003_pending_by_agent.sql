@@ -1,0 +1,3 @@
+-- Counting an agent's pending requests (the cap on pending requests per agent) reads only
+-- pending rows.
+CREATE INDEX requests_pending_by_agent ON requests(agent_id, expires_at) WHERE status = 'pending';
