@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{problem, transfer, Backend, TestApp};
 use reqwest::StatusCode;
@@ -130,16 +130,7 @@ async fn full_loop_approve_wait_redeem_report_audit(backend: Backend) {
     .await;
 
     // The evidence of this request, in order, on an intact chain.
-    let lines = app.audit_lines(&id).await;
-    let kinds: Vec<String> = lines
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["kind"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let kinds = app.audit_kinds(&id).await;
     assert_eq!(
         kinds,
         [
@@ -161,24 +152,7 @@ async fn long_wait_returns_when_the_decision_commits(backend: Backend) {
     let (app, mut alice, agent) = TestApp::with_alice(backend).await;
     let id = app.ask_id(&agent, &transfer("10.00")).await;
 
-    let waiter = {
-        let http = app.http.clone();
-        let url = app.url(&format!("/api/v1/requests/{id}?wait=55"));
-        let bearer = agent.bearer.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let r: Value = http
-                .get(url)
-                .bearer_auth(bearer)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (r, started.elapsed())
-        })
-    };
+    let waiter = app.wait_in_background(&agent, &id);
     // Let the waiter get registered, then decide.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.core.waiters.waiting(), 1);
@@ -463,17 +437,7 @@ async fn concurrent_intake_commits_each_request_with_its_own_evidence(backend: B
             .and_then(Value::as_str)
             .unwrap()
             .to_string();
-        let kinds: Vec<String> = app
-            .audit_lines(&id)
-            .await
-            .iter()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["kind"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let kinds = app.audit_kinds(&id).await;
         match kind {
             0 => {
                 assert_eq!(status, StatusCode::OK);

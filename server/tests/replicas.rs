@@ -29,26 +29,7 @@ async fn a_decision_on_one_replica_wakes_the_agent_waiting_on_another() {
         .as_str()
         .unwrap()
         .to_string();
-    let waiter = {
-        let (http, url, bearer) = (
-            b.http.clone(),
-            b.url(&format!("/api/v1/requests/{id}?wait=55")),
-            agent.bearer.clone(),
-        );
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let v: Value = http
-                .get(url)
-                .bearer_auth(bearer)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (v, started.elapsed())
-        })
-    };
+    let waiter = b.wait_in_background(&agent, &id);
     let registered = Instant::now();
     while b.core.waiters.waiting() == 0 {
         assert!(

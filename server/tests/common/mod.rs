@@ -97,6 +97,18 @@ impl TestApp {
             ("DATABASE_URL", database_url),
         ]);
         vars.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
+        Self::start(vars, dir, listener, backend, pg_db).await
+    }
+
+    /// Opens Countersign with these settings and serves it on `listener`.
+    async fn start(
+        vars: HashMap<&str, String>,
+        dir: tempfile::TempDir,
+        listener: tokio::net::TcpListener,
+        backend: Backend,
+        pg_db: Option<String>,
+    ) -> Self {
+        let port = listener.local_addr().unwrap().port();
         let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
         let clock = ManualClock::new();
         let core = Countersign::open(config, clock.clone()).await.unwrap();
@@ -145,6 +157,46 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Starts a long-wait (`wait=55`) in the background; yields the answer and how long it took.
+    pub fn wait_in_background(
+        &self,
+        agent: &Agent,
+        id: &str,
+    ) -> tokio::task::JoinHandle<(Value, std::time::Duration)> {
+        let (http, url, bearer) = (
+            self.http.clone(),
+            self.url(&format!("/api/v1/requests/{id}?wait=55")),
+            agent.bearer.clone(),
+        );
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let v: Value = http
+                .get(url)
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (v, started.elapsed())
+        })
+    }
+
+    /// The kinds of one request's audit events, in order.
+    pub async fn audit_kinds(&self, id: &str) -> Vec<String> {
+        self.audit_lines(id)
+            .await
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// One request's audit events as exported, one JSON line each.
     pub async fn audit_lines(&self, id: &str) -> Vec<String> {
         let mut out = Vec::new();
@@ -168,25 +220,8 @@ impl TestApp {
             ("COUNTERSIGN_DATA_DIR", dir.path().display().to_string()),
             ("DATABASE_URL", self.core.config.database_url.clone()),
         ]);
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let clock = ManualClock::new();
-        let core = Countersign::open(config, clock.clone()).await.unwrap();
-        let served = core.clone();
-        tokio::spawn(async move {
-            countersign::http::serve(served, listener, std::future::pending())
-                .await
-                .unwrap();
-        });
-        TestApp {
-            base: format!("http://localhost:{port}"),
-            core,
-            clock,
-            http: self.http.clone(),
-            backend: self.backend,
-            _dir: dir,
-            // The first replica owns (and drops) the database.
-            pg_db: None,
-        }
+        // The first replica owns (and drops) the database.
+        Self::start(vars, dir, listener, self.backend, None).await
     }
 
     pub fn url(&self, path: &str) -> String {
