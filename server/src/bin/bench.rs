@@ -4,7 +4,7 @@
 //!
 //! 1. **Intake**: 64 agents creating requests (authenticate, validate, policy, persist, audit)
 //!    as fast as 32 concurrent connections can; requests per second and latency. Everything
-//!    stays pending, so the cap of waiting requests per agent is raised to 1,000 here.
+//!    stays pending, so the cap of waiting requests per agent is raised to 2,000 here.
 //! 2. **Decision delivery**: 1,000 agents long-waiting on requests nobody decides while the
 //!    owner approves 200 others one by one with a passkey; for each, the time from its commit
 //!    to the waiting agent having its answer. The server measures commit-to-answer-ready
@@ -417,7 +417,7 @@ struct Figures {
 async fn intake(http: &Client, figures: &mut Figures) -> Result<()> {
     // Ten seconds of intake leave every request pending, far past the default cap of 100
     // waiting requests per agent; the cap is raised so intake is measured, not the refusal.
-    let server = Server::start(http, &[("COUNTERSIGN_MAX_PENDING_PER_AGENT", "1000")]).await?;
+    let server = Server::start(http, &[("COUNTERSIGN_MAX_PENDING_PER_AGENT", "2000")]).await?;
     Owner::enrol(http, &server, "owner@example.com").await?;
     let policy = tempfile::NamedTempFile::new()?;
     std::fs::write(policy.path(), POLICY)?;
@@ -430,24 +430,21 @@ async fn intake(http: &Client, figures: &mut Figures) -> Result<()> {
     let started = Instant::now();
     let tasks: Vec<_> = (0..INTAKE_CONCURRENCY)
         .map(|w| {
-            let (http, base, key) = (
-                http.clone(),
-                server.base.clone(),
-                keys[w % keys.len()].clone(),
-            );
+            let (http, base, keys) = (http.clone(), server.base.clone(), keys.clone());
             let (latencies, errors) = (latencies.clone(), errors.clone());
             tokio::spawn(async move {
                 let mut mine = Vec::new();
-                let mut n = w * 1_000_000;
+                // Each request goes to the next agent, so the load spreads over all of them.
+                let mut n = w;
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    match create(&http, &base, &key, &transfer(n)).await {
+                    match create(&http, &base, &keys[n % keys.len()], &transfer(n)).await {
                         Ok(_) => mine.push(t.elapsed()),
                         Err(_) => {
                             errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
-                    n += 1;
+                    n += INTAKE_CONCURRENCY;
                 }
                 latencies
                     .lock()
