@@ -3,15 +3,23 @@
 //! the wasm bundle, which makes that HTML interactive in the browser.
 //!
 //! This crate owns presentation only. It never talks to the database or decides anything about a
-//! request: everything it shows comes from server functions and endpoints in the `countersign`
-//! server crate, which authorise every call themselves.
+//! request: everything it shows comes from server functions ([`api`]) whose server side lives in
+//! the `countersign` crate and authorises every call itself, and from the passkey endpoints under
+//! `/api/ui` ([`passkey`]).
+
+pub mod api;
+mod pages;
+pub mod passkey;
+pub mod ui;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    StaticSegment,
+    path, SsrMode,
 };
+
+use crate::api::{AppError, Viewer};
 
 /// The HTML document around every page, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -21,6 +29,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -31,17 +40,73 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// The signed-in person, loaded once per page load and shared by the header and the pages.
+#[derive(Clone, Copy)]
+pub struct Session(pub Resource<Result<Option<Viewer>, AppError>>);
+
 /// The root component: stylesheet, title and routes.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    ui::provide_clock();
+    let me = Resource::new(|| (), |_| api::me());
+    provide_context(Session(me));
 
     view! {
         <Stylesheet id="countersign" href="/pkg/countersign.css"/>
-        <Title text="Countersign"/>
+        <Title formatter=|text: String| {
+            if text.is_empty() { "Countersign".to_string() } else { format!("{text} · Countersign") }
+        }/>
         <Router>
+            <Header/>
             <Main/>
         </Router>
+    }
+}
+
+/// The top bar: where you are, who you are, where you can go.
+#[component]
+fn Header() -> impl IntoView {
+    let Session(me) = expect_context::<Session>();
+    let signing_out = RwSignal::new(false);
+    let sign_out = move |_| {
+        signing_out.set(true);
+        leptos::task::spawn_local(async move {
+            let _ = api::sign_out().await;
+            go_to("/sign-in");
+        });
+    };
+    view! {
+        <header class="bar">
+            <a class="brand" href="/">"Countersign"</a>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match me.await {
+                        Ok(Some(me)) => {
+                            let admin = me.role == "admin";
+                            view! {
+                                <nav aria-label="Main">
+                                    <a href="/">"Inbox"</a>
+                                    <a href="/history">"History"</a>
+                                    <a href="/agents">"Agents"</a>
+                                    {admin.then(|| view! { <a href="/admin/people">"People"</a> })}
+                                    <a href="/account" title=me.email.clone()>{me.display_name.clone()}</a>
+                                    <button
+                                        class="link"
+                                        on:click=sign_out
+                                        disabled=move || signing_out.get()
+                                    >
+                                        "Sign out"
+                                    </button>
+                                </nav>
+                            }
+                                .into_any()
+                        }
+                        _ => ().into_any(),
+                    }
+                })}
+            </Transition>
+        </header>
     }
 }
 
@@ -58,30 +123,28 @@ fn Main() -> impl IntoView {
     view! {
         <main data-hydrated=move || if hydrated.get() { "true" } else { "false" }>
             <Routes fallback=|| view! { <NotFound/> }>
-                <Route path=StaticSegment("") view=HomePage/>
+                <Route path=path!("") view=pages::inbox::InboxPage ssr=SsrMode::Async/>
+                <Route path=path!("/sign-in") view=pages::sign_in::SignInPage ssr=SsrMode::Async/>
+                <Route path=path!("/enrol/:token") view=pages::enrol::EnrolPage ssr=SsrMode::Async/>
+                <Route path=path!("/requests/:id") view=pages::request::RequestPage ssr=SsrMode::Async/>
+                <Route path=path!("/history") view=pages::history::HistoryPage ssr=SsrMode::Async/>
+                <Route path=path!("/agents") view=pages::agents::AgentsPage ssr=SsrMode::Async/>
+                <Route path=path!("/account") view=pages::account::AccountPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/people") view=pages::people::PeoplePage ssr=SsrMode::Async/>
             </Routes>
         </main>
     }
 }
 
-#[component]
-fn HomePage() -> impl IntoView {
-    view! {
-        <header class="masthead">
-            <h1>"Countersign"</h1>
-            <p class="lede">"A human in the loop for your agents' high-impact actions."</p>
-        </header>
-        <section class="card">
-            <p>
-                "Agents ask before they act; policy decides who must approve; owners approve "
-                "with a passkey; agents receive a single-use grant bound to that exact action."
-            </p>
-            <p>
-                "Agent authors: the API is described at "
-                <a href="/api/v1/openapi.json">"/api/v1/openapi.json"</a> "."
-            </p>
-        </section>
+/// Leaves the single-page app for `path` with a full page load: after sign-in or sign-out
+/// everything on the page depends on the new session, so we start afresh.
+pub(crate) fn go_to(path: &str) {
+    #[cfg(feature = "hydrate")]
+    if let Some(w) = web_sys::window() {
+        let _ = w.location().set_href(path);
     }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = path;
 }
 
 #[component]
@@ -93,6 +156,7 @@ fn NotFound() -> impl IntoView {
         }
     }
     view! {
+        <Title text="Not found"/>
         <section class="card">
             <h1>"Not found"</h1>
             <p>"There is no page at this address."</p>

@@ -1,4 +1,5 @@
-// The app shell: the release server renders the home page, and the release
+// The app shell: the release server renders a page (sign-in, the one every visitor
+// can see), and the release
 // wasm (optimised by wasm-opt) hydrates it in a real browser without errors.
 //
 // Why this test exists: a broken wasm-opt (e.g. Debian's binaryen 108) builds
@@ -29,12 +30,12 @@ after(async () => {
   await server?.stop();
 });
 
-test('home page is server-rendered and hydrates without errors', { timeout: 60_000 }, async () => {
+test('the sign-in page is server-rendered and hydrates without errors', { timeout: 60_000 }, async () => {
   try {
     // 1. The server-rendered HTML, before any script runs.
-    const res = await fetch(`${server.baseUrl}/`);
+    const res = await fetch(`${server.baseUrl}/sign-in`);
     const html = await res.text();
-    assert.equal(res.status, 200, `GET / answered ${res.status}:\n${html.slice(0, 2000)}`);
+    assert.equal(res.status, 200, `GET /sign-in answered ${res.status}:\n${html.slice(0, 2000)}`);
     assert.match(html, /<title[^>]*>[^<]*Countersign[^<]*<\/title>/, 'SSR HTML has no <title> containing "Countersign"');
 
     // 2. The same page in Chromium, hydrated by the release wasm.
@@ -42,8 +43,8 @@ test('home page is server-rendered and hydrates without errors', { timeout: 60_0
     const page = await context.newPage();
     const problems = collectPageProblems(page);
 
-    const response = await page.goto(`${server.baseUrl}/`, { waitUntil: 'load' });
-    assert.equal(response?.status(), 200, `browser navigation to / answered ${response?.status()}`);
+    const response = await page.goto(`${server.baseUrl}/sign-in`, { waitUntil: 'load' });
+    assert.equal(response?.status(), 200, `browser navigation to /sign-in answered ${response?.status()}`);
 
     let hydrationError;
     try {

@@ -118,6 +118,11 @@ enum AuditCommand {
     },
 }
 
+/// How long `user invite` waits for its mail to go out before it exits.
+const INVITE_MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long `serve` waits, once stopped, for mail still in flight.
+const SHUTDOWN_MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -171,6 +176,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .map_err(describe)?;
             println!("Enrolment link for {} (valid 7 days, once):", invite.email);
             println!("{}", invite.link.expose());
+            // The mail is queued in this process, which is about to exit: give it a moment (a
+            // first attempt and a retry or two), then say what happened.
+            let flushed = core.mailer.flush(INVITE_MAIL_WAIT).await;
+            if core.mailer.sends_mail() {
+                let sent = core
+                    .metrics
+                    .mail
+                    .sent
+                    .load(std::sync::atomic::Ordering::SeqCst);
+                if flushed && sent > 0 {
+                    println!("Mailed to {}.", invite.email);
+                } else {
+                    eprintln!(
+                        "warning: the invitation could not be mailed to {} (see the log); give them the link yourself",
+                        invite.email
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent(AgentCommand::Create {
@@ -309,9 +332,14 @@ async fn serve() -> anyhow::Result<ExitCode> {
     }
     let listener = tokio::net::TcpListener::bind(core.config.listen).await?;
     tracing::info!(listen = %core.config.listen, public_url = %core.issuer(), backend = ?core.db.backend(), "countersign is serving");
+    let mailer = core.mailer.clone();
     crate::http::serve(core, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
+    // Mail lives in this process's queue: give what is in flight a moment before exiting.
+    if !mailer.flush(SHUTDOWN_MAIL_WAIT).await {
+        tracing::warn!("stopping with mail still queued or waiting for a retry; it is not sent");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use url::Url;
 
@@ -19,7 +20,13 @@ pub struct Config {
     /// `DATABASE_URL`, default a SQLite file in the data directory.
     pub database_url: String,
     /// `COUNTERSIGN_SMTP_URL`; unset means mail goes to the log.
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<SmtpUrl>,
+    /// `COUNTERSIGN_MAIL_FROM`, default `Countersign <countersign@HOST>` with the public URL's
+    /// host: the `From` of every mail.
+    pub mail_from: String,
+    /// `COUNTERSIGN_MAIL_RETRY_DELAYS`, seconds, default `1,5,30,120,600`: how long to wait
+    /// before each new attempt at a mail the SMTP server did not take.
+    pub mail_retry_delays: Vec<Duration>,
     /// `LEPTOS_SITE_ROOT`, default `target/site`: the compiled wasm, JS and CSS.
     pub site_root: PathBuf,
     /// `COUNTERSIGN_MAX_PENDING_PER_AGENT`, default 100: past this many requests waiting for a
@@ -74,12 +81,28 @@ impl Config {
                     reason: format!("{v:?} is not a whole number of at least 1"),
                 })?,
         };
+        let smtp_url = lookup("COUNTERSIGN_SMTP_URL")
+            .map(|raw| SmtpUrl::parse(&raw))
+            .transpose()?;
+        let mail_from = match lookup("COUNTERSIGN_MAIL_FROM") {
+            Some(from) => parse_mail_from("COUNTERSIGN_MAIL_FROM", &from)?,
+            None => default_mail_from(&public_url)?,
+        };
+        let mail_retry_delays = match lookup("COUNTERSIGN_MAIL_RETRY_DELAYS") {
+            Some(v) => parse_retry_delays(&v)?,
+            None => DEFAULT_MAIL_RETRY_DELAYS_SECS
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+        };
         Ok(Self {
             listen,
             public_url,
             data_dir,
             database_url,
-            smtp_url: lookup("COUNTERSIGN_SMTP_URL"),
+            smtp_url,
+            mail_from,
+            mail_retry_delays,
             site_root: PathBuf::from(
                 lookup("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
             ),
@@ -91,6 +114,181 @@ impl Config {
     pub fn issuer(&self) -> String {
         self.public_url.as_str().trim_end_matches('/').to_string()
     }
+}
+
+/// Seconds between attempts at a mail the SMTP server did not take: about 13 minutes in all,
+/// longer than a request waits by default, so a short outage of the relay loses nothing.
+pub const DEFAULT_MAIL_RETRY_DELAYS_SECS: [u64; 5] = [1, 5, 30, 120, 600];
+
+/// `COUNTERSIGN_SMTP_URL`, checked. It may carry the relay's password, so it is kept out of
+/// `Debug` (and so out of any log line that prints the configuration): only the scheme, host,
+/// port and query show.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl(String);
+
+impl SmtpUrl {
+    /// Checks the forms lettre's `AsyncSmtpTransport::from_url` understands, so a typo fails at
+    /// start-up with the variable named instead of at the first mail: `smtp://host[:port]`
+    /// (plain, port 25), `smtp://host[:port]?tls=required` (STARTTLS, port 587; or
+    /// `tls=opportunistic`), `smtps://host[:port]` (TLS from the first byte, port 465), each
+    /// optionally with `user:password@` (percent-encoded) for AUTH. Error messages never repeat
+    /// the value: it may hold the password.
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let err = |reason: &str| ConfigError {
+            name: "COUNTERSIGN_SMTP_URL",
+            reason: reason.to_string(),
+        };
+        let url = Url::parse(raw).map_err(|e| ConfigError {
+            name: "COUNTERSIGN_SMTP_URL",
+            reason: format!("not a URL ({e})"),
+        })?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(err("must name the SMTP server's host"));
+        }
+        for (key, value) in url.query_pairs() {
+            match (url.scheme(), key.as_ref(), value.as_ref()) {
+                ("smtp", "tls", "required" | "opportunistic") => {}
+                ("smtp", "tls", _) => {
+                    return Err(err("tls must be `required` (STARTTLS) or `opportunistic`"))
+                }
+                _ => {
+                    return Err(err(
+                        "the only query parameter understood is `tls` on smtp:// URLs \
+                         (smtps:// is TLS already)",
+                    ))
+                }
+            }
+        }
+        match url.scheme() {
+            "smtp" | "smtps" => {}
+            _ => {
+                return Err(err(
+                    "must be smtp://host[:port] (plain), smtp://host[:port]?tls=required \
+                     (STARTTLS) or smtps://host[:port] (TLS), with user:password@ for AUTH",
+                ))
+            }
+        }
+        if !url.username().is_empty() && url.password().is_none() {
+            return Err(err(
+                "has a user name but no password; write user:password@ (percent-encoded)",
+            ));
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    /// The URL itself, password included: only for building the SMTP transport.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it authenticates.
+    pub fn has_credentials(&self) -> bool {
+        Url::parse(&self.0).is_ok_and(|u| u.password().is_some())
+    }
+
+    /// Whether the whole conversation is encrypted (`smtps://`, or STARTTLS required).
+    pub fn is_encrypted(&self) -> bool {
+        Url::parse(&self.0).is_ok_and(|u| {
+            u.scheme() == "smtps" || u.query_pairs().any(|(k, v)| k == "tls" && v == "required")
+        })
+    }
+
+    /// Whether the server is this machine (where plain SMTP with a password is acceptable).
+    pub fn is_loopback(&self) -> bool {
+        // smtp:// is not a scheme the URL standard knows, so its host stays text (an IPv4
+        // address is not parsed as one): judge the text.
+        Url::parse(&self.0).is_ok_and(|u| {
+            let host = u.host_str().unwrap_or_default();
+            host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
+    }
+}
+
+impl std::fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Url::parse(&self.0) {
+            Ok(u) => {
+                let auth = if u.password().is_some() {
+                    "<credentials>@"
+                } else {
+                    ""
+                };
+                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                let query = u.query().map(|q| format!("?{q}")).unwrap_or_default();
+                write!(
+                    f,
+                    "SmtpUrl({}://{auth}{}{port}{query})",
+                    u.scheme(),
+                    u.host_str().unwrap_or_default()
+                )
+            }
+            Err(_) => f.write_str("SmtpUrl(<invalid>)"),
+        }
+    }
+}
+
+/// Checks a `From` mailbox: `addr@example.com` or `Name <addr@example.com>`.
+fn parse_mail_from(name: &'static str, raw: &str) -> Result<String, ConfigError> {
+    raw.parse::<lettre::message::Mailbox>()
+        .map(|m| m.to_string())
+        .map_err(|e| ConfigError {
+            name,
+            reason: format!(
+                "{raw:?} is not a mailbox ({e}); use addr@example.com or Name <addr@example.com>"
+            ),
+        })
+}
+
+/// `Countersign <countersign@HOST>`, HOST from the public URL (an address literal for an IP).
+fn default_mail_from(public_url: &Url) -> Result<String, ConfigError> {
+    let domain = match public_url.host() {
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(ip)) => format!("[{ip}]"),
+        Some(url::Host::Ipv6(ip)) => format!("[IPv6:{ip}]"),
+        None => "localhost".to_string(),
+    };
+    parse_mail_from(
+        "COUNTERSIGN_MAIL_FROM",
+        &format!("Countersign <countersign@{domain}>"),
+    )
+    .map_err(|e| ConfigError {
+        name: e.name,
+        reason: format!(
+            "the default sender is not usable here, set it: {}",
+            e.reason
+        ),
+    })
+}
+
+/// Comma-separated seconds (fractions allowed), each above 0 and at most a day, at most 20.
+fn parse_retry_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
+    let err = || ConfigError {
+        name: "COUNTERSIGN_MAIL_RETRY_DELAYS",
+        reason: format!(
+            "{raw:?} is not a list of 1 to 20 comma-separated delays in seconds (above 0, at \
+             most 86400), e.g. 1,5,30,120,600"
+        ),
+    };
+    let delays = raw
+        .split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| *s > 0.0 && *s <= 86_400.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(err)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if delays.is_empty() || delays.len() > 20 {
+        return Err(err());
+    }
+    Ok(delays)
 }
 
 fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
@@ -149,5 +347,76 @@ mod tests {
         let e = config(&[("COUNTERSIGN_MAX_PENDING_PER_AGENT", "0")]).unwrap_err();
         assert_eq!(e.name, "COUNTERSIGN_MAX_PENDING_PER_AGENT");
         assert_eq!(config(&[]).unwrap().max_pending_per_agent, 100);
+    }
+
+    #[test]
+    fn mail_defaults_come_from_the_public_url() {
+        let c = config(&[]).unwrap();
+        assert!(c.smtp_url.is_none());
+        assert_eq!(c.mail_from, "Countersign <countersign@localhost>");
+        assert_eq!(c.mail_retry_delays.len(), 5);
+        let c = config(&[("COUNTERSIGN_PUBLIC_URL", "https://approvals.example.com")]).unwrap();
+        assert_eq!(
+            c.mail_from,
+            "Countersign <countersign@approvals.example.com>"
+        );
+        let c = config(&[
+            ("COUNTERSIGN_MAIL_FROM", "ops@example.com"),
+            ("COUNTERSIGN_MAIL_RETRY_DELAYS", "0.1, 2"),
+        ])
+        .unwrap();
+        assert_eq!(c.mail_from, "ops@example.com");
+        assert_eq!(
+            c.mail_retry_delays,
+            vec![Duration::from_millis(100), Duration::from_secs(2)]
+        );
+        for bad in ["0", "1,,2", "x", "-1", "90000"] {
+            let e = config(&[("COUNTERSIGN_MAIL_RETRY_DELAYS", bad)]).unwrap_err();
+            assert_eq!(e.name, "COUNTERSIGN_MAIL_RETRY_DELAYS");
+        }
+        let e = config(&[("COUNTERSIGN_MAIL_FROM", "not an address")]).unwrap_err();
+        assert_eq!(e.name, "COUNTERSIGN_MAIL_FROM");
+    }
+
+    #[test]
+    fn smtp_urls_in_every_supported_form_and_no_password_in_errors_or_debug() {
+        for ok in [
+            "smtp://127.0.0.1:2525",
+            "smtp://mail.example.com?tls=required",
+            "smtp://mail.example.com:587?tls=opportunistic",
+            "smtps://user:s3cret@mail.example.com",
+            "smtp://user%40example.com:p%40ss@127.0.0.1:2525",
+        ] {
+            let c = config(&[("COUNTERSIGN_SMTP_URL", ok)]).unwrap();
+            let url = c.smtp_url.unwrap();
+            assert_eq!(url.expose(), ok);
+            let shown = format!("{url:?}");
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("p%40ss"),
+                "{shown}"
+            );
+        }
+        let u = SmtpUrl::parse("smtps://user:s3cret@mail.example.com").unwrap();
+        assert!(u.has_credentials() && u.is_encrypted() && !u.is_loopback());
+        let u = SmtpUrl::parse("smtp://127.0.0.1:2525").unwrap();
+        assert!(!u.has_credentials() && !u.is_encrypted() && u.is_loopback());
+        assert!(SmtpUrl::parse("smtp://[::1]:25").unwrap().is_loopback());
+        assert!(SmtpUrl::parse("smtp://localhost").unwrap().is_loopback());
+        assert!(SmtpUrl::parse("smtp://h?tls=required")
+            .unwrap()
+            .is_encrypted());
+        for bad in [
+            "mail.example.com:25",
+            "http://user:s3cret@mail.example.com",
+            "smtp://user:s3cret@mail.example.com?tls=yes",
+            "smtps://user:s3cret@mail.example.com?tls=required",
+            "smtp://user:s3cret@mail.example.com?starttls=1",
+            "smtp://user@mail.example.com",
+            "smtp://:s3cret@",
+        ] {
+            let e = config(&[("COUNTERSIGN_SMTP_URL", bad)]).unwrap_err();
+            assert_eq!(e.name, "COUNTERSIGN_SMTP_URL", "{bad}");
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
     }
 }

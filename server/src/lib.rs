@@ -11,12 +11,15 @@
 //! - [`http`]: thin edges — the agent API (problem+json), the owner endpoints behind a session,
 //!   discovery and operations endpoints.
 //! - [`cli`]: the `countersign` command line, which drives the same services.
+//! - [`mail`]: outgoing mail — a queue drained in the background, SMTP or the log; it never
+//!   blocks or fails the use case that sends.
 
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod mail;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Sets up logging from `RUST_LOG` (default `info`). Safe to call more than once.
@@ -46,6 +47,23 @@ pub struct Metrics {
     pub auth_failures: AtomicU64,
     /// From a decision's commit waking a long-waiting agent to that agent's answer being ready.
     pub decision_delivery: LatencyHistogram,
+    /// Outgoing mail (shared with the mail sender's tasks).
+    pub mail: Arc<MailCounters>,
+}
+
+/// What became of outgoing mail.
+#[derive(Debug, Default)]
+pub struct MailCounters {
+    /// Taken by the SMTP server.
+    pub sent: AtomicU64,
+    /// Written to the log instead (no `COUNTERSIGN_SMTP_URL`).
+    pub logged: AtomicU64,
+    /// Given up on after the last attempt, or refused for good by the server.
+    pub failed: AtomicU64,
+    /// Dropped before any attempt: the queue was full.
+    pub dropped: AtomicU64,
+    /// Attempts the SMTP server did not take (each retry that follows one counts again).
+    pub failed_attempts: AtomicU64,
 }
 
 /// Growth factor between histogram buckets: quantiles are exact to within 5 %.
@@ -177,6 +195,33 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE countersign_waiting_agents gauge");
         let _ = writeln!(out, "countersign_waiting_agents {waiting_agents}");
+        let _ = writeln!(
+            out,
+            "# HELP countersign_mails_total Outgoing mail by outcome."
+        );
+        let _ = writeln!(out, "# TYPE countersign_mails_total counter");
+        for (outcome, c) in [
+            ("sent", &self.mail.sent),
+            ("logged", &self.mail.logged),
+            ("failed", &self.mail.failed),
+            ("dropped", &self.mail.dropped),
+        ] {
+            let _ = writeln!(
+                out,
+                "countersign_mails_total{{outcome=\"{outcome}\"}} {}",
+                get(c)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP countersign_mail_failed_attempts_total SMTP attempts that failed (retried or not)."
+        );
+        let _ = writeln!(out, "# TYPE countersign_mail_failed_attempts_total counter");
+        let _ = writeln!(
+            out,
+            "countersign_mail_failed_attempts_total {}",
+            get(&self.mail.failed_attempts)
+        );
         let d = &self.decision_delivery;
         let _ = writeln!(out, "# HELP countersign_decision_delivery_seconds From a decision's commit waking a long-waiting agent to its answer being ready.");
         let _ = writeln!(out, "# TYPE countersign_decision_delivery_seconds summary");
@@ -232,5 +277,9 @@ mod tests {
         assert!(text.contains("countersign_waiting_agents 3"));
         assert!(text.contains("countersign_decision_delivery_seconds_count 1"));
         assert!(text.contains("countersign_decision_delivery_seconds{quantile=\"0.5\"} 0.0003"));
+        bump(&m.mail.sent);
+        let text = m.render(0);
+        assert!(text.contains("countersign_mails_total{outcome=\"sent\"} 1"));
+        assert!(text.contains("countersign_mail_failed_attempts_total 0"));
     }
 }

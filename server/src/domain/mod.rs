@@ -8,4 +8,5 @@ pub mod intake;
 pub mod jose;
 pub mod policy;
 pub mod quorum;
+pub mod risk;
 pub mod secrets;

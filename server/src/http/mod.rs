@@ -6,6 +6,7 @@ pub mod body;
 pub mod ops;
 pub mod owner_api;
 pub mod problem;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +95,9 @@ pub fn router(core: Arc<Countersign>) -> Router {
             "/requests/{id}/decision/finish",
             post(owner_api::decision_finish),
         )
+        .route("/passkeys/start", post(owner_api::add_passkey_start))
+        .route("/passkeys/finish", post(owner_api::add_passkey_finish))
+        .route("/events", get(owner_api::events))
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),
             owner_api::same_origin_only,
@@ -131,15 +135,30 @@ pub fn router(core: Arc<Countersign>) -> Router {
         .merge(revoke)
         .with_state(core.clone());
 
+    // The pages and the app's server functions (`/api/app/*`) get the session and the
+    // cross-site check like `/api/ui`; each server function asks the backend, which finds the
+    // signed-in person in the session.
     let options = leptos_options(&core);
     let routes = generate_route_list(app::App);
+    let backend: Arc<dyn app::api::Backend> = Arc::new(ui::UiBackend::new(core.clone()));
     let site = Router::new()
-        .leptos_routes(&options, routes, {
-            let options = options.clone();
-            move || app::shell(options.clone())
-        })
+        .leptos_routes_with_context(
+            &options,
+            routes,
+            move || leptos::prelude::provide_context(backend.clone()),
+            {
+                let options = options.clone();
+                move || app::shell(options.clone())
+            },
+        )
         .fallback(leptos_axum::file_and_error_handler(app::shell))
-        .with_state(options);
+        .with_state(options)
+        .layer(axum::middleware::from_fn(ui::server_fn_status))
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            owner_api::same_origin_only,
+        ))
+        .layer(session_layer(&core));
 
     api.merge(site).layer(TraceLayer::new_for_http())
 }

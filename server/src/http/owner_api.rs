@@ -9,6 +9,7 @@ use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rand_core::OsRng;
@@ -43,36 +44,41 @@ impl FromRequestParts<Arc<Countersign>> for OwnerSession {
         let session = Session::from_request_parts(parts, core)
             .await
             .map_err(|_| Error::internal("session layer missing"))?;
-        let get = |key: &'static str| {
-            let session = session.clone();
-            async move { session.get::<serde_json::Value>(key).await.ok().flatten() }
-        };
-        let uid = get(UID)
-            .await
-            .and_then(|v| v.as_str().map(str::to_string))
-            .ok_or(Error::SignInRequired)?;
-        let binding = get(BINDING)
-            .await
-            .and_then(|v| v.as_str().map(str::to_string))
-            .ok_or(Error::SignInRequired)?;
-        let since = get(SINCE)
-            .await
-            .and_then(|v| v.as_i64())
-            .ok_or(Error::SignInRequired)?;
-        if core.now() - since > ABSOLUTE_SESSION_MS {
-            let _ = session.flush().await;
-            return Err(Error::SignInRequired.into());
-        }
-        let person = core
-            .person(&uid)
-            .await?
-            .filter(|p| p.status == "active")
-            .ok_or(Error::SignInRequired)?;
-        Ok(Self(SignedIn {
-            person,
-            session_binding: binding,
-        }))
+        Ok(Self(signed_in(core, &session).await?))
     }
+}
+
+/// The person signed in to this session: present, within the absolute lifetime, and still
+/// active (a deactivated person's sessions stop working at once).
+pub async fn signed_in(core: &Countersign, session: &Session) -> Result<SignedIn, Error> {
+    let get = |key: &'static str| async move {
+        session.get::<serde_json::Value>(key).await.ok().flatten()
+    };
+    let uid = get(UID)
+        .await
+        .and_then(|v| v.as_str().map(str::to_string))
+        .ok_or(Error::SignInRequired)?;
+    let binding = get(BINDING)
+        .await
+        .and_then(|v| v.as_str().map(str::to_string))
+        .ok_or(Error::SignInRequired)?;
+    let since = get(SINCE)
+        .await
+        .and_then(|v| v.as_i64())
+        .ok_or(Error::SignInRequired)?;
+    if core.now() - since > ABSOLUTE_SESSION_MS {
+        let _ = session.flush().await;
+        return Err(Error::SignInRequired);
+    }
+    let person = core
+        .person(&uid)
+        .await?
+        .filter(|p| p.status == "active")
+        .ok_or(Error::SignInRequired)?;
+    Ok(SignedIn {
+        person,
+        session_binding: binding,
+    })
 }
 
 /// Refuses state-changing requests that a browser marks as cross-site. Browsers send
@@ -233,8 +239,18 @@ pub async fn approval_view(
     Ok(Json(serde_json::json!({ "view": view, "display_hash": hash })).into_response())
 }
 
+#[derive(Deserialize)]
+struct DecisionStartBody {
+    #[serde(flatten)]
+    decision: Decision,
+    /// The `display_hash` of the page the person decided on.
+    #[serde(default)]
+    display_hash: Option<String>,
+}
+
 /// `POST /api/ui/requests/{id}/decision/start` with `{"decision": "approve"}` or
-/// `{"decision": "deny", "reason_code": "...", "reason": "..."}`.
+/// `{"decision": "deny", "reason_code": "...", "reason": "..."}`, and optionally the
+/// `display_hash` of the page it was made on.
 pub async fn decision_start(
     State(core): State<Arc<Countersign>>,
     OwnerSession(who): OwnerSession,
@@ -242,8 +258,67 @@ pub async fn decision_start(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let decision: Decision = parse_json(&read_json_body(&headers, body).await?)?;
-    Ok(Json(core.decision_start(&who, &id, decision).await?).into_response())
+    let req: DecisionStartBody = parse_json(&read_json_body(&headers, body).await?)?;
+    Ok(Json(
+        core.decision_start(&who, &id, req.decision, req.display_hash.as_deref())
+            .await?,
+    )
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPasskey {
+    passkey_name: String,
+}
+
+/// `POST /api/ui/passkeys/start`: register another passkey for the signed-in person.
+pub async fn add_passkey_start(
+    State(core): State<Arc<Countersign>>,
+    OwnerSession(who): OwnerSession,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req: AddPasskey = parse_json(&read_json_body(&headers, body).await?)?;
+    Ok(Json(core.add_passkey_start(&who, &req.passkey_name).await?).into_response())
+}
+
+/// `POST /api/ui/passkeys/finish`
+pub async fn add_passkey_finish(
+    State(core): State<Arc<Countersign>>,
+    OwnerSession(who): OwnerSession,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req: RegisterFinish = parse_json(&read_json_body(&headers, body).await?)?;
+    Ok(Json(
+        core.add_passkey_finish(&who, &req.ceremony_id, &req.credential)
+            .await?,
+    )
+    .into_response())
+}
+
+/// `GET /api/ui/events`: a server-sent event whenever a request appears or changes, for live
+/// inboxes. Events carry no data about the request (not even its id): the page re-reads its
+/// own inbox, which is authorised like any other read. A comment every 15 s keeps proxies
+/// from closing the stream; the session is checked when the stream opens (the browser
+/// reconnects with the cookie, so a session that ended stops getting a stream).
+pub async fn events(
+    State(core): State<Arc<Countersign>>,
+    OwnerSession(_who): OwnerSession,
+) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    use tokio::sync::broadcast::error::RecvError;
+    let changes = core.waiters.subscribe();
+    let stream = futures::stream::unfold(changes, |mut changes| async move {
+        match changes.recv().await {
+            Ok(_) | Err(RecvError::Lagged(_)) => Some((
+                Ok(Event::default().event("message").data("changed")),
+                changes,
+            )),
+            Err(RecvError::Closed) => None,
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
 }
 
 /// `POST /api/ui/requests/{id}/decision/finish`

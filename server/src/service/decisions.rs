@@ -170,11 +170,16 @@ impl Countersign {
 
     /// Starts an approval or denial: checks the person may decide this request now, and
     /// returns a passkey challenge bound to it.
+    ///
+    /// `seen_display_hash` is the `display_hash` of the page the person decided on, when the
+    /// caller knows it: if the request's view no longer hashes to it, the person saw something
+    /// else than what they would be approving, and the decision is refused.
     pub async fn decision_start(
         &self,
         who: &SignedIn,
         request_id: &str,
         decision: Decision,
+        seen_display_hash: Option<&str>,
     ) -> Result<DecisionStart, Error> {
         if let Decision::Deny {
             reason_code,
@@ -199,6 +204,12 @@ impl Countersign {
         self.check_may_decide(who, &j, &decision).await?;
         let view = self.build_view(&j.request).await?;
         let display_hash = view.display_hash();
+        if seen_display_hash.is_some_and(|seen| seen != display_hash) {
+            return Err(Error::Conflict(
+                "the page you decided on no longer matches this request; reload it and look again"
+                    .into(),
+            ));
+        }
         let passkeys = load_passkeys(&users::passkeys(self.db.reader(), &who.person.id).await?)?;
         if passkeys.is_empty() {
             return Err(Error::Forbidden(
@@ -238,6 +249,18 @@ impl Countersign {
             action_hash: j.request.action_hash,
             display_hash,
         })
+    }
+
+    /// Whether this person may make this decision on this request now (the same checks
+    /// [`Self::decision_start`] makes).
+    pub(crate) async fn may_decide(
+        &self,
+        who: &SignedIn,
+        request_id: &str,
+        decision: &Decision,
+    ) -> Result<(), Error> {
+        let j = self.judgement(request_id).await?;
+        self.check_may_decide(who, &j, decision).await
     }
 
     async fn check_may_decide(
@@ -513,7 +536,8 @@ impl Countersign {
     }
 }
 
-fn candidate(p: &super::people::Person) -> Candidate<'_> {
+/// What the quorum rule needs to know about a person.
+pub(crate) fn candidate(p: &super::people::Person) -> Candidate<'_> {
     Candidate {
         user_id: &p.id,
         is_admin: p.role == "admin",

@@ -6,11 +6,14 @@
 //! the services authorise: they check that this agent or this person may do this to this
 //! request. They never see HTTP.
 
+pub mod account;
 pub mod agents;
 pub mod audit;
 pub mod decisions;
 pub mod error;
 pub mod grants;
+pub mod inbox;
+pub mod notify;
 pub mod people;
 pub mod policies;
 pub mod requests;
@@ -56,6 +59,8 @@ pub struct Countersign {
     pub policy_cache: policies::PolicyCache,
     /// Writes new requests, several per transaction.
     pub intake: writer::IntakeWriter,
+    /// Sends mail (or writes it to the log) in the background.
+    pub mailer: crate::mail::Mailer,
 }
 
 impl std::fmt::Debug for Countersign {
@@ -89,6 +94,11 @@ impl Countersign {
         .await?;
         let webauthn = relying_party(&config)?;
         let waiters = waiters::Waiters::default();
+        let metrics = Metrics::default();
+        // Fails only on settings the SMTP client refuses; the error names the variable and
+        // never repeats its value (it may hold the relay's password).
+        let mailer = crate::mail::Mailer::start(&config, metrics.mail.clone())
+            .map_err(|e| Error::invalid(e.variable(), e.to_string()))?;
         Ok(Arc::new(Self {
             db: db.clone(),
             config,
@@ -98,9 +108,10 @@ impl Countersign {
             waiters,
             polls: requests::PollTracker::default(),
             activity: agents::ActivityTracker::default(),
-            metrics: Metrics::default(),
+            metrics,
             policy_cache: policies::PolicyCache::default(),
             intake: writer::IntakeWriter::start(db),
+            mailer,
         }))
     }
 

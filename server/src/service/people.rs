@@ -166,7 +166,7 @@ pub(crate) fn validate_group(g: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn validate_label(field: &str, value: &str, max: usize) -> Result<String, Error> {
+pub(crate) fn validate_label(field: &str, value: &str, max: usize) -> Result<String, Error> {
     let v = value.trim();
     if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
         return Err(Error::invalid(
@@ -175,6 +175,21 @@ fn validate_label(field: &str, value: &str, max: usize) -> Result<String, Error>
         ));
     }
     Ok(v.to_string())
+}
+
+/// Asks the authenticator for a discoverable credential where it can make one, so the person
+/// can later sign in from the browser's passkey picker without typing anything. "preferred",
+/// not "required": a security key without resident-key storage still works (with its e-mail).
+/// webauthn-rs's passkey defaults say "discouraged", and we must not weaken anything else it
+/// sets (user verification stays required), so only this one field is changed.
+pub(crate) fn prefer_discoverable(mut options: Value) -> Value {
+    if let Some(sel) = options
+        .pointer_mut("/publicKey/authenticatorSelection")
+        .and_then(Value::as_object_mut)
+    {
+        sel.insert("residentKey".into(), Value::from("preferred"));
+    }
+    options
 }
 
 pub(crate) fn credential_id_text(p: &Passkey) -> String {
@@ -229,11 +244,14 @@ impl Countersign {
         )
         .await?;
         tx.commit().await.map_err(store::StoreError::from)?;
-        Ok(Invitation {
+        let invitation = Invitation {
             link: Secret::new(format!("{}/enrol/{}", self.issuer(), token.expose())),
             email,
             expires_at: now + INVITE_TTL_MS,
-        })
+        };
+        // Queued, not sent: the mail never delays or fails the invitation (see `notify`).
+        self.mail_invitation(&invitation, role, &groups);
+        Ok(invitation)
     }
 
     /// When no active admin exists, creates a fresh one-time link to enrol the first one (older
@@ -312,7 +330,7 @@ impl Countersign {
         ceremonies::insert(self.db.writer(), &row).await?;
         Ok(CeremonyStart {
             ceremony_id: row.id,
-            options: serde_json::to_value(options).map_err(Error::internal)?,
+            options: prefer_discoverable(serde_json::to_value(options).map_err(Error::internal)?),
         })
     }
 

@@ -426,6 +426,12 @@ impl Countersign {
         if self.intake.write(job).await? == Written::IdempotencyKeyTaken {
             return Err(Error::Conflict("idempotency key race".into()));
         }
+        if status == "pending" {
+            // Committed: tell the approvers, off the agent's path (see `notify`), and refresh
+            // their open inboxes.
+            self.announce_pending(&row, agent);
+            self.waiters.changed(&id);
+        }
 
         match status {
             "approved" => bump(&self.metrics.requests_allowed),

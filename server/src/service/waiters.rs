@@ -8,6 +8,10 @@
 //! Across replicas (PostgreSQL), the deciding transaction also runs `pg_notify` on
 //! [`CHANNEL`]; PostgreSQL delivers it exactly when that transaction commits, and every replica's
 //! [`listen`] task wakes its own local waiters.
+//!
+//! The same registry tells open browser inboxes that something changed ([`Waiters::subscribe`]):
+//! every wake, and every new request that waits for people ([`Waiters::changed`]), is broadcast
+//! as a request id. Subscribers that fall behind skip ahead; they only refresh.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,9 +23,19 @@ use tokio::sync::Notify;
 pub const CHANNEL: &str = "countersign_request_changed";
 
 /// The registry of waiting agents, by request id.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Waiters {
     inner: Arc<Mutex<HashMap<String, Slot>>>,
+    changes: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Default for Waiters {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            changes: tokio::sync::broadcast::channel(256).0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -95,6 +109,18 @@ impl Waiters {
         if let Some(n) = notify {
             n.notify_waiters();
         }
+        self.changed(request_id);
+    }
+
+    /// Tells inbox subscribers that this request appeared or changed.
+    pub fn changed(&self, request_id: &str) {
+        // An error only means nobody is subscribed.
+        let _ = self.changes.send(request_id.to_string());
+    }
+
+    /// Ids of requests as they appear or change, for live inboxes.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
     }
 
     /// How many agents are waiting right now (for `/metrics`).
@@ -165,5 +191,15 @@ mod tests {
         w.wake("r2");
         let timed_out = tokio::time::timeout(std::time::Duration::from_millis(20), notified).await;
         assert!(timed_out.is_err());
+    }
+
+    #[tokio::test]
+    async fn subscribers_hear_of_wakes_and_new_requests() {
+        let w = Waiters::default();
+        let mut changes = w.subscribe();
+        w.changed("new");
+        w.wake("decided");
+        assert_eq!(changes.recv().await.unwrap(), "new");
+        assert_eq!(changes.recv().await.unwrap(), "decided");
     }
 }

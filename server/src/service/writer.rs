@@ -149,6 +149,17 @@ async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, Store
             }
         }
     }
+    // Other replicas' open inboxes learn of new requests that wait for people the same way
+    // their waiting agents learn of decisions (see `waiters`).
+    if db.backend() == crate::store::Backend::Postgres {
+        for j in kept.iter().filter(|j| j.request.status == "pending") {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(super::waiters::CHANNEL)
+                .bind(&j.request.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
     tx.commit().await?;
     Ok(results)
 }

@@ -55,12 +55,12 @@ pub struct RequestRow {
     pub reason: Option<String>,
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "id, agent_id, status, action_hash, body, action_type, target, policy_version, \
      policy_hash, rule_id, explanation, approvals_required, approver_rule, grant_ttl_seconds, \
      created_at, expires_at, decided_at, decided_by, reason_code, reason";
 
-fn from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
+pub(crate) fn from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     Ok(RequestRow {
         id: col(row, "id")?,
         agent_id: col(row, "agent_id")?,

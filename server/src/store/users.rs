@@ -214,6 +214,51 @@ pub async fn passkeys<'e, E: Executor<'e, Database = Any>>(
     rows.iter().map(passkey_from_row).collect()
 }
 
+/// Renames one of a person's passkeys; false when it is not theirs.
+pub async fn rename_passkey(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    id: &str,
+    name: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE passkeys SET name = $3 WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user_id)
+        .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Removes one of a person's passkeys unless it is their last: one conditional statement, so
+/// two removals racing on a two-passkey account cannot both succeed on SQLite (one writer).
+/// On PostgreSQL the caller first locks the person's row (see [`lock_user`]).
+pub async fn remove_passkey_unless_last(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM passkeys WHERE id = $1 AND user_id = $2 \
+         AND (SELECT COUNT(*) FROM passkeys WHERE user_id = $2) > 1",
+    )
+    .bind(id)
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Serialises changes to one person's passkeys: a no-op update that takes the row lock on
+/// PostgreSQL (SQLite already has a single writer).
+pub async fn lock_user(conn: &mut AnyConnection, user_id: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE users SET id = id WHERE id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Saves a passkey's updated state (its signature counter) after it signed something.
 pub async fn update_passkey(
     conn: &mut AnyConnection,
@@ -325,4 +370,39 @@ pub async fn group_members<'e, E: Executor<'e, Database = Any>>(
     .fetch_all(ex)
     .await?;
     rows.iter().map(|r| col::<String>(r, "id")).collect()
+}
+
+/// The active people any of these approver sources could name: the agent's owner (by id), the
+/// admins, the members of these groups. Who among them is eligible is the quorum rule's call
+/// (`ApproverRule::is_eligible`), not this query's: it only keeps the candidates few.
+pub async fn approver_candidates(
+    conn: &mut AnyConnection,
+    owner_id: Option<&str>,
+    admins: bool,
+    groups: &[String],
+) -> Result<Vec<UserRow>, StoreError> {
+    let mut sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE status = 'active' \
+         AND (id = $1 OR ($2 = 1 AND role = 'admin')"
+    );
+    if !groups.is_empty() {
+        let placeholders: Vec<String> = (0..groups.len()).map(|i| format!("${}", i + 3)).collect();
+        sql.push_str(&format!(
+            " OR id IN (SELECT user_id FROM user_groups WHERE group_name IN ({}))",
+            placeholders.join(", ")
+        ));
+    }
+    sql.push_str(") ORDER BY email");
+    let mut q = sqlx::query(&sql)
+        .bind(owner_id.unwrap_or_default().to_string())
+        .bind(i64::from(admins));
+    for g in groups {
+        q = q.bind(g.clone());
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut people = Vec::with_capacity(rows.len());
+    for row in &rows {
+        people.push(with_groups(&mut *conn, row).await?);
+    }
+    Ok(people)
 }

@@ -197,6 +197,44 @@ impl TestApp {
             .collect()
     }
 
+    /// The kinds of every audit event, in order.
+    pub async fn all_audit_kinds(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.core.export_audit(None, &mut out).await.unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// How many agents exist.
+    pub async fn agent_count(&self) -> usize {
+        countersign::store::agents::list(self.core.db.reader(), None)
+            .await
+            .unwrap()
+            .len()
+    }
+
+    /// A request's status, read from the database.
+    pub async fn request_status(&self, id: &str) -> String {
+        countersign::store::requests::get(self.core.db.reader(), id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    }
+
+    /// A browser with no session.
+    pub fn stranger(&self) -> Person {
+        Person::new(self.base.clone())
+    }
+
     /// One request's audit events as exported, one JSON line each.
     pub async fn audit_lines(&self, id: &str) -> Vec<String> {
         let mut out = Vec::new();
@@ -411,6 +449,27 @@ impl Person {
 
     pub async fn get(&mut self, http: &Client, path: &str) -> Response {
         let mut req = http.get(format!("{}{path}", self.base()));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await.unwrap();
+        self.remember_cookie(&r);
+        r
+    }
+
+    /// Calls one of the app's server functions (`/api/app/<name>`) the way the browser does:
+    /// a same-origin, form-encoded POST.
+    pub async fn server_fn(
+        &mut self,
+        http: &Client,
+        name: &str,
+        args: &[(&str, &str)],
+    ) -> Response {
+        let mut req = http
+            .post(format!("{}/api/app/{name}", self.base()))
+            .header("origin", self.base())
+            .header("sec-fetch-site", "same-origin")
+            .form(args);
         if let Some(c) = &self.cookie {
             req = req.header("cookie", c);
         }

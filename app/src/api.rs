@@ -1,0 +1,516 @@
+//! What the pages exchange with the server: data types, the error type, and the server
+//! functions.
+//!
+//! The server functions are declared here, so the browser can call them, but this crate knows
+//! nothing about the database: on the server each one asks the [`Backend`] that the server crate
+//! put in the Leptos context. The backend authenticates the caller from the request's session
+//! and authorises the call itself; these functions only carry arguments and results.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use server_fn::codec::JsonEncoding;
+use server_fn::error::{FromServerFnError, ServerFnErrorErr};
+
+use leptos::prelude::*;
+
+/// An error a page can show. The variants map to HTTP statuses on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    /// Nobody is signed in (401): pages send the visitor to sign in.
+    #[error("please sign in")]
+    SignInRequired,
+    /// Signed in, but not allowed (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing there, or nothing this person may see (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// A field is wrong (400); the form shows the message next to the field.
+    #[error("{message}")]
+    Invalid {
+        /// The field's name in the form.
+        field: String,
+        /// What is wrong with it, in plain words.
+        message: String,
+    },
+    /// The thing changed meanwhile (409), e.g. decided by someone else.
+    #[error("{0}")]
+    Conflict(String),
+    /// It ran out of time (410), e.g. the request expired.
+    #[error("{0}")]
+    Expired(String),
+    /// Too many at once (429).
+    #[error("{0}")]
+    RateLimited(String),
+    /// Something failed that is not the caller's fault (500), or the server could not be
+    /// reached.
+    #[error("{0}")]
+    Server(String),
+}
+
+impl AppError {
+    /// The HTTP status the server answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::SignInRequired => 401,
+            Self::Forbidden(_) => 403,
+            Self::NotFound(_) => 404,
+            Self::Invalid { .. } => 400,
+            Self::Conflict(_) => 409,
+            Self::Expired(_) => 410,
+            Self::RateLimited(_) => 429,
+            Self::Server(_) => 500,
+        }
+    }
+
+    /// The message for a form field, when this error is about that field.
+    pub fn for_field(&self, name: &str) -> Option<String> {
+        match self {
+            Self::Invalid { field, message } if field == name => Some(message.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Request(e) => Self::Server(format!(
+                "Could not reach Countersign ({e}). Check your connection and try again."
+            )),
+            ServerFnErrorErr::Args(e) | ServerFnErrorErr::MissingArg(e) => Self::Invalid {
+                field: String::new(),
+                message: e,
+            },
+            other => Self::Server(other.to_string()),
+        }
+    }
+}
+
+/// The signed-in person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Viewer {
+    /// User id.
+    pub id: String,
+    /// E-mail.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// `owner` or `admin`.
+    pub role: String,
+}
+
+/// One risk the page calls out before anything else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Risk {
+    /// `high` or `notice`.
+    pub level: String,
+    /// In plain words.
+    pub text: String,
+}
+
+/// A row of the inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxItem {
+    /// Request id.
+    pub id: String,
+    /// The agent's name.
+    pub agent_name: String,
+    /// `action.type`.
+    pub action_type: String,
+    /// `action.target`.
+    pub target: String,
+    /// `intent.goal`.
+    pub goal: String,
+    /// `context.environment`, if given.
+    pub environment: Option<String>,
+    /// Amount and currency, formatted, if given.
+    pub amount: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub expires_at: i64,
+    /// Approvals needed.
+    pub approvals_required: i64,
+    /// Approvals so far.
+    pub approvals_received: i64,
+    /// Risk highlights.
+    pub risks: Vec<Risk>,
+}
+
+/// The request exactly as the approver is shown it; its canonical form is what
+/// `display_hash` hashes (the server's `ApprovalView`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shown {
+    /// Request id.
+    pub request_id: String,
+    /// Agent id.
+    pub agent_id: String,
+    /// Agent name.
+    pub agent_name: String,
+    /// The agent's owner (e-mail).
+    pub owner: String,
+    /// The request as the agent sent it: `action`, `intent`, `context`.
+    pub request: Value,
+    /// The hash the grant binds to.
+    pub action_hash: String,
+    /// The policy rule that asked for approval.
+    pub rule_id: String,
+    /// Why, in one line.
+    pub explanation: String,
+    /// Approvals needed.
+    pub approvals_required: i64,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+/// An approval or denial already given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decided {
+    /// Who (display name and e-mail).
+    pub who: String,
+    /// `approved` or `denied`.
+    pub decision: String,
+    /// Unix ms.
+    pub at: i64,
+}
+
+/// Another request of the same agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recent {
+    /// Request id.
+    pub id: String,
+    /// `action.type`.
+    pub action_type: String,
+    /// `action.target`.
+    pub target: String,
+    /// Its status.
+    pub status: String,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// Everything the request page shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestView {
+    /// What is hashed and bound to the decision.
+    pub shown: Shown,
+    /// `sha256:` of the canonical `shown` (computed by the server).
+    pub display_hash: String,
+    /// `pending`, `approved`, `denied`, `expired`, `cancelled`.
+    pub status: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub expires_at: i64,
+    /// Decisions so far.
+    pub decisions: Vec<Decided>,
+    /// Why it was denied (code and text), once denied.
+    pub denial: Option<String>,
+    /// Whether this person may approve or deny it now.
+    pub can_decide: bool,
+    /// When they may not, why (e.g. "You already approved this request").
+    pub why_not: Option<String>,
+    /// Risk highlights.
+    pub risks: Vec<Risk>,
+    /// The agent's recent other requests.
+    pub recent: Vec<Recent>,
+    /// The reason codes a denial may carry, with labels.
+    pub deny_reasons: Vec<(String, String)>,
+    /// The approve button stays disabled this long after the page opens (fatigue guard).
+    pub approve_delay_ms: i64,
+}
+
+/// One audit event, for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRow {
+    /// Position in the chain.
+    pub seq: i64,
+    /// Unix ms.
+    pub at: i64,
+    /// What happened, e.g. `request.approved`.
+    pub kind: String,
+    /// Who caused it.
+    pub actor: String,
+    /// The event's data.
+    pub data: Value,
+}
+
+/// A decided (or otherwise finished) request, for the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryItem {
+    /// Request id.
+    pub id: String,
+    /// Agent name.
+    pub agent_name: String,
+    /// `action.type`.
+    pub action_type: String,
+    /// `action.target`.
+    pub target: String,
+    /// Final status.
+    pub status: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub decided_at: Option<i64>,
+    /// Its events on the audit chain, oldest first.
+    pub events: Vec<EventRow>,
+}
+
+/// History filters; empty strings mean "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryFilter {
+    /// Agent id.
+    pub agent: String,
+    /// Status.
+    pub status: String,
+    /// Only requests created in the last this many hours (0 = any time).
+    pub within_hours: i64,
+}
+
+/// One of the person's agents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentItem {
+    /// Agent id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// `api_key` or `public_key`.
+    pub key_type: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms of its last request, if any.
+    pub last_seen_at: Option<i64>,
+}
+
+/// A newly registered agent; the key is shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAgent {
+    /// Agent id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The API key: shown now, never again.
+    pub api_key: String,
+}
+
+/// One of the person's passkeys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyItem {
+    /// Passkey id.
+    pub id: String,
+    /// The name its owner gave it.
+    pub name: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub last_used_at: Option<i64>,
+}
+
+/// What an enrolment link is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolmentInfo {
+    /// The invited address; `None` for the first-admin link, which asks for one.
+    pub email: Option<String>,
+    /// `owner` or `admin`.
+    pub role: String,
+    /// Unix ms.
+    pub expires_at: i64,
+}
+
+/// A new invitation; the link is shown once to the admin (and mailed to the person).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationOut {
+    /// Who.
+    pub email: String,
+    /// The enrolment link.
+    pub link: String,
+    /// Unix ms.
+    pub expires_at: i64,
+}
+
+/// The server side of every server function. The server crate implements it and provides it
+/// (as `Arc<dyn Backend>`) in the Leptos context; each method authenticates the caller from the
+/// request parts (the session cookie) and authorises the call.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Who is signed in, if anyone.
+    async fn me(&self, req: &http::request::Parts) -> Result<Option<Viewer>, AppError>;
+    /// Signs out.
+    async fn sign_out(&self, req: &http::request::Parts) -> Result<(), AppError>;
+    /// Requests waiting for this person's decision, newest first.
+    async fn inbox(&self, req: &http::request::Parts) -> Result<Vec<InboxItem>, AppError>;
+    /// One request's page.
+    async fn request_page(
+        &self,
+        req: &http::request::Parts,
+        id: String,
+    ) -> Result<RequestView, AppError>;
+    /// Finished requests this person may see.
+    async fn history(
+        &self,
+        req: &http::request::Parts,
+        filter: HistoryFilter,
+    ) -> Result<Vec<HistoryItem>, AppError>;
+    /// This person's agents.
+    async fn my_agents(&self, req: &http::request::Parts) -> Result<Vec<AgentItem>, AppError>;
+    /// Registers an agent owned by this person.
+    async fn create_agent(
+        &self,
+        req: &http::request::Parts,
+        name: String,
+    ) -> Result<NewAgent, AppError>;
+    /// Suspends or resumes one of this person's agents.
+    async fn set_agent_active(
+        &self,
+        req: &http::request::Parts,
+        id: String,
+        active: bool,
+    ) -> Result<(), AppError>;
+    /// This person's passkeys.
+    async fn passkeys(&self, req: &http::request::Parts) -> Result<Vec<PasskeyItem>, AppError>;
+    /// Renames one of them.
+    async fn rename_passkey(
+        &self,
+        req: &http::request::Parts,
+        id: String,
+        name: String,
+    ) -> Result<(), AppError>;
+    /// Removes one of them (never the last).
+    async fn remove_passkey(&self, req: &http::request::Parts, id: String) -> Result<(), AppError>;
+    /// What an enrolment link is for.
+    async fn enrolment(&self, token: String) -> Result<EnrolmentInfo, AppError>;
+    /// Invites someone (admins only).
+    async fn invite(
+        &self,
+        req: &http::request::Parts,
+        email: String,
+        role: String,
+        groups: String,
+    ) -> Result<InvitationOut, AppError>;
+}
+
+#[cfg(feature = "ssr")]
+async fn backend() -> Result<(std::sync::Arc<dyn Backend>, http::request::Parts), AppError> {
+    let backend = use_context::<std::sync::Arc<dyn Backend>>()
+        .ok_or_else(|| AppError::Server("no backend in context".into()))?;
+    let parts = use_context::<http::request::Parts>()
+        .ok_or_else(|| AppError::Server("no request in context".into()))?;
+    Ok((backend, parts))
+}
+
+/// Sets the HTTP status of a failed server function (or page render) to the error's.
+#[cfg(feature = "ssr")]
+fn with_status<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+    if let Err(e) = &result {
+        if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+            res.set_status(
+                http::StatusCode::from_u16(e.status())
+                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+            );
+        }
+    }
+    result
+}
+
+/// Who is signed in.
+#[server(prefix = "/api/app", endpoint = "me")]
+pub async fn me() -> Result<Option<Viewer>, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.me(&p).await)
+}
+
+/// Ends this session.
+#[server(prefix = "/api/app", endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.sign_out(&p).await)
+}
+
+/// The inbox.
+#[server(prefix = "/api/app", endpoint = "inbox")]
+pub async fn inbox() -> Result<Vec<InboxItem>, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.inbox(&p).await)
+}
+
+/// One request's page.
+#[server(prefix = "/api/app", endpoint = "request_page")]
+pub async fn request_page(id: String) -> Result<RequestView, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.request_page(&p, id).await)
+}
+
+/// The history.
+#[server(prefix = "/api/app", endpoint = "history")]
+pub async fn history(
+    #[server(default)] filter: HistoryFilter,
+) -> Result<Vec<HistoryItem>, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.history(&p, filter).await)
+}
+
+/// My agents.
+#[server(prefix = "/api/app", endpoint = "my_agents")]
+pub async fn my_agents() -> Result<Vec<AgentItem>, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.my_agents(&p).await)
+}
+
+/// Registers an agent.
+#[server(prefix = "/api/app", endpoint = "create_agent")]
+pub async fn create_agent(name: String) -> Result<NewAgent, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.create_agent(&p, name).await)
+}
+
+/// Suspends (`active = false`) or resumes an agent.
+#[server(prefix = "/api/app", endpoint = "set_agent_active")]
+pub async fn set_agent_active(id: String, active: bool) -> Result<(), AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.set_agent_active(&p, id, active).await)
+}
+
+/// My passkeys.
+#[server(prefix = "/api/app", endpoint = "passkeys")]
+pub async fn passkeys() -> Result<Vec<PasskeyItem>, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.passkeys(&p).await)
+}
+
+/// Renames a passkey.
+#[server(prefix = "/api/app", endpoint = "rename_passkey")]
+pub async fn rename_passkey(id: String, name: String) -> Result<(), AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.rename_passkey(&p, id, name).await)
+}
+
+/// Removes a passkey.
+#[server(prefix = "/api/app", endpoint = "remove_passkey")]
+pub async fn remove_passkey(id: String) -> Result<(), AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.remove_passkey(&p, id).await)
+}
+
+/// What an enrolment link is for (no sign-in needed: the link is the credential).
+#[server(prefix = "/api/app", endpoint = "enrolment")]
+pub async fn enrolment(token: String) -> Result<EnrolmentInfo, AppError> {
+    let (b, _) = backend().await?;
+    with_status(b.enrolment(token).await)
+}
+
+/// Invites someone (admins only). `groups` is comma-separated.
+#[server(prefix = "/api/app", endpoint = "invite")]
+pub async fn invite(
+    email: String,
+    role: String,
+    groups: String,
+) -> Result<InvitationOut, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.invite(&p, email, role, groups).await)
+}

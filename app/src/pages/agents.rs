@@ -1,0 +1,153 @@
+//! My agents: their status and last activity; register a new one (its API key is shown once,
+//! with a copy button and a curl example); suspend or resume.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use super::failure;
+use crate::api::{create_agent, my_agents, set_agent_active, AgentItem, AppError, NewAgent};
+use crate::ui::{ErrorBox, Loading, When};
+
+/// `/agents`
+#[component]
+pub fn AgentsPage() -> impl IntoView {
+    let version = RwSignal::new(0u64);
+    let agents = Resource::new(move || version.get(), |_| my_agents());
+    let name = RwSignal::new(String::new());
+    let created = RwSignal::new(None::<NewAgent>);
+    let error = RwSignal::new(None::<AppError>);
+    let busy = RwSignal::new(false);
+
+    let register = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        busy.set(true);
+        error.set(None);
+        let n = name.get_untracked().trim().to_string();
+        leptos::task::spawn_local(async move {
+            match create_agent(n).await {
+                Ok(agent) => {
+                    created.set(Some(agent));
+                    name.set(String::new());
+                    version.update(|v| *v += 1);
+                }
+                Err(e) => error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+
+    view! {
+        <Title text="Agents"/>
+        <section class="page">
+            <h1>"My agents"</h1>
+            {move || created.get().map(|a| view! { <KeyOnce agent=a/> })}
+            <Transition fallback=Loading>
+                {move || Suspend::new(async move {
+                    match agents.await {
+                        Ok(list) if list.is_empty() => view! {
+                            <p class="empty">"You have no agents yet. Register one below."</p>
+                        }.into_any(),
+                        Ok(list) => view! {
+                            <ul class="agents">
+                                {list.into_iter().map(|a| view! { <Row agent=a version/> }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                        Err(e) => failure(e),
+                    }
+                })}
+            </Transition>
+            <form class="card" on:submit=register>
+                <h2>"Register an agent"</h2>
+                <label for="agent-name">"Name"</label>
+                <input id="agent-name" name="name" required maxlength="100" placeholder="invoice-bot" bind:value=name/>
+                {move || error.get().and_then(|e| e.for_field("name")).map(|m| view! { <p class="field-error">{m}</p> })}
+                <button class="primary" type="submit" disabled=move || busy.get()>"Register"</button>
+                {move || error.get().filter(|e| e.for_field("name").is_none()).map(|e| view! { <ErrorBox error=e/> })}
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn Row(agent: AgentItem, version: RwSignal<u64>) -> impl IntoView {
+    let active = agent.status == "active";
+    let error = RwSignal::new(None::<AppError>);
+    let id = agent.id.clone();
+    let toggle = move |_| {
+        let id = id.clone();
+        leptos::task::spawn_local(async move {
+            match set_agent_active(id, !active).await {
+                Ok(()) => version.update(|v| *v += 1),
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <li class="agent-row" data-agent-id=agent.id.clone()>
+            <strong>{agent.name}</strong>
+            " "
+            <span class=format!("status {}", agent.status)>{agent.status.clone()}</span>
+            <span class="meta">
+                <code>{agent.id.clone()}</code>
+                " · " {if agent.key_type == "api_key" { "API key" } else { "public key" }}
+                " · last active "
+                {match agent.last_seen_at {
+                    Some(t) => view! { <When ms=t/> }.into_any(),
+                    None => "never".into_any(),
+                }}
+            </span>
+            <button on:click=toggle class=if active { "danger" } else { "" }>
+                {if active { "Suspend" } else { "Resume" }}
+            </button>
+            {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
+        </li>
+    }
+}
+
+/// The new agent's API key, shown once.
+#[component]
+fn KeyOnce(agent: NewAgent) -> impl IntoView {
+    let origin = origin();
+    let curl = format!(
+        "curl -sS {origin}/api/v1/requests \\\n  -H 'Authorization: Bearer {}' \\\n  -H 'Content-Type: application/json' \\\n  -d '{{\"action\": {{\"type\": \"payments.transfer\", \"target\": \"bank-api\"}}, \"intent\": {{\"goal\": \"Pay invoice INV-1042\"}}}}'",
+        agent.api_key
+    );
+    let copied = RwSignal::new(false);
+    let key = agent.api_key.clone();
+    let copy = move |_| {
+        copy_text(&key);
+        copied.set(true);
+    };
+    view! {
+        <section class="card key-once" role="status">
+            <h2>{format!("{} is registered", agent.name)}</h2>
+            <p><strong>"Copy its API key now: it is shown only once."</strong></p>
+            <p class="secret"><code id="api-key">{agent.api_key.clone()}</code></p>
+            <button on:click=copy>{move || if copied.get() { "Copied" } else { "Copy key" }}</button>
+            <p>"Try it:"</p>
+            <pre class="curl">{curl}</pre>
+        </section>
+    }
+}
+
+fn origin() -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        web_sys::window()
+            .and_then(|w| w.location().origin().ok())
+            .unwrap_or_default()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        String::new()
+    }
+}
+
+fn copy_text(text: &str) {
+    #[cfg(feature = "hydrate")]
+    if let Some(w) = web_sys::window() {
+        let _ = w.navigator().clipboard().write_text(text);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = text;
+}

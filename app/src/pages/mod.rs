@@ -1,0 +1,76 @@
+//! One module per page. Each page loads its data through the server functions in
+//! [`crate::api`], shows a loading state while it does, and an error a person can act on when
+//! it fails; a signed-out visitor is sent to sign in and brought back afterwards.
+
+pub mod account;
+pub mod agents;
+pub mod enrol;
+pub mod history;
+pub mod inbox;
+pub mod people;
+pub mod request;
+pub mod sign_in;
+
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use leptos_router::hooks::use_location;
+
+use crate::api::AppError;
+use crate::ui::ErrorBox;
+
+/// Renders a failure; a signed-out visitor is redirected to sign in and, afterwards, back here.
+pub fn failure(error: AppError) -> AnyView {
+    if error == AppError::SignInRequired {
+        let location = use_location();
+        let search = location.search.get_untracked();
+        let search = search.trim_start_matches('?');
+        let mut here = location.pathname.get_untracked();
+        if !search.is_empty() {
+            here = format!("{here}?{search}");
+        }
+        view! { <Redirect path=format!("/sign-in?next={}", encode(&here))/> }.into_any()
+    } else {
+        view! { <ErrorBox error/> }.into_any()
+    }
+}
+
+/// Percent-encodes a path for a query parameter.
+pub fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Where to go after sign-in: only a path on this site (never another origin), else the inbox.
+pub fn safe_next(next: Option<String>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_is_only_ever_a_local_path() {
+        assert_eq!(safe_next(Some("/requests/abc".into())), "/requests/abc");
+        assert_eq!(safe_next(Some("//evil.example".into())), "/");
+        assert_eq!(safe_next(Some("https://evil.example".into())), "/");
+        assert_eq!(safe_next(Some("/\\evil.example".into())), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn encode_escapes_query_characters() {
+        assert_eq!(encode("/a b?c=d&e"), "/a%20b%3Fc%3Dd%26e");
+    }
+}

@@ -1,0 +1,357 @@
+//! The request page: what an approver reads before deciding, and where they decide.
+//!
+//! Order matters on a phone in a hurry: first who wants to do what where, then the risks, then
+//! the decision, then the details. Everything comes from the stored request, rendered on the
+//! server; the page sends the `display_hash` of what it showed with the decision, and the
+//! server refuses a decision made on a page that no longer matches the request.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+use serde_json::{json, Value};
+
+use super::failure;
+use crate::api::{request_page, AppError, RequestView as Page};
+use crate::passkey::{ceremony, Ceremony};
+use crate::ui::{text_at, Countdown, ErrorBox, Loading, Risks, ValueTable, When};
+
+/// `/requests/:id`
+#[component]
+pub fn RequestPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let version = RwSignal::new(0u64);
+    let page = Resource::new(move || (id(), version.get()), |(id, _)| request_page(id));
+
+    view! {
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                match page.await {
+                    Ok(p) => view! { <Shown page=p refresh=version/> }.into_any(),
+                    Err(e) => view! { <Title text="Request"/> {failure(e)} }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Shown(page: Page, refresh: RwSignal<u64>) -> impl IntoView {
+    let shown = page.shown.clone();
+    let req = shown.request.clone();
+    let action_type = text_at(&req, &["action", "type"]);
+    let target = text_at(&req, &["action", "target"]);
+    let operation = text_at(&req, &["action", "operation"]);
+    let goal = text_at(&req, &["intent", "goal"]);
+    let rationale = text_at(&req, &["intent", "rationale"]);
+    let params = req.pointer("/action/params").cloned();
+    let context = req.get("context").cloned().unwrap_or(Value::Null);
+    let delegation = context
+        .get("delegation")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let amount = context
+        .get("amount")
+        .map(|a| format!("{} {}", text_at(a, &["value"]), text_at(a, &["currency"])));
+    let other_context = match &context {
+        Value::Object(map) => {
+            let rest: serde_json::Map<String, Value> = map
+                .iter()
+                .filter(|(k, _)| {
+                    !["environment", "data_sensitivity", "amount", "delegation"]
+                        .contains(&k.as_str())
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (!rest.is_empty()).then_some(Value::Object(rest))
+        }
+        _ => None,
+    };
+    let received = page
+        .decisions
+        .iter()
+        .filter(|d| d.decision == "approved")
+        .count();
+    let title = format!("{} · {}", shown.agent_name, action_type);
+
+    view! {
+        <Title text=title/>
+        <article class="request" data-status=page.status.clone() data-display-hash=page.display_hash.clone()>
+            <header class="summary">
+                <p class="status-line">
+                    <span class=format!("status {}", page.status)>{status_label(&page.status)}</span>
+                    {(page.status == "pending").then(|| view! {
+                        " · expires in " <Countdown deadline=page.expires_at/>
+                    })}
+                </p>
+                <h1>
+                    <span class="agent">{shown.agent_name.clone()}</span>
+                    " wants to "
+                    <code>{action_type.clone()}</code>
+                    " on "
+                    <code>{target.clone()}</code>
+                </h1>
+                {(!operation.is_empty()).then(|| view! { <p class="operation"><code>{operation.clone()}</code></p> })}
+                {(!goal.is_empty()).then(|| view! { <p class="goal">{goal.clone()}</p> })}
+            </header>
+
+            <Risks risks=page.risks.clone()/>
+
+            <DecisionPanel page=page.clone() refresh/>
+
+            <section class="card">
+                <h2>"Intent"</h2>
+                <dl>
+                    <dt>"Goal"</dt>
+                    <dd>{if goal.is_empty() { "(not given)".to_string() } else { goal }}</dd>
+                    <dt>"Rationale"</dt>
+                    <dd>{if rationale.is_empty() { "(not given)".to_string() } else { rationale }}</dd>
+                </dl>
+            </section>
+
+            <section class="card">
+                <h2>"Parameters"</h2>
+                {match params {
+                    Some(p) => view! { <ValueTable value=p/> }.into_any(),
+                    None => view! { <p class="none">"No parameters."</p> }.into_any(),
+                }}
+            </section>
+
+            <section class="card">
+                <h2>"Context"</h2>
+                <dl>
+                    <dt>"Environment"</dt>
+                    <dd>{or_unset(text_at(&context, &["environment"]))}</dd>
+                    <dt>"Data sensitivity"</dt>
+                    <dd>{or_unset(text_at(&context, &["data_sensitivity"]))}</dd>
+                    <dt>"Amount"</dt>
+                    <dd>{amount.unwrap_or_else(|| "(none)".into())}</dd>
+                </dl>
+                {other_context.map(|c| view! { <ValueTable value=c/> })}
+                <h3>"Delegation chain"</h3>
+                {if delegation.is_empty() {
+                    view! { <p class="none">"The agent acts directly for its owner."</p> }.into_any()
+                } else {
+                    view! {
+                        <ol class="chain">
+                            {delegation
+                                .into_iter()
+                                .map(|link| view! { <li><ValueTable value=link/></li> })
+                                .collect_view()}
+                        </ol>
+                    }.into_any()
+                }}
+            </section>
+
+            <section class="card">
+                <h2>"Why approval is needed"</h2>
+                <p>"Policy rule " <code>{shown.rule_id.clone()}</code> ": " {shown.explanation.clone()}</p>
+                <p>{format!("{received} of {} approvals received.", shown.approvals_required)}</p>
+                {(!page.decisions.is_empty()).then(|| view! {
+                    <ul class="decisions">
+                        {page.decisions.iter().cloned().map(|d| view! {
+                            <li>{d.who} " " {d.decision} " " <When ms=d.at/></li>
+                        }).collect_view()}
+                    </ul>
+                })}
+                {page.denial.clone().map(|d| view! { <p class="denial">"Reason: " {d}</p> })}
+            </section>
+
+            <section class="card">
+                <h2>"Agent"</h2>
+                <dl>
+                    <dt>"Name"</dt>
+                    <dd>{shown.agent_name.clone()}</dd>
+                    <dt>"Id"</dt>
+                    <dd><code>{shown.agent_id.clone()}</code></dd>
+                    <dt>"Owner"</dt>
+                    <dd>{shown.owner.clone()}</dd>
+                </dl>
+                <h3>"Recent requests"</h3>
+                {if page.recent.is_empty() {
+                    view! { <p class="none">"This is the agent's first request."</p> }.into_any()
+                } else {
+                    view! {
+                        <ul class="recent">
+                            {page.recent.iter().cloned().map(|r| view! {
+                                <li>
+                                    <a href=format!("/requests/{}", r.id)>
+                                        <code>{r.action_type}</code> " on " <code>{r.target}</code>
+                                    </a>
+                                    " · " <span class=format!("status {}", r.status)>{r.status.clone()}</span>
+                                    " · " <When ms=r.created_at/>
+                                </li>
+                            }).collect_view()}
+                        </ul>
+                    }.into_any()
+                }}
+            </section>
+
+            <footer class="binding">
+                <p>"Requested " <When ms=page.created_at/></p>
+                <p>"Action hash " <code class="hash">{shown.action_hash.clone()}</code></p>
+                <p>"Display hash " <code class="hash">{page.display_hash.clone()}</code></p>
+            </footer>
+        </article>
+    }
+}
+
+fn or_unset(s: String) -> String {
+    if s.is_empty() {
+        "(not given)".into()
+    } else {
+        s
+    }
+}
+
+fn status_label(status: &str) -> &'static str {
+    match status {
+        "pending" => "Waiting for approval",
+        "approved" => "Approved",
+        "denied" => "Denied",
+        "expired" => "Expired",
+        "cancelled" => "Cancelled by the agent",
+        _ => "Unknown",
+    }
+}
+
+/// Approve or deny, each with a passkey. The approve button unlocks only after the page has
+/// been open `approve_delay_ms` (a guard against approving on reflex).
+#[component]
+fn DecisionPanel(page: Page, refresh: RwSignal<u64>) -> impl IntoView {
+    if page.status != "pending" || !page.can_decide {
+        let text = match page.status.as_str() {
+            "pending" => page
+                .why_not
+                .clone()
+                .unwrap_or_else(|| "You cannot decide this request.".into()),
+            "approved" => "This request was approved; the agent has its grant.".into(),
+            "denied" => "This request was denied; the agent was told why.".into(),
+            "expired" => {
+                "This request expired before enough approvals arrived. Nothing was granted.".into()
+            }
+            "cancelled" => "The agent cancelled this request.".into(),
+            _ => String::new(),
+        };
+        return view! { <section class="card decide closed"><p class="outcome">{text}</p></section> }
+            .into_any();
+    }
+
+    let id = page.shown.request_id.clone();
+    let display_hash = page.display_hash.clone();
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<AppError>);
+    let outcome = RwSignal::new(None::<String>);
+    let reason_code = RwSignal::new(String::new());
+    let reason = RwSignal::new(String::new());
+    let denying = RwSignal::new(false);
+    let unlocked = RwSignal::new(page.approve_delay_ms <= 0);
+    #[cfg(feature = "hydrate")]
+    if page.approve_delay_ms > 0 {
+        let delay = std::time::Duration::from_millis(page.approve_delay_ms as u64);
+        set_timeout(move || unlocked.set(true), delay);
+    }
+
+    let decide = move |decision: Value| {
+        busy.set(true);
+        error.set(None);
+        let id = id.clone();
+        let start = format!("/api/ui/requests/{id}/decision/start");
+        let finish = format!("/api/ui/requests/{id}/decision/finish");
+        let mut body = decision;
+        body["display_hash"] = json!(display_hash.clone());
+        leptos::task::spawn_local(async move {
+            match ceremony(Ceremony::Get, &start, &body, &finish).await {
+                Ok(result) => {
+                    let status = result
+                        .get("status")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    outcome.set(Some(match status.as_str() {
+                        "approved" => "Approved. The agent has its grant.".into(),
+                        "denied" => "Denied. The agent has been told.".into(),
+                        _ => "Your approval is recorded; more approvals are needed.".into(),
+                    }));
+                    busy.set(false);
+                    refresh.update(|v| *v += 1);
+                }
+                Err(e) => {
+                    // A cancelled passkey prompt changes nothing: the buttons come back.
+                    if matches!(e, AppError::Expired(_) | AppError::NotFound(_)) {
+                        refresh.update(|v| *v += 1);
+                    }
+                    error.set(Some(e));
+                    busy.set(false);
+                }
+            }
+        });
+    };
+    let approve = {
+        let decide = decide.clone();
+        move |_| decide(json!({ "decision": "approve" }))
+    };
+    let deny = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let code = reason_code.get_untracked();
+        if code.is_empty() {
+            error.set(Some(AppError::Invalid {
+                field: "reason_code".into(),
+                message: "Choose a reason: the agent receives it.".into(),
+            }));
+            return;
+        }
+        let text = reason.get_untracked().trim().to_string();
+        let mut body = json!({ "decision": "deny", "reason_code": code });
+        if !text.is_empty() {
+            body["reason"] = json!(text);
+        }
+        decide(body)
+    };
+    let reasons = page.deny_reasons.clone();
+
+    view! {
+        <section class="card decide" aria-label="Decision">
+            {move || outcome.get().map(|o| view! { <p class="outcome" role="status">{o}</p> })}
+            <div class="buttons">
+                <button
+                    class="primary approve"
+                    on:click=approve
+                    disabled=move || busy.get() || !unlocked.get()
+                    title=move || if unlocked.get() { "" } else { "Read the request first" }
+                >
+                    {move || if busy.get() { "Waiting for your passkey…" } else { "Approve with passkey" }}
+                </button>
+                <button
+                    class="danger"
+                    on:click=move |_| denying.update(|d| *d = !*d)
+                    disabled=move || busy.get()
+                    aria-expanded=move || denying.get().to_string()
+                >
+                    "Deny…"
+                </button>
+            </div>
+            <Show when=move || denying.get()>
+                <form class="deny" on:submit=deny.clone()>
+                    <label for="reason_code">"Why? The agent receives this."</label>
+                    <select id="reason_code" name="reason_code" required bind:value=reason_code>
+                        <option value="">"Choose a reason"</option>
+                        {reasons
+                            .iter()
+                            .cloned()
+                            .map(|(code, label)| view! { <option value=code>{label}</option> })
+                            .collect_view()}
+                    </select>
+                    <label for="reason">"Anything to add (optional)"</label>
+                    <textarea id="reason" name="reason" maxlength="1000" bind:value=reason></textarea>
+                    <button class="danger" type="submit" disabled=move || busy.get()>
+                        "Deny with passkey"
+                    </button>
+                </form>
+            </Show>
+            {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
+        </section>
+    }
+    .into_any()
+}
