@@ -95,7 +95,8 @@ pub fn relative(ms: i64, now: i64) -> String {
 
 /// "4:59" until a deadline (or "expired").
 pub fn countdown(deadline: i64, now: i64) -> String {
-    let left = (deadline - now) / 1000;
+    // Rounded up: with 0.4 s left it still says 0:01, so "expired" never shows early.
+    let left = (deadline - now + 999).div_euclid(1000);
     if left <= 0 {
         "expired".into()
     } else if left >= 3600 {
@@ -271,6 +272,8 @@ mod tests {
         assert_eq!(countdown(299_000, 0), "4:59");
         assert_eq!(countdown(3_723_000, 0), "1:02:03");
         assert_eq!(countdown(0, 0), "expired");
+        assert_eq!(countdown(400, 0), "0:01", "never expired early");
+        assert_eq!(countdown(1_000, 1_001), "expired");
     }
 
     #[test]

@@ -22,12 +22,19 @@ pub fn RequestPage() -> impl IntoView {
     let id = move || params.read().get("id").unwrap_or_default();
     let version = RwSignal::new(0u64);
     let page = Resource::new(move || (id(), version.get()), |(id, _)| request_page(id));
+    // Outlive a reload of the page's data: after a decision (or a failed one) the page re-reads
+    // the request, and the person should still see what just happened and why.
+    let notes = Notes {
+        outcome: RwSignal::new(None),
+        error: RwSignal::new(None),
+        refresh: version,
+    };
 
     view! {
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
                 match page.await {
-                    Ok(p) => view! { <Shown page=p refresh=version/> }.into_any(),
+                    Ok(p) => view! { <Shown page=p notes/> }.into_any(),
                     Err(e) => view! { <Title text="Request"/> {failure(e)} }.into_any(),
                 }
             })}
@@ -35,8 +42,16 @@ pub fn RequestPage() -> impl IntoView {
     }
 }
 
+/// What the decision panel reports, kept across reloads of the request.
+#[derive(Clone, Copy)]
+struct Notes {
+    outcome: RwSignal<Option<String>>,
+    error: RwSignal<Option<AppError>>,
+    refresh: RwSignal<u64>,
+}
+
 #[component]
-fn Shown(page: Page, refresh: RwSignal<u64>) -> impl IntoView {
+fn Shown(page: Page, notes: Notes) -> impl IntoView {
     let shown = page.shown.clone();
     let req = shown.request.clone();
     let action_type = text_at(&req, &["action", "type"]);
@@ -98,7 +113,7 @@ fn Shown(page: Page, refresh: RwSignal<u64>) -> impl IntoView {
 
             <Risks risks=page.risks.clone()/>
 
-            <DecisionPanel page=page.clone() refresh/>
+            <DecisionPanel page=page.clone() notes/>
 
             <section class="card">
                 <h2>"Intent"</h2>
@@ -219,7 +234,18 @@ fn status_label(status: &str) -> &'static str {
 /// Approve or deny, each with a passkey. The approve button unlocks only after the page has
 /// been open `approve_delay_ms` (a guard against approving on reflex).
 #[component]
-fn DecisionPanel(page: Page, refresh: RwSignal<u64>) -> impl IntoView {
+fn DecisionPanel(page: Page, notes: Notes) -> impl IntoView {
+    let Notes {
+        outcome,
+        error,
+        refresh,
+    } = notes;
+    let reports = move || {
+        view! {
+            {move || outcome.get().map(|o| view! { <p class="outcome" role="status">{o}</p> })}
+            {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
+        }
+    };
     if page.status != "pending" || !page.can_decide {
         let text = match page.status.as_str() {
             "pending" => page
@@ -234,15 +260,18 @@ fn DecisionPanel(page: Page, refresh: RwSignal<u64>) -> impl IntoView {
             "cancelled" => "The agent cancelled this request.".into(),
             _ => String::new(),
         };
-        return view! { <section class="card decide closed"><p class="outcome">{text}</p></section> }
-            .into_any();
+        return view! {
+            <section class="card decide closed">
+                {reports()}
+                <p class="state">{text}</p>
+            </section>
+        }
+        .into_any();
     }
 
     let id = page.shown.request_id.clone();
     let display_hash = page.display_hash.clone();
     let busy = RwSignal::new(false);
-    let error = RwSignal::new(None::<AppError>);
-    let outcome = RwSignal::new(None::<String>);
     let reason_code = RwSignal::new(String::new());
     let reason = RwSignal::new(String::new());
     let denying = RwSignal::new(false);
@@ -256,6 +285,7 @@ fn DecisionPanel(page: Page, refresh: RwSignal<u64>) -> impl IntoView {
     let decide = move |decision: Value| {
         busy.set(true);
         error.set(None);
+        outcome.set(None);
         let id = id.clone();
         let start = format!("/api/ui/requests/{id}/decision/start");
         let finish = format!("/api/ui/requests/{id}/decision/finish");
@@ -278,8 +308,13 @@ fn DecisionPanel(page: Page, refresh: RwSignal<u64>) -> impl IntoView {
                     refresh.update(|v| *v += 1);
                 }
                 Err(e) => {
-                    // A cancelled passkey prompt changes nothing: the buttons come back.
-                    if matches!(e, AppError::Expired(_) | AppError::NotFound(_)) {
+                    // A cancelled passkey prompt changes nothing: the buttons come back. A
+                    // request that expired or was decided meanwhile is re-read, so the page
+                    // shows where it stands, with this error above.
+                    if matches!(
+                        e,
+                        AppError::Expired(_) | AppError::NotFound(_) | AppError::Conflict(_)
+                    ) {
                         refresh.update(|v| *v += 1);
                     }
                     error.set(Some(e));
@@ -313,7 +348,7 @@ fn DecisionPanel(page: Page, refresh: RwSignal<u64>) -> impl IntoView {
 
     view! {
         <section class="card decide" aria-label="Decision">
-            {move || outcome.get().map(|o| view! { <p class="outcome" role="status">{o}</p> })}
+            {reports()}
             <div class="buttons">
                 <button
                     class="primary approve"
@@ -350,7 +385,6 @@ fn DecisionPanel(page: Page, refresh: RwSignal<u64>) -> impl IntoView {
                     </button>
                 </form>
             </Show>
-            {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
         </section>
     }
     .into_any()

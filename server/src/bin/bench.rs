@@ -14,8 +14,13 @@
 //! 3. **10,000 waiting**: 10,000 agents long-waiting at once; the server's resident memory
 //!    then; every one of them answered (their agents cancel) and the peak memory.
 //!
+//! 4. **Request page**: an owner's browser loading the server-rendered page of a pending
+//!    request (`GET /requests/{id}` with the session cookie: session, authorisation, the
+//!    stored request, its approvals, risks and recent requests, and the HTML render), one at a
+//!    time, measured on the client over loopback.
+//!
 //! Run it with `make bench` (which raises the open-file limit these connection counts need);
-//! `bash .ci/bench intake` (or `delivery`, `waiters`) runs one scenario.
+//! `bash .ci/bench intake` (or `delivery`, `waiters`, `page`) runs one scenario.
 //! It prints the machine, the figures, and a Markdown table for the README.
 
 use std::collections::HashMap;
@@ -38,6 +43,7 @@ const INTAKE_AGENTS: usize = 64;
 const IDLE_WAITERS: usize = 1_000;
 const MEASURED_DECISIONS: usize = 200;
 const MANY_WAITERS: usize = 10_000;
+const PAGE_LOADS: usize = 1_000;
 
 /// How many agents wait at once in the last scenario (BENCH_WAITERS overrides, for profiling).
 fn many() -> usize {
@@ -280,6 +286,21 @@ impl Owner {
             bail!("{path}: {status} {body}");
         }
         Ok(body)
+    }
+}
+
+impl Owner {
+    /// A page load by this owner's browser; returns the status and the HTML.
+    async fn get(&self, http: &Client, path: &str) -> Result<(StatusCode, String)> {
+        let base = self.origin.as_str().trim_end_matches('/');
+        let mut req = http
+            .get(format!("{base}{path}"))
+            .header("accept", "text/html");
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await?;
+        Ok((r.status(), r.text().await?))
     }
 }
 
@@ -646,6 +667,45 @@ async fn many_waiters(http: &Client, figures: &mut Figures) -> Result<()> {
     Ok(())
 }
 
+async fn request_page(http: &Client, figures: &mut Figures) -> Result<()> {
+    let server = Server::start(http, &[]).await?;
+    let owner = Owner::enrol(http, &server, "owner@example.com").await?;
+    let key = server.agent("owner@example.com", "page-agent")?;
+    // A few earlier requests, so the page has recent requests to list.
+    for n in 0..5 {
+        create(http, &server.base, &key, &transfer(n)).await?;
+    }
+    let id = create(http, &server.base, &key, &transfer(99)).await?;
+    let path = format!("/requests/{id}");
+    let (status, html) = owner.get(http, &path).await?;
+    if status != StatusCode::OK || !html.contains("Pay supplier invoice INV-99") {
+        bail!("the request page did not render: {status}");
+    }
+    for _ in 0..50 {
+        owner.get(http, &path).await?;
+    }
+    let mut times = Vec::with_capacity(PAGE_LOADS);
+    for _ in 0..PAGE_LOADS {
+        let t = Instant::now();
+        owner.get(http, &path).await?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+    println!(
+        "request page: {PAGE_LOADS} loads, p50 {}, p99 {}, {} bytes of HTML",
+        ms(p50),
+        ms(p99),
+        html.len()
+    );
+    figures.rows.push((
+        "Request page rendered on the server for a signed-in owner (client-measured over loopback, one at a time)".into(),
+        format!("p50 {}, p99 {} ({} KB of HTML)", ms(p50), ms(p99), html.len() / 1024),
+        "≤ 5 ms".into(),
+    ));
+    Ok(())
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -668,7 +728,7 @@ async fn main() -> Result<()> {
         .pool_max_idle_per_host(usize::MAX)
         .build()?;
     let mut figures = Figures { rows: Vec::new() };
-    // Scenarios to run: all by default, or any of `intake`, `delivery`, `waiters`.
+    // Scenarios to run: all by default, or any of `intake`, `delivery`, `waiters`, `page`.
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|a| a == name);
     println!("machine: {}", machine());
@@ -680,6 +740,9 @@ async fn main() -> Result<()> {
     }
     if wanted("waiters") {
         many_waiters(&http, &mut figures).await?;
+    }
+    if wanted("page") {
+        request_page(&http, &mut figures).await?;
     }
     println!("\n| measure | result | target |\n| --- | --- | --- |");
     for (m, r, t) in &figures.rows {
