@@ -38,6 +38,12 @@ test('the sign-in page is server-rendered and hydrates without errors', { timeou
     assert.equal(res.status, 200, `GET /sign-in answered ${res.status}:\n${html.slice(0, 2000)}`);
     assert.match(html, /<title[^>]*>[^<]*Countersign[^<]*<\/title>/, 'SSR HTML has no <title> containing "Countersign"');
 
+    // 1b. The wasm bundle goes out gzipped (node's fetch decodes it; the header says how it came).
+    const wasm = await fetch(`${server.baseUrl}/pkg/countersign.wasm`, { headers: { 'accept-encoding': 'gzip' } });
+    await wasm.arrayBuffer();
+    assert.equal(wasm.status, 200);
+    assert.equal(wasm.headers.get('content-encoding'), 'gzip', 'the wasm bundle is served gzipped');
+
     // 2. The same page in Chromium, hydrated by the release wasm.
     const context = await browser.newContext();
     const page = await context.newPage();

@@ -40,6 +40,33 @@ enum Command {
     /// The audit chain.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The guards against approval fatigue.
+    #[command(subcommand)]
+    Guards(GuardsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GuardsCommand {
+    /// Print the guards in force, as JSON.
+    Show,
+    /// Change some of them; the others keep their values.
+    Set {
+        /// Requests one agent may have waiting for people.
+        #[arg(long)]
+        max_pending_per_agent: Option<u32>,
+        /// Mails one approver gets per minute at most.
+        #[arg(long)]
+        prompts_per_approver_per_minute: Option<u32>,
+        /// Seconds a denied action stays refused for the agent that asked (0: off).
+        #[arg(long)]
+        deny_cooldown_seconds: Option<u32>,
+        /// Milliseconds from opening a request's page to being able to approve (0: off).
+        #[arg(long)]
+        approve_delay_ms: Option<u32>,
+        /// Whether identical pending requests collapse into one.
+        #[arg(long)]
+        collapse_identical: Option<bool>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +321,31 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("passed over {}: {}", p.rule_id, p.why);
             }
             println!("matched {}: {}", d.rule_id, d.explanation);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Guards(GuardsCommand::Show) => {
+            let core = open().await?;
+            let g = core.guards().await.map_err(describe)?;
+            println!("{}", serde_json::to_string_pretty(&g)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Guards(GuardsCommand::Set {
+            max_pending_per_agent,
+            prompts_per_approver_per_minute,
+            deny_cooldown_seconds,
+            approve_delay_ms,
+            collapse_identical,
+        }) => {
+            let core = open().await?;
+            let mut g = core.guards().await.map_err(describe)?;
+            g.max_pending_per_agent = max_pending_per_agent.unwrap_or(g.max_pending_per_agent);
+            g.prompts_per_approver_per_minute =
+                prompts_per_approver_per_minute.unwrap_or(g.prompts_per_approver_per_minute);
+            g.deny_cooldown_seconds = deny_cooldown_seconds.unwrap_or(g.deny_cooldown_seconds);
+            g.approve_delay_ms = approve_delay_ms.unwrap_or(g.approve_delay_ms);
+            g.collapse_identical = collapse_identical.unwrap_or(g.collapse_identical);
+            let g = core.apply_guards(g, "cli").await.map_err(describe)?;
+            println!("{}", serde_json::to_string_pretty(&g)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify) => {

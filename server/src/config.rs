@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::domain::guards::Guards;
+
 /// What the server and the command line need to know about their surroundings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -29,9 +31,11 @@ pub struct Config {
     pub mail_retry_delays: Vec<Duration>,
     /// `LEPTOS_SITE_ROOT`, default `target/site`: the compiled wasm, JS and CSS.
     pub site_root: PathBuf,
-    /// `COUNTERSIGN_MAX_PENDING_PER_AGENT`, default 100: past this many requests waiting for a
-    /// human, an agent's next one is refused with `429 rate_limited` (approval fatigue).
-    pub max_pending_per_agent: u32,
+    /// The fatigue guards until an admin sets them (see `domain::guards`):
+    /// `COUNTERSIGN_MAX_PENDING_PER_AGENT` (100), `COUNTERSIGN_PROMPTS_PER_APPROVER_PER_MINUTE`
+    /// (10), `COUNTERSIGN_DENY_COOLDOWN_SECONDS` (600), `COUNTERSIGN_APPROVE_DELAY_MS` (1500),
+    /// `COUNTERSIGN_COLLAPSE_IDENTICAL` (true).
+    pub guard_defaults: Guards,
 }
 
 /// A setting that cannot be used, named.
@@ -70,17 +74,7 @@ impl Config {
                 data_dir.join("countersign.db").display()
             )
         });
-        let max_pending_per_agent = match lookup("COUNTERSIGN_MAX_PENDING_PER_AGENT") {
-            None => 100,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| ConfigError {
-                    name: "COUNTERSIGN_MAX_PENDING_PER_AGENT",
-                    reason: format!("{v:?} is not a whole number of at least 1"),
-                })?,
-        };
+        let guard_defaults = guard_defaults(&lookup)?;
         let smtp_url = lookup("COUNTERSIGN_SMTP_URL")
             .map(|raw| SmtpUrl::parse(&raw))
             .transpose()?;
@@ -106,7 +100,7 @@ impl Config {
             site_root: PathBuf::from(
                 lookup("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
             ),
-            max_pending_per_agent,
+            guard_defaults,
         })
     }
 
@@ -317,6 +311,50 @@ fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// The guards' defaults from the environment; each must be in its range.
+fn guard_defaults(lookup: &impl Fn(&str) -> Option<String>) -> Result<Guards, ConfigError> {
+    let mut g = Guards::defaults(100);
+    let numbers: [(&'static str, &mut u32); 4] = [
+        (
+            "COUNTERSIGN_MAX_PENDING_PER_AGENT",
+            &mut g.max_pending_per_agent,
+        ),
+        (
+            "COUNTERSIGN_PROMPTS_PER_APPROVER_PER_MINUTE",
+            &mut g.prompts_per_approver_per_minute,
+        ),
+        (
+            "COUNTERSIGN_DENY_COOLDOWN_SECONDS",
+            &mut g.deny_cooldown_seconds,
+        ),
+        ("COUNTERSIGN_APPROVE_DELAY_MS", &mut g.approve_delay_ms),
+    ];
+    for (name, slot) in numbers {
+        if let Some(v) = lookup(name) {
+            *slot = v.trim().parse::<u32>().map_err(|_| ConfigError {
+                name,
+                reason: format!("{v:?} is not a whole number"),
+            })?;
+        }
+    }
+    if let Some(v) = lookup("COUNTERSIGN_COLLAPSE_IDENTICAL") {
+        g.collapse_identical = v.trim().parse::<bool>().map_err(|_| ConfigError {
+            name: "COUNTERSIGN_COLLAPSE_IDENTICAL",
+            reason: format!("{v:?} is not true or false"),
+        })?;
+    }
+    g.validate().map_err(|e| ConfigError {
+        name: match e.field {
+            "max_pending_per_agent" => "COUNTERSIGN_MAX_PENDING_PER_AGENT",
+            "prompts_per_approver_per_minute" => "COUNTERSIGN_PROMPTS_PER_APPROVER_PER_MINUTE",
+            "deny_cooldown_seconds" => "COUNTERSIGN_DENY_COOLDOWN_SECONDS",
+            _ => "COUNTERSIGN_APPROVE_DELAY_MS",
+        },
+        reason: e.detail,
+    })?;
+    Ok(g)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,7 +384,18 @@ mod tests {
         assert_eq!(e.name, "COUNTERSIGN_LISTEN");
         let e = config(&[("COUNTERSIGN_MAX_PENDING_PER_AGENT", "0")]).unwrap_err();
         assert_eq!(e.name, "COUNTERSIGN_MAX_PENDING_PER_AGENT");
-        assert_eq!(config(&[]).unwrap().max_pending_per_agent, 100);
+        assert_eq!(
+            config(&[]).unwrap().guard_defaults.max_pending_per_agent,
+            100
+        );
+        let e = config(&[("COUNTERSIGN_APPROVE_DELAY_MS", "soon")]).unwrap_err();
+        assert_eq!(e.name, "COUNTERSIGN_APPROVE_DELAY_MS");
+        let e = config(&[("COUNTERSIGN_COLLAPSE_IDENTICAL", "maybe")]).unwrap_err();
+        assert_eq!(e.name, "COUNTERSIGN_COLLAPSE_IDENTICAL");
+        let g = config(&[("COUNTERSIGN_DENY_COOLDOWN_SECONDS", "0")])
+            .unwrap()
+            .guard_defaults;
+        assert_eq!(g.deny_cooldown_seconds, 0);
     }
 
     #[test]

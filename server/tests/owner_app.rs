@@ -244,6 +244,18 @@ async fn the_request_page_renders_on_the_server_with_agent_text_inert(backend: B
     );
     assert_eq!(page["can_decide"], true);
 
+    // Pages go out gzipped to browsers that accept it.
+    let mut req = app
+        .http
+        .get(app.url(&format!("/requests/{id}")))
+        .header("accept-encoding", "gzip");
+    if let Some(c) = &alice.cookie {
+        req = req.header("cookie", c);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+
     // Signed out, the page sends you to sign in and back.
     let r = app
         .http

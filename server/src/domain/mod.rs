@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod canonical;
 pub mod display;
+pub mod guards;
 pub mod intake;
 pub mod jose;
 pub mod policy;

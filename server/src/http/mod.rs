@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -153,6 +154,10 @@ pub fn router(core: Arc<Countersign>) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler(app::shell))
         .with_state(options)
+        // Pages and the wasm bundle go out gzipped (the bundle is about a third of its size
+        // then, which matters on a phone). Not the agent API: its bodies are small, and a
+        // long-wait answer must not wait on an encoder.
+        .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(ui::server_fn_status))
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),

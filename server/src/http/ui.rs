@@ -237,7 +237,7 @@ impl Backend for UiBackend {
             risks: risks(d.risks),
             recent: d.recent.iter().map(recent).collect(),
             deny_reasons: deny_reasons(),
-            approve_delay_ms: 0,
+            approve_delay_ms: d.approve_wait_ms,
         })
     }
 

@@ -202,6 +202,9 @@ impl Countersign {
         }
         let j = self.judgement(request_id).await?;
         self.check_may_decide(who, &j, &decision).await?;
+        if decision == Decision::Approve {
+            self.check_approve_delay(who, request_id).await?;
+        }
         let view = self.build_view(&j.request).await?;
         let display_hash = view.display_hash();
         if seen_display_hash.is_some_and(|seen| seen != display_hash) {

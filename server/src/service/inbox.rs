@@ -64,6 +64,9 @@ pub struct RequestDetails {
     pub risks: Vec<Risk>,
     /// The agent's other recent requests.
     pub recent: Vec<RequestRow>,
+    /// Milliseconds until this person may approve (the approve delay, counted from when they
+    /// first opened the page).
+    pub approve_wait_ms: i64,
 }
 
 /// One finished request and its evidence.
@@ -175,7 +178,14 @@ impl Countersign {
         let risks = self.risks_of(&request).await?;
         let recent =
             listings::recent_of_agent(self.db.reader(), &request.agent_id, request_id, 5).await?;
+        // Showing the page to someone who may decide starts their approve delay.
+        let approve_wait_ms = if may_decide.is_ok() {
+            self.note_view(who, request_id).await?
+        } else {
+            0
+        };
         Ok(RequestDetails {
+            approve_wait_ms,
             display_hash: view.display_hash(),
             view,
             request,

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod decisions;
 pub mod error;
 pub mod grants;
+pub mod guards;
 pub mod inbox;
 pub mod notify;
 pub mod people;
@@ -59,6 +60,8 @@ pub struct Countersign {
     pub policy_cache: policies::PolicyCache,
     /// Writes new requests, several per transaction.
     pub intake: writer::IntakeWriter,
+    /// The fatigue guards' settings, read at most every few seconds.
+    pub guards_cache: guards::GuardsCache,
     /// Sends mail (or writes it to the log) in the background.
     pub mailer: crate::mail::Mailer,
 }
@@ -111,6 +114,7 @@ impl Countersign {
             metrics,
             policy_cache: policies::PolicyCache::default(),
             intake: writer::IntakeWriter::start(db),
+            guards_cache: guards::GuardsCache::default(),
             mailer,
         }))
     }

@@ -46,8 +46,18 @@ impl Countersign {
     }
 
     /// Mails every eligible approver of a request that has just been committed as pending. Returns
-    /// at once: the approvers are looked up in a task of its own.
-    pub(crate) fn announce_pending(&self, request: &RequestRow, agent: &AgentIdentity) {
+    /// at once: the approvers are looked up in a task of its own. An approver who has had
+    /// `prompts_per_approver_per_minute` mails in the last minute is not mailed: the request
+    /// waits in their inbox.
+    pub(crate) async fn announce_pending(&self, request: &RequestRow, agent: &AgentIdentity) {
+        let per_minute = match self.guards().await {
+            Ok(g) => g.prompts_per_approver_per_minute,
+            Err(e) => {
+                tracing::warn!(error = ?e, "could not read the guards; mailing at the default rate");
+                crate::domain::guards::Guards::defaults(0).prompts_per_approver_per_minute
+            }
+        };
+        let now = self.now();
         let db = self.db.clone();
         let mailer = self.mailer.clone();
         let issuer = self.issuer();
@@ -61,7 +71,28 @@ impl Countersign {
                 }
                 Ok(people) => {
                     for person in &people {
-                        mailer.enqueue(approval_mail(&issuer, &request, &agent_name, person));
+                        match super::guards::take_prompt(
+                            &db,
+                            &person.id,
+                            &request.id,
+                            per_minute,
+                            now,
+                        )
+                        .await
+                        {
+                            Ok(true) => mailer.enqueue(approval_mail(
+                                &issuer,
+                                &request,
+                                &agent_name,
+                                person,
+                            )),
+                            Ok(false) => {
+                                tracing::info!(request_id = %request.id, to = %person.email, "prompt limit reached: the request waits in the inbox, unmailed")
+                            }
+                            Err(error) => {
+                                tracing::warn!(request_id = %request.id, error = ?error, "could not count prompts; not mailing")
+                            }
+                        }
                     }
                 }
                 Err(error) => {

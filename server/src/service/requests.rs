@@ -333,7 +333,25 @@ impl Countersign {
             ),
         };
         if status == "pending" {
-            self.check_pending_cap(agent, now).await?;
+            let guards = self.guards().await?;
+            if let Some(existing) = self
+                .collapsed_into(&guards, &agent.id, &action_hash, now)
+                .await?
+            {
+                // The same agent already waits for exactly this: nobody is asked twice.
+                if let Some(row) = self.read_fresh(&existing).await? {
+                    if row.status == "pending" {
+                        let mut view = self.view(&row).await?;
+                        view.expires_in = Some((row.expires_at - now).max(0) / 1000);
+                        return Ok(view);
+                    }
+                }
+            }
+            let action = serde_json::to_value(&new.action).map_err(Error::internal)?;
+            self.check_cooldown(&guards, &agent.id, &action, now)
+                .await?;
+            self.check_pending_cap(agent, guards.max_pending_per_agent, now)
+                .await?;
         }
         let ttl = new
             .expires_in
@@ -429,7 +447,7 @@ impl Countersign {
         if status == "pending" {
             // Committed: tell the approvers, off the agent's path (see `notify`), and refresh
             // their open inboxes.
-            self.announce_pending(&row, agent);
+            self.announce_pending(&row, agent).await;
             self.waiters.changed(&id);
         }
 
@@ -456,8 +474,13 @@ impl Countersign {
     /// waiting: approvers should not be flooded by one agent. The answer says when its oldest
     /// waiting request expires, which is when a place frees up at the latest. Concurrent
     /// requests may overshoot the cap by a few; it is a guard, not an accounting limit.
-    async fn check_pending_cap(&self, agent: &AgentIdentity, now: Millis) -> Result<(), Error> {
-        let cap = i64::from(self.config.max_pending_per_agent);
+    async fn check_pending_cap(
+        &self,
+        agent: &AgentIdentity,
+        cap: u32,
+        now: Millis,
+    ) -> Result<(), Error> {
+        let cap = i64::from(cap);
         let (pending, first_expiry) = rows::pending_load(self.db.reader(), &agent.id, cap).await?;
         if pending >= cap {
             let retry_after = first_expiry

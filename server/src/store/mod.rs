@@ -18,6 +18,7 @@ pub mod agents;
 pub mod audit;
 pub mod ceremonies;
 pub mod grants;
+pub mod guards;
 pub mod listings;
 pub mod policies;
 pub mod requests;

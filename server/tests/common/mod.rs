@@ -95,6 +95,11 @@ impl TestApp {
             ("COUNTERSIGN_PUBLIC_URL", format!("http://localhost:{port}")),
             ("COUNTERSIGN_DATA_DIR", dir.path().display().to_string()),
             ("DATABASE_URL", database_url),
+            // The fatigue guards are off unless a test turns them on: most tests approve
+            // without opening the page, and send the same request body more than once.
+            ("COUNTERSIGN_APPROVE_DELAY_MS", "0".into()),
+            ("COUNTERSIGN_DENY_COOLDOWN_SECONDS", "0".into()),
+            ("COUNTERSIGN_COLLAPSE_IDENTICAL", "false".into()),
         ]);
         vars.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
         Self::start(vars, dir, listener, backend, pg_db).await
@@ -228,6 +233,24 @@ impl TestApp {
             .unwrap()
             .unwrap()
             .status
+    }
+
+    /// A person as the services see them when they act from a browser session.
+    pub async fn signed_in(&self, person: &Person) -> countersign::service::people::SignedIn {
+        countersign::service::people::SignedIn {
+            person: self.core.person(&person.id).await.unwrap().unwrap(),
+            session_binding: "test-session".into(),
+        }
+    }
+
+    /// A person's user id, by e-mail.
+    pub async fn person_id(&self, email: &str) -> String {
+        let mut conn = self.core.db.read_conn().await.unwrap();
+        countersign::store::users::get_by_email(&mut conn, email)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
     }
 
     /// A browser with no session.

@@ -1,0 +1,177 @@
+//! The fatigue guards at work (the rules are in [`crate::domain::guards`]): reading and
+//! changing their settings, and the checks intake, mail and decisions make.
+//!
+//! Settings are read on every request, so each process keeps them for [`CACHE_MS`]; a change
+//! made on this process applies at once, one made on another replica within that time.
+
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use super::people::SignedIn;
+use super::{Countersign, Error};
+use crate::clock::Millis;
+use crate::domain::guards::{action_key, Guards};
+use crate::store::{self, audit, guards as rows};
+
+/// How long a process keeps the settings it read.
+pub const CACHE_MS: i64 = 2_000;
+
+/// This process's copy of the settings.
+#[derive(Debug, Default)]
+pub struct GuardsCache(Mutex<Option<(Millis, Guards)>>);
+
+impl GuardsCache {
+    fn get(&self, now: Millis) -> Option<Guards> {
+        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.filter(|(at, _)| now - at < CACHE_MS).map(|(_, g)| g)
+    }
+
+    fn put(&self, now: Millis, guards: Guards) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, guards));
+    }
+}
+
+impl Countersign {
+    /// The guards in force.
+    pub async fn guards(&self) -> Result<Guards, Error> {
+        let now = self.now();
+        if let Some(g) = self.guards_cache.get(now) {
+            return Ok(g);
+        }
+        let stored = rows::settings(self.db.reader()).await?;
+        let g = self.config.guard_defaults.with_stored(&stored);
+        self.guards_cache.put(now, g);
+        Ok(g)
+    }
+
+    /// An admin changes the guards; recorded on the audit chain with the old and new values.
+    pub async fn set_guards(&self, who: &SignedIn, new: Guards) -> Result<Guards, Error> {
+        if who.person.role != "admin" {
+            return Err(Error::Forbidden("only admins can change the guards".into()));
+        }
+        self.apply_guards(new, &format!("user:{}", who.person.id))
+            .await
+    }
+
+    /// Changes the guards on behalf of `actor` (an admin, or the command line).
+    pub async fn apply_guards(&self, new: Guards, actor: &str) -> Result<Guards, Error> {
+        new.validate()
+            .map_err(|e| Error::invalid(e.field, e.detail))?;
+        let old = self.guards().await?;
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        for (key, value) in new.to_stored() {
+            rows::put_setting(&mut tx, key, &value, actor, now).await?;
+        }
+        audit::append(
+            &mut tx,
+            now,
+            actor,
+            "settings.changed",
+            None,
+            &json!({ "guards": { "from": old, "to": new } }),
+        )
+        .await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        self.guards_cache.put(now, new);
+        Ok(new)
+    }
+
+    /// The id of this agent's identical pending request, when requests collapse.
+    pub(crate) async fn collapsed_into(
+        &self,
+        guards: &Guards,
+        agent_id: &str,
+        action_hash: &str,
+        now: Millis,
+    ) -> Result<Option<String>, Error> {
+        if !guards.collapse_identical {
+            return Ok(None);
+        }
+        Ok(rows::pending_same(self.db.reader(), agent_id, action_hash, now).await?)
+    }
+
+    /// Refuses an action a person denied this agent within the cooldown; the error says when
+    /// it may ask again.
+    pub(crate) async fn check_cooldown(
+        &self,
+        guards: &Guards,
+        agent_id: &str,
+        action: &Value,
+        now: Millis,
+    ) -> Result<(), Error> {
+        if guards.deny_cooldown_seconds == 0 {
+            return Ok(());
+        }
+        let window = i64::from(guards.deny_cooldown_seconds) * 1000;
+        let key = action_key(action);
+        for (body, decided_at) in
+            rows::denied_by_people_since(self.db.reader(), agent_id, now - window).await?
+        {
+            let body: Value = serde_json::from_str(&body).map_err(Error::internal)?;
+            if body.get("action").is_some_and(|a| action_key(a) == key) {
+                let left = (decided_at + window - now).max(1000) / 1000;
+                return Err(Error::RateLimited {
+                    retry_after: u64::try_from(left).unwrap_or(1),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes that this person has the request's page open; returns how many milliseconds
+    /// remain before they may approve it.
+    pub(crate) async fn note_view(&self, who: &SignedIn, request_id: &str) -> Result<i64, Error> {
+        let guards = self.guards().await?;
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let first = rows::first_view(&mut tx, request_id, &who.person.id, now).await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok((first + i64::from(guards.approve_delay_ms) - now).max(0))
+    }
+
+    /// Refuses an approval started before the person had the request's page open for the
+    /// approve delay.
+    pub(crate) async fn check_approve_delay(
+        &self,
+        who: &SignedIn,
+        request_id: &str,
+    ) -> Result<(), Error> {
+        let delay = i64::from(self.guards().await?.approve_delay_ms);
+        if delay == 0 {
+            return Ok(());
+        }
+        let seen = rows::viewed_at(self.db.reader(), request_id, &who.person.id).await?;
+        match seen {
+            Some(at) if self.now() - at >= delay => Ok(()),
+            Some(_) => Err(Error::Conflict(
+                "take a moment to read the request: approving opens shortly after the page does"
+                    .into(),
+            )),
+            None => Err(Error::Conflict(
+                "open the request's page and read it before approving".into(),
+            )),
+        }
+    }
+}
+
+/// Whether this approver may be mailed about this request at `now`, given at most `per_minute`
+/// mails a minute; if so, the mail is counted. (A free function: mail goes out from a task of
+/// its own, after the request is committed.)
+pub(crate) async fn take_prompt(
+    db: &store::Db,
+    user_id: &str,
+    request_id: &str,
+    per_minute: u32,
+    now: Millis,
+) -> Result<bool, Error> {
+    let recent = rows::prompts_since(db.reader(), user_id, now - 60_000).await?;
+    if recent >= i64::from(per_minute) {
+        return Ok(false);
+    }
+    let mut tx = db.begin().await?;
+    rows::record_prompt(&mut tx, user_id, request_id, now).await?;
+    tx.commit().await.map_err(store::StoreError::from)?;
+    Ok(true)
+}
