@@ -333,6 +333,21 @@ pub struct InvitationOut {
     pub expires_at: i64,
 }
 
+/// The guards against approval fatigue, as admins set them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardSettings {
+    /// Requests one agent may have waiting for people.
+    pub max_pending_per_agent: u32,
+    /// Mails one approver gets per minute at most.
+    pub prompts_per_approver_per_minute: u32,
+    /// Seconds a denied action stays refused for the agent that asked (0: off).
+    pub deny_cooldown_seconds: u32,
+    /// Milliseconds from opening a request's page to being able to approve (0: off).
+    pub approve_delay_ms: u32,
+    /// Whether identical pending requests collapse into one.
+    pub collapse_identical: bool,
+}
+
 /// The server side of every server function. The server crate implements it and provides it
 /// (as `Arc<dyn Backend>`) in the Leptos context; each method authenticates the caller from the
 /// request parts (the session cookie) and authorises the call.
@@ -385,6 +400,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn remove_passkey(&self, req: &http::request::Parts, id: String) -> Result<(), AppError>;
     /// What an enrolment link is for.
     async fn enrolment(&self, token: String) -> Result<EnrolmentInfo, AppError>;
+    /// The guards in force (admins only).
+    async fn guards(&self, req: &http::request::Parts) -> Result<GuardSettings, AppError>;
+    /// Changes the guards (admins only).
+    async fn set_guards(
+        &self,
+        req: &http::request::Parts,
+        guards: GuardSettings,
+    ) -> Result<GuardSettings, AppError>;
     /// Invites someone (admins only).
     async fn invite(
         &self,
@@ -406,7 +429,7 @@ async fn backend() -> Result<(std::sync::Arc<dyn Backend>, http::request::Parts)
 
 /// Sets the HTTP status of a failed server function (or page render) to the error's.
 #[cfg(feature = "ssr")]
-fn with_status<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+pub(crate) fn with_status<T>(result: Result<T, AppError>) -> Result<T, AppError> {
     if let Err(e) = &result {
         if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
             res.set_status(
@@ -513,4 +536,18 @@ pub async fn invite(
 ) -> Result<InvitationOut, AppError> {
     let (b, p) = backend().await?;
     with_status(b.invite(&p, email, role, groups).await)
+}
+
+/// The guards in force (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/guards")]
+pub async fn guards() -> Result<GuardSettings, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.guards(&p).await)
+}
+
+/// Changes the guards (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/set_guards")]
+pub async fn set_guards(guards: GuardSettings) -> Result<GuardSettings, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.set_guards(&p, guards).await)
 }

@@ -89,6 +89,50 @@ async fn policy_apply_show_check_round_trip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guards_show_and_set_from_the_command_line() {
+    let (app, _alice, agent) = TestApp::with_alice(Backend::Sqlite).await;
+    let shown: serde_json::Value =
+        serde_json::from_str(&stdout(&cli(&app, &["guards", "show"]))).unwrap();
+    // The CLI reads the environment's defaults, not the test server's.
+    assert_eq!(shown["approve_delay_ms"], 1500);
+    assert_eq!(shown["max_pending_per_agent"], 100);
+    let set: serde_json::Value = serde_json::from_str(&stdout(&cli(
+        &app,
+        &[
+            "guards",
+            "set",
+            "--max-pending-per-agent",
+            "1",
+            "--approve-delay-ms",
+            "0",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(set["max_pending_per_agent"], 1);
+    assert_eq!(set["approve_delay_ms"], 0);
+    assert_eq!(
+        set["deny_cooldown_seconds"], shown["deny_cooldown_seconds"],
+        "others kept"
+    );
+    // The running server follows within its cache time.
+    app.clock
+        .advance_ms(countersign::service::guards::CACHE_MS + 1);
+    app.ask_id(&agent, &transfer("1.00")).await;
+    let r = app
+        .agent_post(&agent, "/api/v1/requests", &transfer("2.00"))
+        .await;
+    assert_eq!(r.status(), 429);
+    // Out of range: refused, naming the setting; nothing changes.
+    let refused = cli(&app, &["guards", "set", "--approve-delay-ms", "999999"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("approve_delay_ms"));
+    assert!(app
+        .all_audit_kinds()
+        .await
+        .contains(&"settings.changed".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agents_users_and_the_audit_chain_from_the_command_line() {
     let (app, _alice, _agent) = TestApp::with_alice(Backend::Sqlite).await;
     let created: Value = serde_json::from_str(&stdout(&cli(

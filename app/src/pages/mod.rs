@@ -5,6 +5,7 @@
 pub mod account;
 pub mod agents;
 pub mod enrol;
+pub mod guards;
 pub mod history;
 pub mod inbox;
 pub mod people;
@@ -31,6 +32,31 @@ pub fn failure(error: AppError) -> AnyView {
         view! { <Redirect path=format!("/sign-in?next={}", encode(&here))/> }.into_any()
     } else {
         view! { <ErrorBox error/> }.into_any()
+    }
+}
+
+/// Shows its children to admins only. Everyone else gets what the server functions behind the
+/// page would answer anyway: signed out, a redirect to sign in; an owner, 403.
+#[component]
+pub fn AdminOnly(children: ChildrenFn) -> impl IntoView {
+    let crate::Session(me) = expect_context::<crate::Session>();
+    let children = StoredValue::new(children);
+    view! {
+        <Suspense fallback=crate::ui::Loading>
+            {move || Suspend::new(async move {
+                let refused = match me.await {
+                    Ok(Some(v)) if v.role == "admin" => {
+                        return children.with_value(|c| c()).into_any();
+                    }
+                    Ok(Some(_)) => AppError::Forbidden("This page is for admins.".into()),
+                    Ok(None) => AppError::SignInRequired,
+                    Err(e) => e,
+                };
+                #[cfg(feature = "ssr")]
+                let _ = crate::api::with_status::<()>(Err(refused.clone()));
+                failure(refused)
+            })}
+        </Suspense>
     }
 }
 

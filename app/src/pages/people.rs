@@ -48,6 +48,7 @@ pub fn PeoplePage() -> impl IntoView {
 
     view! {
         <Title text="People"/>
+        <super::AdminOnly>
         <section class="page">
             <h1>"People"</h1>
             {move || sent.get().map(|inv| view! {
@@ -75,5 +76,6 @@ pub fn PeoplePage() -> impl IntoView {
                 {move || error.get().filter(|e| !matches!(e, AppError::Invalid { .. })).map(|e| view! { <ErrorBox error=e/> })}
             </form>
         </section>
+        </super::AdminOnly>
     }
 }

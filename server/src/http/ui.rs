@@ -7,8 +7,9 @@
 use std::sync::Arc;
 
 use app::api::{
-    AgentItem, AppError, Backend, Decided, EnrolmentInfo, EventRow, HistoryFilter, HistoryItem,
-    InboxItem, InvitationOut, NewAgent, PasskeyItem, Recent, RequestView, Risk, Shown, Viewer,
+    AgentItem, AppError, Backend, Decided, EnrolmentInfo, EventRow, GuardSettings, HistoryFilter,
+    HistoryItem, InboxItem, InvitationOut, NewAgent, PasskeyItem, Recent, RequestView, Risk, Shown,
+    Viewer,
 };
 use async_trait::async_trait;
 use axum::http::request::Parts;
@@ -16,6 +17,7 @@ use serde_json::Value;
 use tower_sessions::Session;
 
 use super::owner_api::signed_in;
+use crate::domain::guards::Guards;
 use crate::domain::risk;
 use crate::service::inbox::{self, deny_reasons};
 use crate::service::people::SignedIn;
@@ -116,6 +118,16 @@ fn text(v: &Value, pointer: &str) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Null => None,
         other => Some(other.to_string()),
+    }
+}
+
+fn to_settings(g: Guards) -> GuardSettings {
+    GuardSettings {
+        max_pending_per_agent: g.max_pending_per_agent,
+        prompts_per_approver_per_minute: g.prompts_per_approver_per_minute,
+        deny_cooldown_seconds: g.deny_cooldown_seconds,
+        approve_delay_ms: g.approve_delay_ms,
+        collapse_identical: g.collapse_identical,
     }
 }
 
@@ -358,6 +370,26 @@ impl Backend for UiBackend {
             role: info.role,
             expires_at: info.expires_at,
         })
+    }
+
+    async fn guards(&self, req: &Parts) -> Result<GuardSettings, AppError> {
+        let who = self.who(req).await?;
+        if who.person.role != "admin" {
+            return Err(AppError::Forbidden("only admins can see the guards".into()));
+        }
+        Ok(to_settings(self.core.guards().await?))
+    }
+
+    async fn set_guards(&self, req: &Parts, g: GuardSettings) -> Result<GuardSettings, AppError> {
+        let who = self.who(req).await?;
+        let new = Guards {
+            max_pending_per_agent: g.max_pending_per_agent,
+            prompts_per_approver_per_minute: g.prompts_per_approver_per_minute,
+            deny_cooldown_seconds: g.deny_cooldown_seconds,
+            approve_delay_ms: g.approve_delay_ms,
+            collapse_identical: g.collapse_identical,
+        };
+        Ok(to_settings(self.core.set_guards(&who, new).await?))
     }
 
     async fn invite(

@@ -1,0 +1,122 @@
+//! Guards against approval fatigue (admins): the pending cap, mails per approver per minute,
+//! the cooldown after a denial, collapsing identical requests, and the approve delay. The
+//! server enforces them; this page only sets them.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use super::failure;
+use crate::api::{guards, set_guards, AppError, GuardSettings};
+use crate::ui::{ErrorBox, Loading};
+
+/// `/admin/guards`
+#[component]
+pub fn GuardsPage() -> impl IntoView {
+    let current = Resource::new(|| (), |_| guards());
+    view! {
+        <Title text="Guards"/>
+        <super::AdminOnly>
+        <section class="page">
+            <h1>"Guards against approval fatigue"</h1>
+            <p class="hint">"People asked too often stop reading. These keep the asking sparse; the server enforces them for every agent."</p>
+            <Suspense fallback=Loading>
+                {move || Suspend::new(async move {
+                    match current.await {
+                        Ok(g) => view! { <GuardsForm initial=g/> }.into_any(),
+                        Err(e) => failure(e),
+                    }
+                })}
+            </Suspense>
+        </section>
+        </super::AdminOnly>
+    }
+}
+
+#[component]
+fn GuardsForm(initial: GuardSettings) -> impl IntoView {
+    let pending = RwSignal::new(initial.max_pending_per_agent.to_string());
+    let prompts = RwSignal::new(initial.prompts_per_approver_per_minute.to_string());
+    let cooldown = RwSignal::new(initial.deny_cooldown_seconds.to_string());
+    let delay = RwSignal::new(initial.approve_delay_ms.to_string());
+    let collapse = RwSignal::new(initial.collapse_identical);
+    let error = RwSignal::new(None::<AppError>);
+    let saved = RwSignal::new(false);
+    let busy = RwSignal::new(false);
+
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        error.set(None);
+        saved.set(false);
+        let number = |field: &str, s: RwSignal<String>| {
+            s.get_untracked()
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| AppError::Invalid {
+                    field: field.to_string(),
+                    message: "a whole number, 0 or more".into(),
+                })
+        };
+        let parsed = (|| {
+            Ok(GuardSettings {
+                max_pending_per_agent: number("max_pending_per_agent", pending)?,
+                prompts_per_approver_per_minute: number(
+                    "prompts_per_approver_per_minute",
+                    prompts,
+                )?,
+                deny_cooldown_seconds: number("deny_cooldown_seconds", cooldown)?,
+                approve_delay_ms: number("approve_delay_ms", delay)?,
+                collapse_identical: collapse.get_untracked(),
+            })
+        })();
+        let new = match parsed {
+            Ok(g) => g,
+            Err(e) => {
+                error.set(Some(e));
+                return;
+            }
+        };
+        busy.set(true);
+        leptos::task::spawn_local(async move {
+            match set_guards(new).await {
+                Ok(_) => saved.set(true),
+                Err(e) => error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    let field = move |name: &'static str| {
+        move || {
+            error
+                .get()
+                .and_then(|e| e.for_field(name))
+                .map(|m| view! { <p class="field-error">{m}</p> })
+        }
+    };
+
+    view! {
+        <form class="card" on:submit=submit>
+            <label for="max_pending_per_agent">"Requests one agent may have waiting"</label>
+            <input id="max_pending_per_agent" inputmode="numeric" bind:value=pending/>
+            {field("max_pending_per_agent")}
+            <label for="prompts_per_approver_per_minute">"Mails per approver per minute"</label>
+            <input id="prompts_per_approver_per_minute" inputmode="numeric" bind:value=prompts/>
+            <p class="hint">"More requests than this wait in the inbox without a mail."</p>
+            {field("prompts_per_approver_per_minute")}
+            <label for="deny_cooldown_seconds">"Cooldown after a denial (seconds, 0 = off)"</label>
+            <input id="deny_cooldown_seconds" inputmode="numeric" bind:value=cooldown/>
+            <p class="hint">"The same agent asking for the same action again is refused this long."</p>
+            {field("deny_cooldown_seconds")}
+            <label for="approve_delay_ms">"Approve delay (milliseconds, 0 = off)"</label>
+            <input id="approve_delay_ms" inputmode="numeric" bind:value=delay/>
+            <p class="hint">"Approving opens only this long after the request's page does."</p>
+            {field("approve_delay_ms")}
+            <label class="check">
+                <input type="checkbox" bind:checked=collapse/>
+                " Collapse identical pending requests of an agent into one"
+            </label>
+            <button class="primary" type="submit" disabled=move || busy.get()>"Save"</button>
+            {move || saved.get().then(|| view! { <p class="outcome" role="status">"Saved. Every replica applies it within 2 seconds."</p> })}
+            {move || error.get().filter(|e| !matches!(e, AppError::Invalid { .. })).map(|e| view! { <ErrorBox error=e/> })}
+        </form>
+    }
+}
