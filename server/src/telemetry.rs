@@ -62,6 +62,9 @@ pub struct MailCounters {
     pub failed: AtomicU64,
     /// Dropped before any attempt: the queue was full.
     pub dropped: AtomicU64,
+    /// Not sent because the approver had had their mails for the minute (the request waits in
+    /// their inbox).
+    pub held: AtomicU64,
     /// Attempts the SMTP server did not take (each retry that follows one counts again).
     pub failed_attempts: AtomicU64,
 }
@@ -205,6 +208,7 @@ impl Metrics {
             ("logged", &self.mail.logged),
             ("failed", &self.mail.failed),
             ("dropped", &self.mail.dropped),
+            ("held", &self.mail.held),
         ] {
             let _ = writeln!(
                 out,

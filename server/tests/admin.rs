@@ -60,12 +60,7 @@ async fn admins_change_the_guards_from_the_browser(backend: Backend) {
     let (app, mut alice, _agent) = TestApp::with_alice(backend).await;
     let r = alice.server_fn(&app.http, "admin/set_guards", GUARDS).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let g: Value = alice
-        .server_fn(&app.http, "admin/guards", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let g: Value = alice.server_json(&app.http, "admin/guards", &[]).await;
     assert_eq!(g["max_pending_per_agent"], 3);
     assert_eq!(g["approve_delay_ms"], 2000);
     let mut bad = GUARDS.to_vec();

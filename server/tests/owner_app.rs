@@ -96,19 +96,11 @@ async fn other_owners_see_nothing_and_owners_are_not_admins(backend: Backend) {
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "another owner's request");
 
-    let inbox: Vec<Value> = bob
-        .server_fn(&app.http, "inbox", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let inbox: Vec<Value> =
+        serde_json::from_value(bob.server_json(&app.http, "inbox", &[]).await).unwrap();
     assert!(inbox.is_empty(), "bob's inbox: {inbox:?}");
-    let inbox: Vec<Value> = alice
-        .server_fn(&app.http, "inbox", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let inbox: Vec<Value> =
+        serde_json::from_value(alice.server_json(&app.http, "inbox", &[]).await).unwrap();
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0]["id"], id);
 
@@ -129,19 +121,11 @@ async fn other_owners_see_nothing_and_owners_are_not_admins(backend: Backend) {
         .await;
     assert_eq!(r.status(), StatusCode::OK, "the agent still works");
 
-    let agents: Vec<Value> = bob
-        .server_fn(&app.http, "my_agents", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let agents: Vec<Value> =
+        serde_json::from_value(bob.server_json(&app.http, "my_agents", &[]).await).unwrap();
     assert!(agents.is_empty());
-    let history: Vec<Value> = bob
-        .server_fn(&app.http, "history", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let history: Vec<Value> =
+        serde_json::from_value(bob.server_json(&app.http, "history", &[]).await).unwrap();
     assert!(history.is_empty());
 
     let r = bob
@@ -168,11 +152,8 @@ async fn owners_manage_their_agents(backend: Backend) {
     assert_eq!(body["Invalid"]["field"], "name");
 
     let created: Value = alice
-        .server_fn(&app.http, "create_agent", &[("name", "deploy-bot")])
-        .await
-        .json()
-        .await
-        .unwrap();
+        .server_json(&app.http, "create_agent", &[("name", "deploy-bot")])
+        .await;
     let key = created["api_key"].as_str().unwrap();
     assert!(key.starts_with("cs_agent_"));
     let agent = common::Agent {
@@ -181,12 +162,8 @@ async fn owners_manage_their_agents(backend: Backend) {
     };
     let id = app.ask_id(&agent, &transfer("10.00")).await;
 
-    let list: Vec<Value> = alice
-        .server_fn(&app.http, "my_agents", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> =
+        serde_json::from_value(alice.server_json(&app.http, "my_agents", &[]).await).unwrap();
     let row = list.iter().find(|a| a["id"] == agent.id).unwrap();
     assert_eq!(row["name"], "deploy-bot");
     assert!(row.get("api_key").is_none(), "the key is never listed");
@@ -232,11 +209,8 @@ async fn the_request_page_renders_on_the_server_with_agent_text_inert(backend: B
     assert!(html.contains("First time this agent asks to payments.transfer"));
     assert!(html.contains("deep"), "nested parameters are rendered");
     let page: Value = alice
-        .server_fn(&app.http, "request_page", &[("id", &id)])
-        .await
-        .json()
-        .await
-        .unwrap();
+        .server_json(&app.http, "request_page", &[("id", &id)])
+        .await;
     let hash = page["display_hash"].as_str().unwrap();
     assert!(
         html.contains(hash),
@@ -283,11 +257,8 @@ async fn a_decision_on_a_stale_page_is_refused(backend: Backend) {
         .await;
     common::problem(r, StatusCode::CONFLICT, "conflict").await;
     let page: Value = alice
-        .server_fn(&app.http, "request_page", &[("id", &id)])
-        .await
-        .json()
-        .await
-        .unwrap();
+        .server_json(&app.http, "request_page", &[("id", &id)])
+        .await;
     let r = alice
         .decide(
             &app.http,
@@ -337,23 +308,15 @@ async fn the_inbox_hears_of_new_and_decided_requests(backend: Backend) {
         .unwrap()
         .unwrap();
     assert!(String::from_utf8_lossy(&chunk).contains("data: changed"));
-    let inbox: Vec<Value> = alice
-        .server_fn(&app.http, "inbox", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let inbox: Vec<Value> =
+        serde_json::from_value(alice.server_json(&app.http, "inbox", &[]).await).unwrap();
     assert!(inbox.is_empty(), "decided requests leave the inbox");
 }
 
 async fn people_manage_their_passkeys_but_never_remove_the_last(backend: Backend) {
     let (app, mut alice, _agent) = TestApp::with_alice(backend).await;
-    let keys: Vec<Value> = alice
-        .server_fn(&app.http, "passkeys", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let keys: Vec<Value> =
+        serde_json::from_value(alice.server_json(&app.http, "passkeys", &[]).await).unwrap();
     assert_eq!(keys.len(), 1);
     let first = keys[0]["id"].as_str().unwrap().to_string();
     let r = alice
@@ -388,12 +351,8 @@ async fn people_manage_their_passkeys_but_never_remove_the_last(backend: Backend
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let keys: Vec<Value> = alice
-        .server_fn(&app.http, "passkeys", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let keys: Vec<Value> =
+        serde_json::from_value(alice.server_json(&app.http, "passkeys", &[]).await).unwrap();
     assert_eq!(keys.len(), 2);
     let second = keys.iter().find(|k| k["name"] == "Phone").unwrap()["id"]
         .as_str()
@@ -412,12 +371,8 @@ async fn people_manage_their_passkeys_but_never_remove_the_last(backend: Backend
         .server_fn(&app.http, "remove_passkey", &[("id", &first)])
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let keys: Vec<Value> = alice
-        .server_fn(&app.http, "passkeys", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let keys: Vec<Value> =
+        serde_json::from_value(alice.server_json(&app.http, "passkeys", &[]).await).unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["name"], "Work phone");
 
@@ -447,11 +402,8 @@ async fn enrolment_links_describe_themselves_once(backend: Backend) {
     let token = invite.link.expose().rsplit('/').next().unwrap().to_string();
     let mut stranger = app.stranger();
     let info: Value = stranger
-        .server_fn(&app.http, "enrolment", &[("token", &token)])
-        .await
-        .json()
-        .await
-        .unwrap();
+        .server_json(&app.http, "enrolment", &[("token", &token)])
+        .await;
     assert_eq!(info["email"], "carol@example.com");
     assert_eq!(info["role"], "owner");
     let r = stranger

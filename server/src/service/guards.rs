@@ -157,7 +157,8 @@ impl Countersign {
 }
 
 /// Whether this approver may be mailed about this request at `now`, given at most `per_minute`
-/// mails a minute; if so, the mail is counted. (A free function: mail goes out from a task of
+/// mails a minute; if so, the mail is counted. Like the pending cap it is a guard, not an
+/// accounting limit: requests arriving at the same instant may overshoot it by a few. (A free function: mail goes out from a task of
 /// its own, after the request is committed.)
 pub(crate) async fn take_prompt(
     db: &store::Db,

@@ -58,6 +58,7 @@ impl Countersign {
             }
         };
         let now = self.now();
+        let counters = self.metrics.mail.clone();
         let db = self.db.clone();
         let mailer = self.mailer.clone();
         let issuer = self.issuer();
@@ -87,7 +88,8 @@ impl Countersign {
                                 person,
                             )),
                             Ok(false) => {
-                                tracing::info!(request_id = %request.id, to = %person.email, "prompt limit reached: the request waits in the inbox, unmailed")
+                                crate::telemetry::bump(&counters.held);
+                                tracing::info!(request_id = %request.id, to = %person.email, "prompt limit reached: the request waits in the inbox, unmailed");
                             }
                             Err(error) => {
                                 tracing::warn!(request_id = %request.id, error = ?error, "could not count prompts; not mailing")

@@ -501,6 +501,15 @@ impl Person {
         r
     }
 
+    /// Calls a server function that must succeed and returns its JSON answer.
+    pub async fn server_json(&mut self, http: &Client, name: &str, args: &[(&str, &str)]) -> Value {
+        let r = self.server_fn(http, name, args).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{name}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
     /// Starts a decision; returns the start response (status checked by the caller).
     pub async fn start_decision(
         &mut self,
