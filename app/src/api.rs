@@ -348,6 +348,32 @@ pub struct GuardSettings {
     pub collapse_identical: bool,
 }
 
+/// One line of a diff: `op` is `same`, `removed` or `added`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffLine {
+    /// `same`, `removed` or `added`.
+    pub op: String,
+    /// The line.
+    pub line: String,
+}
+
+/// One applied policy version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyVersionItem {
+    /// 1, 2, 3…
+    pub version: i64,
+    /// Its hash.
+    pub hash: String,
+    /// Who applied it.
+    pub applied_by: String,
+    /// Unix ms.
+    pub applied_at: i64,
+    /// Its file against the version before it.
+    pub diff: Vec<DiffLine>,
+    /// Whether it is in force.
+    pub active: bool,
+}
+
 /// The server side of every server function. The server crate implements it and provides it
 /// (as `Arc<dyn Backend>`) in the Leptos context; each method authenticates the caller from the
 /// request parts (the session cookie) and authorises the call.
@@ -408,6 +434,17 @@ pub trait Backend: Send + Sync + 'static {
         req: &http::request::Parts,
         guards: GuardSettings,
     ) -> Result<GuardSettings, AppError>;
+    /// Every policy version with its diff (admins only).
+    async fn policy_history(
+        &self,
+        req: &http::request::Parts,
+    ) -> Result<Vec<PolicyVersionItem>, AppError>;
+    /// Makes an earlier version active again, as a new version (admins only).
+    async fn rollback_policy(
+        &self,
+        req: &http::request::Parts,
+        version: i64,
+    ) -> Result<i64, AppError>;
     /// Invites someone (admins only).
     async fn invite(
         &self,
@@ -550,4 +587,18 @@ pub async fn guards() -> Result<GuardSettings, AppError> {
 pub async fn set_guards(guards: GuardSettings) -> Result<GuardSettings, AppError> {
     let (b, p) = backend().await?;
     with_status(b.set_guards(&p, guards).await)
+}
+
+/// Every policy version with its diff (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/policy_history")]
+pub async fn policy_history() -> Result<Vec<PolicyVersionItem>, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.policy_history(&p).await)
+}
+
+/// Makes an earlier version active again; returns the new version's number (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/rollback_policy")]
+pub async fn rollback_policy(version: i64) -> Result<i64, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.rollback_policy(&p, version).await)
 }

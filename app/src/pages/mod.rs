@@ -9,6 +9,7 @@ pub mod guards;
 pub mod history;
 pub mod inbox;
 pub mod people;
+pub mod policy;
 pub mod request;
 pub mod sign_in;
 

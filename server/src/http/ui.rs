@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use app::api::{
-    AgentItem, AppError, Backend, Decided, EnrolmentInfo, EventRow, GuardSettings, HistoryFilter,
-    HistoryItem, InboxItem, InvitationOut, NewAgent, PasskeyItem, Recent, RequestView, Risk, Shown,
-    Viewer,
+    AgentItem, AppError, Backend, Decided, DiffLine, EnrolmentInfo, EventRow, GuardSettings,
+    HistoryFilter, HistoryItem, InboxItem, InvitationOut, NewAgent, PasskeyItem, PolicyVersionItem,
+    Recent, RequestView, Risk, Shown, Viewer,
 };
 use async_trait::async_trait;
 use axum::http::request::Parts;
@@ -17,6 +17,7 @@ use serde_json::Value;
 use tower_sessions::Session;
 
 use super::owner_api::signed_in;
+use crate::domain::diff;
 use crate::domain::guards::Guards;
 use crate::domain::risk;
 use crate::service::inbox::{self, deny_reasons};
@@ -390,6 +391,43 @@ impl Backend for UiBackend {
             collapse_identical: g.collapse_identical,
         };
         Ok(to_settings(self.core.set_guards(&who, new).await?))
+    }
+
+    async fn policy_history(&self, req: &Parts) -> Result<Vec<PolicyVersionItem>, AppError> {
+        let who = self.who(req).await?;
+        Ok(self
+            .core
+            .policy_history(&who)
+            .await?
+            .into_iter()
+            .map(|v| PolicyVersionItem {
+                version: v.version,
+                hash: v.hash,
+                applied_by: v.applied_by,
+                applied_at: v.applied_at,
+                diff: v
+                    .diff
+                    .into_iter()
+                    .map(|l| {
+                        let (op, line) = match l {
+                            diff::Line::Same(s) => ("same", s),
+                            diff::Line::Removed(s) => ("removed", s),
+                            diff::Line::Added(s) => ("added", s),
+                        };
+                        DiffLine {
+                            op: op.into(),
+                            line,
+                        }
+                    })
+                    .collect(),
+                active: v.active,
+            })
+            .collect())
+    }
+
+    async fn rollback_policy(&self, req: &Parts, version: i64) -> Result<i64, AppError> {
+        let who = self.who(req).await?;
+        Ok(self.core.rollback_policy(&who, version).await?.0)
     }
 
     async fn invite(

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
+use super::people::SignedIn;
 use super::{Countersign, Error};
+use crate::domain::diff;
 use crate::domain::intake::{parse_new_request, Limits};
 use crate::domain::policy::{Policy, PolicyDecision, PolicyInput};
 use crate::store::{self, audit, policies};
@@ -119,6 +121,73 @@ impl Countersign {
             .await?
             .map(|p| p.source)
             .unwrap_or_else(|| Policy::default().to_toml()))
+    }
+}
+
+/// One applied policy version, with what it changed.
+#[derive(Debug, Clone)]
+pub struct PolicyVersion {
+    /// 1, 2, 3…
+    pub version: i64,
+    /// Its hash.
+    pub hash: String,
+    /// Who applied it (`user:<id>`, `cli`).
+    pub applied_by: String,
+    /// When (unix ms).
+    pub applied_at: i64,
+    /// Its file against the version before it (the first against the built-in default).
+    pub diff: Vec<diff::Line>,
+    /// Whether it is the one in force.
+    pub active: bool,
+}
+
+impl Countersign {
+    /// Every policy version, newest first, each with its diff (admins only).
+    pub async fn policy_history(&self, who: &SignedIn) -> Result<Vec<PolicyVersion>, Error> {
+        require_admin(who)?;
+        let rows = policies::history(self.db.reader()).await?;
+        let default = Policy::default().to_toml();
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let before = rows
+                .get(i + 1)
+                .map(|r| r.source.as_str())
+                .unwrap_or(&default);
+            out.push(PolicyVersion {
+                version: row.version,
+                hash: row.hash.clone(),
+                applied_by: row.applied_by.clone(),
+                applied_at: row.applied_at,
+                diff: diff::lines(before, &row.source),
+                active: i == 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Makes an earlier version the active one again, as a new version (admins only): history
+    /// is never rewritten, so the rollback itself is on record.
+    pub async fn rollback_policy(
+        &self,
+        who: &SignedIn,
+        version: i64,
+    ) -> Result<(i64, String), Error> {
+        require_admin(who)?;
+        let rows = policies::history(self.db.reader()).await?;
+        let old = rows
+            .iter()
+            .find(|r| r.version == version)
+            .ok_or_else(|| Error::NotFound(format!("no policy version {version}")))?;
+        self.apply_policy(&old.source, &format!("user:{}", who.person.id))
+            .await
+    }
+}
+
+fn require_admin(who: &SignedIn) -> Result<(), Error> {
+    if who.person.role == "admin" {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("only admins can manage the policy".into()))
     }
 }
 
