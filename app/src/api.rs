@@ -374,6 +374,360 @@ pub struct PolicyVersionItem {
     pub active: bool,
 }
 
+// --- agents admin ---
+
+/// One agent in the admins' list of every agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminAgentItem {
+    /// Agent id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Its owner's e-mail.
+    pub owner_email: String,
+    /// Its owner's display name.
+    pub owner_name: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// `api_key` or `public_key`.
+    pub key_type: String,
+    /// RFC 7638 thumbprint of its public key (key-bound agents).
+    pub jkt: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms of its last request, if any.
+    pub last_seen_at: Option<i64>,
+    /// Its requests waiting for people.
+    pub pending_requests: i64,
+}
+
+/// What suspending or resuming an agent did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatusOut {
+    /// Its status now: `active` or `suspended`.
+    pub status: String,
+    /// False when it already had that status.
+    pub changed: bool,
+    /// Pending requests cancelled.
+    pub cancelled_requests: u64,
+    /// Outstanding grants revoked.
+    pub revoked_grants: u64,
+}
+
+/// An agent's new API key, shown once.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotatedKeyOut {
+    /// Agent id.
+    pub id: String,
+    /// The new key: shown now, never again. The old one no longer works.
+    pub api_key: String,
+    /// Unredeemed grants revoked with the change.
+    pub revoked_grants: u64,
+}
+
+/// Never prints the key (it could end up in a log).
+impl std::fmt::Debug for RotatedKeyOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatedKeyOut")
+            .field("id", &self.id)
+            .field("api_key", &"<redacted>")
+            .field("revoked_grants", &self.revoked_grants)
+            .finish()
+    }
+}
+
+/// An agent's newly registered public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentKeyOut {
+    /// Agent id.
+    pub id: String,
+    /// RFC 7638 thumbprint of the key.
+    pub jkt: String,
+    /// Unredeemed grants revoked with the change.
+    pub revoked_grants: u64,
+}
+
+// --- audit ---
+
+/// Audit filters, as in the page's URL; empty strings mean "any". Every field may be left
+/// out of a call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditFilter {
+    /// A request id.
+    pub request: String,
+    /// An agent id.
+    pub agent: String,
+    /// A person's user id (events they caused).
+    pub person: String,
+    /// An event kind, e.g. `grant.issued`.
+    pub kind: String,
+    /// From (UTC): `2024-05-01` or `2024-05-01T13:45`.
+    pub from: String,
+    /// To (UTC), including the day or minute given.
+    pub to: String,
+    /// Only events older than this position on the chain (0: the newest).
+    pub before: i64,
+}
+
+/// Whether the audit chain checks out, recomputed end to end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainStatus {
+    /// Every event checks out.
+    pub intact: bool,
+    /// Events checked (when intact).
+    pub events: i64,
+    /// The head hash (when intact).
+    pub head: String,
+    /// The first event that does not check out.
+    pub broken_seq: Option<i64>,
+    /// What is wrong with it.
+    pub reason: Option<String>,
+}
+
+/// One row of the audit list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEventItem {
+    /// Position on the chain.
+    pub seq: i64,
+    /// Unix ms.
+    pub at: i64,
+    /// E.g. `approval.recorded`.
+    pub kind: String,
+    /// As recorded: `user:<id>`, `agent:<id>`, `system`…
+    pub actor: String,
+    /// The request it belongs to.
+    pub request_id: Option<String>,
+    /// The agent it concerns.
+    pub agent_id: Option<String>,
+    /// That agent's name, if it still exists.
+    pub agent_name: Option<String>,
+    /// The person who caused it.
+    pub person_id: Option<String>,
+    /// Their name, if they still exist.
+    pub person_name: Option<String>,
+}
+
+/// One page of the audit list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditListing {
+    /// Newest first.
+    pub events: Vec<AuditEventItem>,
+    /// The `before` of the next, older page, when there is one.
+    pub older: Option<i64>,
+    /// The whole chain's state.
+    pub chain: ChainStatus,
+}
+
+/// A labelled value of a timeline step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFact {
+    /// Stable name, e.g. `display_hash`.
+    pub key: String,
+    /// What a person reads.
+    pub label: String,
+    /// The value (times in RFC 3339).
+    pub value: String,
+    /// For times, unix ms.
+    pub at: Option<i64>,
+}
+
+/// One step of a request's evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditStep {
+    /// The event's position on the chain.
+    pub seq: i64,
+    /// Unix ms.
+    pub at: i64,
+    /// The event's kind.
+    pub kind: String,
+    /// E.g. "Approval".
+    pub title: String,
+    /// Who caused it, in words.
+    pub actor: String,
+    /// What a reader needs, in order.
+    pub facts: Vec<AuditFact>,
+    /// The event's hash.
+    pub hash: String,
+    /// The event's data exactly as stored.
+    pub evidence: Value,
+}
+
+/// One request's evidence as a timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditTimeline {
+    /// The request.
+    pub request_id: String,
+    /// Its status now, if known.
+    pub status: Option<String>,
+    /// Intent, policy decision, approvals, grant, redemption, outcome…
+    pub steps: Vec<AuditStep>,
+    /// The whole chain's state.
+    pub chain: ChainStatus,
+}
+
+// --- people admin ---
+
+/// A person on the admins' people page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonItem {
+    /// Their id.
+    pub id: String,
+    /// Their e-mail.
+    pub email: String,
+    /// Their display name.
+    pub name: String,
+    /// `owner` or `admin`.
+    pub role: String,
+    /// Their groups.
+    pub groups: Vec<String>,
+    /// False once deactivated.
+    pub active: bool,
+    /// When they enrolled (unix ms).
+    pub created_at: i64,
+    /// When they last signed in.
+    pub last_sign_in_at: Option<i64>,
+    /// Their passkeys.
+    pub passkeys: Vec<PersonPasskey>,
+}
+
+/// One of a person's passkeys, as admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonPasskey {
+    /// Its name.
+    pub name: String,
+    /// When it was registered.
+    pub created_at: i64,
+    /// When it last signed something.
+    pub last_used_at: Option<i64>,
+}
+
+// --- policy editor ---
+
+/// One rule in the policy editor, every field as typed (empty: not set; lists
+/// comma-separated). The server reads it into the policy model and names each bad field.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RuleDraft {
+    /// Its id.
+    pub id: String,
+    /// What it is for.
+    pub description: String,
+    /// Glob on the action type.
+    pub action: String,
+    /// Glob on the target.
+    pub target: String,
+    /// Environments, comma-separated.
+    pub environment: String,
+    /// Data sensitivity levels.
+    pub data_sensitivity: Vec<String>,
+    /// Currency of the amount band.
+    pub amount_currency: String,
+    /// The amount must be at least this.
+    pub amount_at_least: String,
+    /// The amount must be below this.
+    pub amount_below: String,
+    /// `allow`, `require` or `deny`.
+    pub outcome: String,
+    /// Distinct approvals needed.
+    pub approvals: String,
+    /// `owner`, `admins`, `group:<name>`, comma-separated.
+    pub approvers: String,
+    /// At least one approval from each source.
+    pub all_groups: bool,
+    /// The agent's owner's approval does not count.
+    pub exclude_owner: bool,
+    /// Seconds the request waits.
+    pub request_ttl_seconds: String,
+    /// Seconds the grant lives.
+    pub grant_ttl_seconds: String,
+    /// Why it is refused (deny).
+    pub reason: String,
+}
+
+/// What the policy editor opens with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditablePolicy {
+    /// The version in force, sent back on apply.
+    pub version: i64,
+    /// Its rules.
+    pub rules: Vec<RuleDraft>,
+    /// Recent real requests to try the draft on: (id, label).
+    pub recent: Vec<(String, String)>,
+}
+
+/// A request typed into the editor to try the draft on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SampleDraft {
+    /// Action type.
+    pub action_type: String,
+    /// Target.
+    pub target: String,
+    /// Environment.
+    pub environment: String,
+    /// Data sensitivity.
+    pub data_sensitivity: String,
+    /// Amount.
+    pub amount: String,
+    /// Currency.
+    pub currency: String,
+}
+
+/// A draft to check: its rules and, optionally, a request to dry-run (a sample, or a recent
+/// request's id).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DraftCheck {
+    /// The rules.
+    pub rules: Vec<RuleDraft>,
+    /// A typed-in request.
+    pub sample: Option<SampleDraft>,
+    /// Or a recent request's id.
+    pub recent: Option<String>,
+}
+
+/// A problem with one field of one rule (`rule`: zero-based position).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldNote {
+    /// Which rule.
+    pub rule: Option<usize>,
+    /// Which field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What the draft would decide for one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRun {
+    /// Which request.
+    pub request: String,
+    /// The deciding rule (`default` when none matched).
+    pub rule_id: String,
+    /// `allow`, `require` or `deny`.
+    pub outcome: String,
+    /// Approvals needed.
+    pub approvals: u32,
+    /// The decision's explanation.
+    pub explanation: String,
+    /// Rules checked first, and why each did not match: (rule id, why).
+    pub passed_over: Vec<(String, String)>,
+}
+
+/// The draft checked.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DraftPreview {
+    /// Problems next to their fields; empty when the draft is valid.
+    pub problems: Vec<FieldNote>,
+    /// The draft as a policy file.
+    pub text: String,
+    /// That file against the active one.
+    pub diff: Vec<DiffLine>,
+    /// The dry run, when asked for.
+    pub dry_run: Option<DryRun>,
+}
+
 /// The server side of every server function. The server crate implements it and provides it
 /// (as `Arc<dyn Backend>`) in the Leptos context; each method authenticates the caller from the
 /// request parts (the session cookie) and authorises the call.
@@ -453,6 +807,79 @@ pub trait Backend: Send + Sync + 'static {
         role: String,
         groups: String,
     ) -> Result<InvitationOut, AppError>;
+    // --- agents admin ---
+    /// Every agent with its owner (admins only).
+    async fn admin_agents(
+        &self,
+        req: &http::request::Parts,
+    ) -> Result<Vec<AdminAgentItem>, AppError>;
+    /// Suspends or resumes any agent (admins only).
+    async fn admin_agent_status(
+        &self,
+        req: &http::request::Parts,
+        id: String,
+        active: bool,
+    ) -> Result<AgentStatusOut, AppError>;
+    /// Gives an agent a new API key, retiring its old credential (admins only).
+    async fn admin_rotate_agent_key(
+        &self,
+        req: &http::request::Parts,
+        id: String,
+    ) -> Result<RotatedKeyOut, AppError>;
+    /// Registers or replaces an agent's Ed25519 public key, retiring its API key (admins only).
+    async fn admin_set_agent_key(
+        &self,
+        req: &http::request::Parts,
+        id: String,
+        jwk: String,
+    ) -> Result<AgentKeyOut, AppError>;
+    // --- audit ---
+    /// Searches the audit trail (admins only).
+    async fn audit(
+        &self,
+        req: &http::request::Parts,
+        filter: AuditFilter,
+    ) -> Result<AuditListing, AppError>;
+    /// One request's evidence as a timeline (admins only).
+    async fn audit_request(
+        &self,
+        req: &http::request::Parts,
+        id: String,
+    ) -> Result<AuditTimeline, AppError>;
+    // --- people admin ---
+    /// Everyone, with passkeys and last sign-in (admins only).
+    async fn people(&self, req: &http::request::Parts) -> Result<Vec<PersonItem>, AppError>;
+    /// Sets someone's role and groups (admins only).
+    async fn update_person(
+        &self,
+        req: &http::request::Parts,
+        id: String,
+        role: String,
+        groups: String,
+    ) -> Result<PersonItem, AppError>;
+    /// Deactivates or reactivates someone (admins only).
+    async fn set_person_active(
+        &self,
+        req: &http::request::Parts,
+        id: String,
+        active: bool,
+    ) -> Result<(), AppError>;
+    // --- policy editor ---
+    /// The active policy as editable rules (admins only).
+    async fn policy_editor(&self, req: &http::request::Parts) -> Result<EditablePolicy, AppError>;
+    /// Checks a draft: problems, file, diff, dry run (admins only).
+    async fn preview_policy(
+        &self,
+        req: &http::request::Parts,
+        draft: DraftCheck,
+    ) -> Result<DraftPreview, AppError>;
+    /// Applies a draft as a new version (admins only).
+    async fn apply_policy_draft(
+        &self,
+        req: &http::request::Parts,
+        base_version: i64,
+        rules: Vec<RuleDraft>,
+    ) -> Result<i64, AppError>;
 }
 
 #[cfg(feature = "ssr")]
@@ -601,4 +1028,104 @@ pub async fn policy_history() -> Result<Vec<PolicyVersionItem>, AppError> {
 pub async fn rollback_policy(version: i64) -> Result<i64, AppError> {
     let (b, p) = backend().await?;
     with_status(b.rollback_policy(&p, version).await)
+}
+
+// --- agents admin ---
+
+/// Every agent with its owner, status, key type and last activity (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/agents")]
+pub async fn admin_agents() -> Result<Vec<AdminAgentItem>, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.admin_agents(&p).await)
+}
+
+/// Suspends (`active = false`) or resumes any agent (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/agent_status")]
+pub async fn admin_agent_status(id: String, active: bool) -> Result<AgentStatusOut, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.admin_agent_status(&p, id, active).await)
+}
+
+/// Gives an agent a new API key, shown once; the old credential stops working (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/rotate_agent_key")]
+pub async fn admin_rotate_agent_key(id: String) -> Result<RotatedKeyOut, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.admin_rotate_agent_key(&p, id).await)
+}
+
+/// Registers or replaces an agent's Ed25519 public key (a JWK); its API key stops working
+/// (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/set_agent_key")]
+pub async fn admin_set_agent_key(id: String, jwk: String) -> Result<AgentKeyOut, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.admin_set_agent_key(&p, id, jwk).await)
+}
+
+// --- audit ---
+
+/// Searches the audit trail, newest first, with the chain's verification (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/audit")]
+pub async fn audit_events(
+    #[server(default)] filter: AuditFilter,
+) -> Result<AuditListing, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.audit(&p, filter).await)
+}
+
+/// One request's evidence as a timeline, with the chain's verification (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/audit_request")]
+pub async fn audit_request(id: String) -> Result<AuditTimeline, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.audit_request(&p, id).await)
+}
+
+// --- people admin ---
+
+/// Everyone (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/people")]
+pub async fn people() -> Result<Vec<PersonItem>, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.people(&p).await)
+}
+
+/// Sets someone's role and groups; `groups` is comma-separated (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/update_person")]
+pub async fn update_person(
+    id: String,
+    role: String,
+    groups: String,
+) -> Result<PersonItem, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.update_person(&p, id, role, groups).await)
+}
+
+/// Deactivates (their sessions end at once) or reactivates someone (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/set_person_active")]
+pub async fn set_person_active(id: String, active: bool) -> Result<(), AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.set_person_active(&p, id, active).await)
+}
+
+// --- policy editor ---
+
+/// The active policy as editable rules (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/policy_editor")]
+pub async fn policy_editor() -> Result<EditablePolicy, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.policy_editor(&p).await)
+}
+
+/// Checks a draft without applying it (admins only). JSON in: the draft is nested.
+#[server(prefix = "/api/app", endpoint = "admin/preview_policy", input = server_fn::codec::Json)]
+pub async fn preview_policy(draft: DraftCheck) -> Result<DraftPreview, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.preview_policy(&p, draft).await)
+}
+
+/// Applies a draft as a new version; 409 when another version was applied since
+/// `base_version` (admins only).
+#[server(prefix = "/api/app", endpoint = "admin/apply_policy_draft", input = server_fn::codec::Json)]
+pub async fn apply_policy_draft(base_version: i64, rules: Vec<RuleDraft>) -> Result<i64, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.apply_policy_draft(&p, base_version, rules).await)
 }

@@ -89,7 +89,7 @@ fn Header() -> impl IntoView {
                                     <a href="/">"Inbox"</a>
                                     <a href="/history">"History"</a>
                                     <a href="/agents">"Agents"</a>
-                                    {admin.then(|| view! { <a href="/admin/people">"People"</a> <a href="/admin/guards">"Guards"</a> <a href="/admin/policy">"Policy"</a> })}
+                                    {admin.then(|| view! { <a href="/admin/people">"People"</a> <a href="/admin/guards">"Guards"</a> <a href="/admin/policy">"Policy"</a> <a href="/admin/audit">"Audit"</a> <a href="/admin/agents">"All agents"</a> })}
                                     <a href="/account" title=me.email.clone()>{me.display_name.clone()}</a>
                                     <button
                                         class="link"
@@ -133,6 +133,9 @@ fn Main() -> impl IntoView {
                 <Route path=path!("/admin/people") view=pages::people::PeoplePage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/guards") view=pages::guards::GuardsPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/policy") view=pages::policy::PolicyPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/agents") view=pages::admin_agents::AdminAgentsPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/audit") view=pages::audit::AuditPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/audit/request/:id") view=pages::audit::AuditRequestPage ssr=SsrMode::Async/>
             </Routes>
         </main>
     }

@@ -112,6 +112,25 @@ enum AgentCommand {
         /// The agent id.
         id: String,
     },
+    // --- agents admin ---
+    /// Give an agent a new API key (printed once); its old key, or its public key, stops
+    /// working and its unredeemed grants are revoked.
+    RotateKey {
+        /// The agent id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register (or replace) an agent's Ed25519 public key: it then signs assertions, and its
+    /// API key stops working.
+    SetKey {
+        /// The agent id.
+        id: String,
+        /// The public JWK file.
+        #[arg(long)]
+        jwk: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +310,40 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 } else {
                     format!("{id} was not suspended.")
                 }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        // --- agents admin ---
+        Command::Agent(AgentCommand::RotateKey { id, json }) => {
+            let core = open().await?;
+            let r = core.rotate_api_key(&id, "cli").await.map_err(describe)?;
+            if json {
+                let out = serde_json::json!({
+                    "id": r.agent_id,
+                    "api_key": r.api_key.expose(),
+                    "revoked_grants": r.revoked_grants,
+                });
+                println!("{out}");
+            } else {
+                println!(
+                    "New API key for {id} (shown once; the old credential no longer works, {} grants revoked):",
+                    r.revoked_grants
+                );
+                println!("{}", r.api_key.expose());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCommand::SetKey { id, jwk }) => {
+            let text = std::fs::read_to_string(&jwk)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", jwk.display()))?;
+            let core = open().await?;
+            let r = core
+                .register_public_key(&id, &text, "cli")
+                .await
+                .map_err(describe)?;
+            println!(
+                "{id} now authenticates with assertions signed by its key (jkt {}); its API key no longer works, {} grants revoked.",
+                r.jkt, r.revoked_grants
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -344,3 +344,70 @@ async fn concurrent_writers_on_sqlite_never_see_a_locked_database() {
         countersign::service::audit::Verification::Intact { .. }
     ));
 }
+
+// --- agents admin ---
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_keys_are_rotated_and_replaced_from_the_command_line() {
+    let (app, _alice, agent) = TestApp::with_alice(Backend::Sqlite).await;
+    let post = |bearer: String| {
+        let (http, url) = (app.http.clone(), app.url("/api/v1/requests"));
+        async move {
+            http.post(url)
+                .bearer_auth(bearer)
+                .json(&transfer("1.00"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let rotated: Value = serde_json::from_str(&stdout(&cli(
+        &app,
+        &["agent", "rotate-key", &agent.id, "--json"],
+    )))
+    .unwrap();
+    let key = rotated["api_key"].as_str().unwrap().to_string();
+    assert_eq!(
+        post(agent.bearer.clone()).await,
+        401,
+        "the old key is retired"
+    );
+    assert_eq!(post(key.clone()).await, 202, "the new key works at once");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.jwk");
+    let signer = countersign::domain::jose::GrantSigningKey::generate(&mut rand_core::OsRng);
+    std::fs::write(&file, serde_json::to_string(&signer.public_jwk()).unwrap()).unwrap();
+    let out = stdout(&cli(
+        &app,
+        &[
+            "agent",
+            "set-key",
+            &agent.id,
+            "--jwk",
+            file.to_str().unwrap(),
+        ],
+    ));
+    assert!(out.contains(&signer.public_jwk().thumbprint()), "{out}");
+    assert_eq!(
+        post(key).await,
+        401,
+        "the API key is retired by a public key"
+    );
+
+    // A bad key file: a clear error naming the field, non-zero exit.
+    std::fs::write(&file, r#"{"kty":"RSA"}"#).unwrap();
+    let bad = cli(
+        &app,
+        &[
+            "agent",
+            "set-key",
+            &agent.id,
+            "--jwk",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("jwk"));
+}

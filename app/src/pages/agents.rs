@@ -130,7 +130,8 @@ fn KeyOnce(agent: NewAgent) -> impl IntoView {
     }
 }
 
-fn origin() -> String {
+/// This site's origin in the browser (empty while rendering on the server).
+pub(crate) fn origin() -> String {
     #[cfg(feature = "hydrate")]
     {
         web_sys::window()
@@ -143,7 +144,8 @@ fn origin() -> String {
     }
 }
 
-fn copy_text(text: &str) {
+/// Copies text to the clipboard (in the browser).
+pub(crate) fn copy_text(text: &str) {
     #[cfg(feature = "hydrate")]
     if let Some(w) = web_sys::window() {
         let _ = w.navigator().clipboard().write_text(text);

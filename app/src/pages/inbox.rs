@@ -114,8 +114,19 @@ fn listen_for_changes(version: RwSignal<u64>, live: RwSignal<&'static str>) {
             live.set("live");
             version.update(|v| *v += 1);
         });
+        let watched = source.clone();
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-            live.set("reconnecting");
+            // The browser retries a dropped stream by itself; it gives up (CLOSED) only when
+            // the server refuses it, i.e. the session ended (signed out elsewhere, or
+            // deactivated by an admin). Then this page can do nothing more: go sign in.
+            if watched.ready_state() == web_sys::EventSource::CLOSED {
+                live.set("closed");
+                if let Some(w) = web_sys::window() {
+                    let _ = w.location().set_href("/sign-in?next=/");
+                }
+            } else {
+                live.set("reconnecting");
+            }
         });
         source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));

@@ -3,13 +3,16 @@
 //! it fails; a signed-out visitor is sent to sign in and brought back afterwards.
 
 pub mod account;
+pub mod admin_agents;
 pub mod agents;
+pub mod audit;
 pub mod enrol;
 pub mod guards;
 pub mod history;
 pub mod inbox;
 pub mod people;
 pub mod policy;
+pub mod policy_editor;
 pub mod request;
 pub mod sign_in;
 

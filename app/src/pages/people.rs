@@ -1,11 +1,15 @@
-//! People (admins): invite someone with a role and groups. The link is shown to the admin and
-//! mailed to the person.
+//! People (admins): invite someone with a role and groups (the link is shown to the admin and
+//! mailed to the person); see everyone with their passkeys and last sign-in; change a person's
+//! role and groups; deactivate someone, which ends their sessions at once.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::{invite, AppError, InvitationOut};
-use crate::ui::{absolute, ErrorBox};
+use super::failure;
+use crate::api::{
+    invite, people, set_person_active, update_person, AppError, InvitationOut, PersonItem,
+};
+use crate::ui::{absolute, ErrorBox, Loading, When};
 
 /// `/admin/people`
 #[component]
@@ -75,7 +79,173 @@ pub fn PeoplePage() -> impl IntoView {
                 <button class="primary" type="submit" disabled=move || busy.get()>"Invite"</button>
                 {move || error.get().filter(|e| !matches!(e, AppError::Invalid { .. })).map(|e| view! { <ErrorBox error=e/> })}
             </form>
+            <Everyone/>
         </section>
         </super::AdminOnly>
+    }
+}
+
+/// Everyone, with what admins can change about them.
+#[component]
+fn Everyone() -> impl IntoView {
+    let refresh = RwSignal::new(0u64);
+    let list = Resource::new(move || refresh.get(), |_| people());
+    view! {
+        <h2>"Everyone"</h2>
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                match list.await {
+                    Ok(all) => {
+                        let groups = groups_of(&all);
+                        view! {
+                            <ul class="people">
+                                {all.into_iter().map(|p| view! { <PersonRow p refresh/> }).collect_view()}
+                            </ul>
+                            <h2>"Groups"</h2>
+                            <p class="hint">
+                                "A group exists while someone is in it. Policy rules name groups as approvers ("
+                                <code>"group:finance"</code> ")."
+                            </p>
+                            {if groups.is_empty() {
+                                view! { <p class="empty">"No groups yet: add people to one above."</p> }.into_any()
+                            } else {
+                                view! {
+                                    <dl class="groups">
+                                        {groups.into_iter().map(|(g, members)| view! {
+                                            <dt><code>{g}</code></dt>
+                                            <dd>{members.join(", ")}</dd>
+                                        }).collect_view()}
+                                    </dl>
+                                }.into_any()
+                            }}
+                        }.into_any()
+                    }
+                    Err(e) => failure(e),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// Each group with its active members' e-mails, by group name.
+fn groups_of(people: &[PersonItem]) -> Vec<(String, Vec<String>)> {
+    let mut groups = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for p in people.iter().filter(|p| p.active) {
+        for g in &p.groups {
+            groups.entry(g.clone()).or_default().push(p.email.clone());
+        }
+    }
+    groups.into_iter().collect()
+}
+
+#[component]
+fn PersonRow(p: PersonItem, refresh: RwSignal<u64>) -> impl IntoView {
+    let id = StoredValue::new(p.id.clone());
+    let role = RwSignal::new(p.role.clone());
+    let groups = RwSignal::new(p.groups.join(", "));
+    let error = RwSignal::new(None::<AppError>);
+    let saved = RwSignal::new(false);
+    let confirming = RwSignal::new(false);
+    let active = p.active;
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        error.set(None);
+        saved.set(false);
+        let (r, g) = (role.get_untracked(), groups.get_untracked());
+        leptos::task::spawn_local(async move {
+            match update_person(id.get_value(), r, g).await {
+                Ok(_) => saved.set(true),
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let toggle = move |_| {
+        error.set(None);
+        leptos::task::spawn_local(async move {
+            match set_person_active(id.get_value(), !active).await {
+                Ok(()) => refresh.update(|n| *n += 1),
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let field = move |name: &'static str| {
+        move || {
+            error
+                .get()
+                .and_then(|e| e.for_field(name))
+                .map(|m| view! { <p class="field-error">{m}</p> })
+        }
+    };
+    let email = p.email.clone();
+    view! {
+        <li class="person-card" data-email=p.email.clone()>
+            <div class="person-head">
+                <strong>{p.name.clone()}</strong>
+                <span>{p.email.clone()}</span>
+                {if active {
+                    view! { <span class="status active">"active"</span> }.into_any()
+                } else {
+                    view! { <span class="status denied">"deactivated"</span> }.into_any()
+                }}
+            </div>
+            <p class="meta">
+                "Enrolled " <When ms=p.created_at/> " · last sign-in "
+                {match p.last_sign_in_at {
+                    Some(ms) => view! { <When ms/> }.into_any(),
+                    None => view! { "never" }.into_any(),
+                }}
+            </p>
+            <details>
+                <summary>{format!("{} passkey(s)", p.passkeys.len())}</summary>
+                <ul class="passkeys">
+                    {p.passkeys.into_iter().map(|k| view! {
+                        <li>
+                            <strong>{k.name}</strong> " · added " {absolute(k.created_at)} " · last used "
+                            {k.last_used_at.map(absolute).unwrap_or_else(|| "never".into())}
+                        </li>
+                    }).collect_view()}
+                </ul>
+            </details>
+            <form class="person-edit" on:submit=save>
+                <label>
+                    "Role"
+                    <select name="role" bind:value=role>
+                        <option value="owner">"owner"</option>
+                        <option value="admin">"admin"</option>
+                    </select>
+                </label>
+                {field("role")}
+                <label>
+                    "Groups"
+                    <input name="groups" placeholder="finance, sre" bind:value=groups/>
+                </label>
+                {field("groups")}
+                <button type="submit">"Save"</button>
+                {move || saved.get().then(|| view! { <span class="saved" role="status">"Saved"</span> })}
+            </form>
+            <div class="actions">
+                {move || if confirming.get() {
+                    view! {
+                        <p class="confirm">
+                            {if active { format!("Deactivate {email}? Their sessions end now and their passkeys stop working.") }
+                             else { format!("Reactivate {email}?") }}
+                            " "
+                            <button class=if active { "danger" } else { "" } on:click=toggle>
+                                {if active { "Yes, deactivate" } else { "Yes, reactivate" }}
+                            </button>
+                            " "
+                            <button on:click=move |_| confirming.set(false)>"Cancel"</button>
+                        </p>
+                    }.into_any()
+                } else {
+                    view! {
+                        <button on:click=move |_| confirming.set(true)>
+                            {if active { "Deactivate" } else { "Reactivate" }}
+                        </button>
+                    }.into_any()
+                }}
+            </div>
+            {move || error.get().filter(|e| !matches!(e, AppError::Invalid { .. })).map(|e| view! { <ErrorBox error=e/> })}
+        </li>
     }
 }

@@ -1,6 +1,7 @@
-//! The policy's versions (admins): who applied each and when, what it changed against the one
-//! before, and rolling back to any of them (which applies it again as a new version, so the
-//! rollback itself is on record). The same versions as `countersign policy apply/show`.
+//! The policy (admins): the rule editor (see [`super::policy_editor`]) and the versions: who
+//! applied each and when, what it changed against the one before, and rolling back to any of
+//! them (which applies it again as a new version, so the rollback itself is on record). The
+//! same versions as `countersign policy apply/show`.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -19,11 +20,13 @@ pub fn PolicyPage() -> impl IntoView {
         <Title text="Policy"/>
         <super::AdminOnly>
             <section class="page">
-                <h1>"Policy versions"</h1>
+                <h1>"Policy"</h1>
                 <p class="hint">
-                    "Applied from the command line (" <code>"countersign policy apply FILE"</code>
-                    ") or here; the newest is in force."
+                    "Edited here or applied from the command line (" <code>"countersign policy apply FILE"</code>
+                    "); both make a new version, and the newest is in force."
                 </p>
+                <super::policy_editor::PolicyEditor applied=version/>
+                <h2>"Versions"</h2>
                 {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
                 <Transition fallback=Loading>
                     {move || Suspend::new(async move {

@@ -9,6 +9,7 @@ pub mod guards;
 pub mod intake;
 pub mod jose;
 pub mod policy;
+pub mod policy_form;
 pub mod quorum;
 pub mod risk;
 pub mod secrets;

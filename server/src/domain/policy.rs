@@ -922,7 +922,7 @@ const AMOUNT_FORMAT: &str = "must be a non-negative decimal string with 1 to 15 
      optionally a point and 1 to 6 more digits, e.g. \"100.00\"";
 
 /// Parses `^[0-9]{1,15}(\.[0-9]{1,6})?$` into a Decimal, keeping the written scale.
-fn parse_amount(text: &str) -> Result<Decimal, &'static str> {
+pub fn parse_amount(text: &str) -> Result<Decimal, &'static str> {
     let (whole, fraction) = match text.split_once('.') {
         Some((whole, fraction)) => (whole, Some(fraction)),
         None => (text, None),

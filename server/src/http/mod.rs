@@ -99,6 +99,8 @@ pub fn router(core: Arc<Countersign>) -> Router {
         .route("/passkeys/start", post(owner_api::add_passkey_start))
         .route("/passkeys/finish", post(owner_api::add_passkey_finish))
         .route("/events", get(owner_api::events))
+        // --- audit ---
+        .route("/audit/export", get(owner_api::audit_export))
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),
             owner_api::same_origin_only,

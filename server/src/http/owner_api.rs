@@ -301,24 +301,46 @@ pub async fn add_passkey_finish(
 /// `GET /api/ui/events`: a server-sent event whenever a request appears or changes, for live
 /// inboxes. Events carry no data about the request (not even its id): the page re-reads its
 /// own inbox, which is authorised like any other read. A comment every 15 s keeps proxies
-/// from closing the stream; the session is checked when the stream opens (the browser
-/// reconnects with the cookie, so a session that ended stops getting a stream).
+/// from closing the stream.
+///
+/// The session is checked when the stream opens, again whenever people change on this replica
+/// (a deactivation wakes every stream with an empty id) and every 15 s (for changes made on
+/// another replica): a stream whose session ended closes.
 pub async fn events(
     State(core): State<Arc<Countersign>>,
+    session: Session,
     OwnerSession(_who): OwnerSession,
 ) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
     use tokio::sync::broadcast::error::RecvError;
+    const RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
     let changes = core.waiters.subscribe();
-    let stream = futures::stream::unfold(changes, |mut changes| async move {
-        match changes.recv().await {
-            Ok(_) | Err(RecvError::Lagged(_)) => Some((
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = (core, session, changes, recheck);
+    let stream = futures::stream::unfold(
+        state,
+        |(core, session, mut changes, mut recheck)| async move {
+            loop {
+                let people_changed = tokio::select! {
+                    got = changes.recv() => match got {
+                        Ok(id) if !id.is_empty() => break,
+                        Ok(_) => true,
+                        Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => return None,
+                    },
+                    _ = recheck.tick() => true,
+                };
+                if people_changed && signed_in(&core, &session).await.is_err() {
+                    return None;
+                }
+            }
+            Some((
                 Ok(Event::default().event("message").data("changed")),
-                changes,
-            )),
-            Err(RecvError::Closed) => None,
-        }
-    });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+                (core, session, changes, recheck),
+            ))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(RECHECK))
 }
 
 /// `POST /api/ui/requests/{id}/decision/finish`
@@ -335,4 +357,44 @@ pub async fn decision_finish(
             .await?,
     )
     .into_response())
+}
+
+// --- audit ---
+
+/// `?request=` of the audit export.
+#[derive(Deserialize, Default)]
+pub struct AuditExportQuery {
+    /// Only this request's events.
+    #[serde(default)]
+    request: Option<String>,
+}
+
+/// `GET /api/ui/audit/export[?request=ID]` (admins): the audit chain, or one request's
+/// evidence, as JSON lines, exactly what `countersign audit export [--request ID]` writes, as
+/// a download. A GET with no side effects, so the cross-site check has nothing to refuse; the
+/// session cookie is `SameSite=Strict`, so another site's link arrives signed out (401).
+pub async fn audit_export(
+    State(core): State<Arc<Countersign>>,
+    OwnerSession(who): OwnerSession,
+    axum::extract::Query(q): axum::extract::Query<AuditExportQuery>,
+) -> Result<Response, ApiError> {
+    let request = q
+        .request
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let body = core.export_audit_as(&who, request).await?;
+    let filename = crate::service::audit::export_filename(request);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }

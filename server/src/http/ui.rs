@@ -11,6 +11,10 @@ use app::api::{
     HistoryFilter, HistoryItem, InboxItem, InvitationOut, NewAgent, PasskeyItem, PolicyVersionItem,
     Recent, RequestView, Risk, Shown, Viewer,
 };
+use app::api::{
+    DraftCheck, DraftPreview, DryRun, EditablePolicy, FieldNote, PersonItem, PersonPasskey,
+    RuleDraft,
+};
 use async_trait::async_trait;
 use axum::http::request::Parts;
 use serde_json::Value;
@@ -19,9 +23,12 @@ use tower_sessions::Session;
 use super::owner_api::signed_in;
 use crate::domain::diff;
 use crate::domain::guards::Guards;
+use crate::domain::policy_form::RuleForm;
 use crate::domain::risk;
 use crate::service::inbox::{self, deny_reasons};
 use crate::service::people::SignedIn;
+use crate::service::people_admin::PersonRecord;
+use crate::service::policies::{DryRunOn, SampleRequest};
 use crate::service::{Countersign, Error};
 use crate::store::requests::RequestRow;
 
@@ -405,21 +412,7 @@ impl Backend for UiBackend {
                 hash: v.hash,
                 applied_by: v.applied_by,
                 applied_at: v.applied_at,
-                diff: v
-                    .diff
-                    .into_iter()
-                    .map(|l| {
-                        let (op, line) = match l {
-                            diff::Line::Same(s) => ("same", s),
-                            diff::Line::Removed(s) => ("removed", s),
-                            diff::Line::Added(s) => ("added", s),
-                        };
-                        DiffLine {
-                            op: op.into(),
-                            line,
-                        }
-                    })
-                    .collect(),
+                diff: diff_lines(v.diff),
                 active: v.active,
             })
             .collect())
@@ -438,17 +431,396 @@ impl Backend for UiBackend {
         groups: String,
     ) -> Result<InvitationOut, AppError> {
         let who = self.who(req).await?;
-        let groups: Vec<String> = groups
-            .split(',')
-            .map(str::trim)
-            .filter(|g| !g.is_empty())
-            .map(str::to_string)
-            .collect();
+        let groups = comma_list(&groups);
         let inv = self.core.invite_by(&who, &email, &role, &groups).await?;
         Ok(InvitationOut {
             email: inv.email,
             link: inv.link.expose().to_string(),
             expires_at: inv.expires_at,
         })
+    }
+
+    // --- people admin ---
+
+    async fn people(&self, req: &Parts) -> Result<Vec<PersonItem>, AppError> {
+        let who = self.who(req).await?;
+        Ok(self
+            .core
+            .people(&who)
+            .await?
+            .into_iter()
+            .map(person_item)
+            .collect())
+    }
+
+    async fn update_person(
+        &self,
+        req: &Parts,
+        id: String,
+        role: String,
+        groups: String,
+    ) -> Result<PersonItem, AppError> {
+        let who = self.who(req).await?;
+        let groups = comma_list(&groups);
+        self.core.update_person(&who, &id, &role, &groups).await?;
+        // The list entry as it is now (passkeys, last sign-in included).
+        self.core
+            .people(&who)
+            .await?
+            .into_iter()
+            .find(|p| p.person.id == id)
+            .map(person_item)
+            .ok_or_else(|| AppError::NotFound("no such person".into()))
+    }
+
+    async fn set_person_active(
+        &self,
+        req: &Parts,
+        id: String,
+        active: bool,
+    ) -> Result<(), AppError> {
+        let who = self.who(req).await?;
+        self.core.set_person_active(&who, &id, active).await?;
+        Ok(())
+    }
+
+    // --- policy editor ---
+
+    async fn policy_editor(&self, req: &Parts) -> Result<EditablePolicy, AppError> {
+        let who = self.who(req).await?;
+        let state = self.core.policy_editor(&who).await?;
+        Ok(EditablePolicy {
+            version: state.version,
+            rules: transcode(&state.rules)?,
+            recent: state.recent,
+        })
+    }
+
+    async fn preview_policy(
+        &self,
+        req: &Parts,
+        draft: DraftCheck,
+    ) -> Result<DraftPreview, AppError> {
+        let who = self.who(req).await?;
+        let rules: Vec<RuleForm> = transcode(&draft.rules)?;
+        let on = match (draft.sample, draft.recent) {
+            (Some(s), _) => Some(DryRunOn::Sample(SampleRequest {
+                action_type: s.action_type,
+                target: s.target,
+                environment: s.environment,
+                data_sensitivity: s.data_sensitivity,
+                amount: s.amount,
+                currency: s.currency,
+            })),
+            (None, Some(id)) => Some(DryRunOn::Recent(id)),
+            (None, None) => None,
+        };
+        let preview = self.core.preview_policy(&who, &rules, on).await?;
+        Ok(DraftPreview {
+            problems: preview
+                .problems
+                .into_iter()
+                .map(|p| FieldNote {
+                    rule: p.rule,
+                    field: p.field,
+                    message: p.message,
+                })
+                .collect(),
+            text: preview.text,
+            diff: diff_lines(preview.diff),
+            dry_run: preview.dry_run.map(|(request, d)| DryRun {
+                request,
+                approvals: d.approvals_required(),
+                outcome: d.outcome.kind().into(),
+                rule_id: d.rule_id,
+                explanation: d.explanation,
+                passed_over: d
+                    .passed_over
+                    .into_iter()
+                    .map(|p| (p.rule_id, p.why))
+                    .collect(),
+            }),
+        })
+    }
+
+    async fn apply_policy_draft(
+        &self,
+        req: &Parts,
+        base_version: i64,
+        rules: Vec<RuleDraft>,
+    ) -> Result<i64, AppError> {
+        let who = self.who(req).await?;
+        let rules: Vec<RuleForm> = transcode(&rules)?;
+        Ok(self
+            .core
+            .apply_policy_draft(&who, base_version, &rules)
+            .await?)
+    }
+
+    // --- agents admin ---
+
+    async fn admin_agents(&self, req: &Parts) -> Result<Vec<app::api::AdminAgentItem>, AppError> {
+        let who = self.who(req).await?;
+        Ok(self
+            .core
+            .all_agents(&who)
+            .await?
+            .into_iter()
+            .map(|a| app::api::AdminAgentItem {
+                id: a.id,
+                name: a.name,
+                owner_email: a.owner_email,
+                owner_name: a.owner_name,
+                status: a.status,
+                key_type: a.key_type,
+                jkt: a.jwk_thumbprint,
+                created_at: a.created_at,
+                last_seen_at: a.last_seen_at,
+                pending_requests: a.pending_requests,
+            })
+            .collect())
+    }
+
+    async fn admin_agent_status(
+        &self,
+        req: &Parts,
+        id: String,
+        active: bool,
+    ) -> Result<app::api::AgentStatusOut, AppError> {
+        let who = self.who(req).await?;
+        let r = self.core.admin_set_agent_status(&who, &id, active).await?;
+        Ok(app::api::AgentStatusOut {
+            status: r.status,
+            changed: r.changed,
+            cancelled_requests: r.cancelled_requests as u64,
+            revoked_grants: r.revoked_grants as u64,
+        })
+    }
+
+    async fn admin_rotate_agent_key(
+        &self,
+        req: &Parts,
+        id: String,
+    ) -> Result<app::api::RotatedKeyOut, AppError> {
+        let who = self.who(req).await?;
+        let r = self.core.rotate_agent_key(&who, &id).await?;
+        Ok(app::api::RotatedKeyOut {
+            id: r.agent_id,
+            api_key: r.api_key.expose().to_string(),
+            revoked_grants: r.revoked_grants as u64,
+        })
+    }
+
+    async fn admin_set_agent_key(
+        &self,
+        req: &Parts,
+        id: String,
+        jwk: String,
+    ) -> Result<app::api::AgentKeyOut, AppError> {
+        let who = self.who(req).await?;
+        let r = self.core.set_agent_public_key(&who, &id, &jwk).await?;
+        Ok(app::api::AgentKeyOut {
+            id: r.agent_id,
+            jkt: r.jkt,
+            revoked_grants: r.revoked_grants as u64,
+        })
+    }
+
+    // --- audit ---
+
+    async fn audit(
+        &self,
+        req: &Parts,
+        filter: app::api::AuditFilter,
+    ) -> Result<app::api::AuditListing, AppError> {
+        let who = self.who(req).await?;
+        let filter = crate::service::audit::AuditFilter {
+            request_id: filter.request,
+            agent_id: filter.agent,
+            person_id: filter.person,
+            kind: filter.kind,
+            from: filter.from,
+            to: filter.to,
+            before: filter.before,
+            limit: 0,
+        };
+        let listing = self.core.audit_events(&who, &filter).await?;
+        Ok(app::api::AuditListing {
+            events: listing
+                .events
+                .into_iter()
+                .map(|l| {
+                    let (agent_id, agent_name) =
+                        l.agent.map_or((None, None), |(i, n)| (Some(i), n));
+                    let (person_id, person_name) =
+                        l.person.map_or((None, None), |(i, n)| (Some(i), n));
+                    app::api::AuditEventItem {
+                        seq: l.event.seq,
+                        at: l.event.at,
+                        kind: l.event.kind,
+                        actor: l.event.actor,
+                        request_id: l.event.request_id,
+                        agent_id,
+                        agent_name,
+                        person_id,
+                        person_name,
+                    }
+                })
+                .collect(),
+            older: listing.older,
+            chain: chain_status(listing.verification),
+        })
+    }
+
+    async fn audit_request(
+        &self,
+        req: &Parts,
+        id: String,
+    ) -> Result<app::api::AuditTimeline, AppError> {
+        let who = self.who(req).await?;
+        let t = self.core.audit_timeline(&who, &id).await?;
+        Ok(app::api::AuditTimeline {
+            request_id: t.request_id,
+            status: t.status,
+            steps: t
+                .steps
+                .into_iter()
+                .map(|s| app::api::AuditStep {
+                    seq: s.event.seq,
+                    at: s.event.at,
+                    kind: s.event.kind,
+                    title: s.title,
+                    actor: s.actor,
+                    facts: s
+                        .facts
+                        .into_iter()
+                        .map(|f| app::api::AuditFact {
+                            key: f.key.into(),
+                            label: f.label.into(),
+                            value: f.value,
+                            at: f.at,
+                        })
+                        .collect(),
+                    hash: s.event.hash,
+                    evidence: s.event.data,
+                })
+                .collect(),
+            chain: chain_status(t.verification),
+        })
+    }
+}
+
+// --- audit ---
+
+fn chain_status(v: crate::service::audit::Verification) -> app::api::ChainStatus {
+    use crate::service::audit::Verification;
+    match v {
+        Verification::Intact { events, head } => app::api::ChainStatus {
+            intact: true,
+            events,
+            head,
+            broken_seq: None,
+            reason: None,
+        },
+        Verification::Broken(b) => app::api::ChainStatus {
+            intact: false,
+            events: 0,
+            head: String::new(),
+            broken_seq: Some(b.seq),
+            reason: Some(b.reason),
+        },
+    }
+}
+
+/// A comma-separated list as typed: trimmed, blanks dropped.
+fn comma_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn person_item(r: PersonRecord) -> PersonItem {
+    PersonItem {
+        active: r.person.status == "active",
+        id: r.person.id,
+        email: r.person.email,
+        name: r.person.display_name,
+        role: r.person.role,
+        groups: r.person.groups,
+        created_at: r.created_at,
+        last_sign_in_at: r.last_sign_in_at,
+        passkeys: r
+            .passkeys
+            .into_iter()
+            .map(|p| PersonPasskey {
+                name: p.name,
+                created_at: p.created_at,
+                last_used_at: p.last_used_at,
+            })
+            .collect(),
+    }
+}
+
+/// Converts between the app's editor rules and the domain's forms. They are the same shape on
+/// purpose (the app crate cannot depend on the domain); a unit test keeps them in step.
+fn transcode<A: serde::Serialize, B: serde::de::DeserializeOwned>(a: &A) -> Result<B, AppError> {
+    serde_json::to_value(a)
+        .and_then(serde_json::from_value)
+        .map_err(|e| AppError::Server(format!("editor model out of step: {e}")))
+}
+
+fn diff_lines(lines: Vec<diff::Line>) -> Vec<DiffLine> {
+    lines
+        .into_iter()
+        .map(|l| {
+            let (op, line) = match l {
+                diff::Line::Same(s) => ("same", s),
+                diff::Line::Removed(s) => ("removed", s),
+                diff::Line::Added(s) => ("added", s),
+            };
+            DiffLine {
+                op: op.into(),
+                line,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The app's editor rule and the domain's form must stay the same shape: `transcode` moves
+    /// one into the other by field name, so a field added to one side only would be dropped.
+    #[test]
+    fn editor_rules_and_policy_forms_have_the_same_fields() {
+        let form = RuleForm {
+            id: "a".into(),
+            description: "b".into(),
+            action: "c".into(),
+            target: "d".into(),
+            environment: "e".into(),
+            data_sensitivity: vec!["f".into()],
+            amount_currency: "g".into(),
+            amount_at_least: "h".into(),
+            amount_below: "i".into(),
+            outcome: "j".into(),
+            approvals: "k".into(),
+            approvers: "l".into(),
+            all_groups: true,
+            exclude_owner: true,
+            request_ttl_seconds: "m".into(),
+            grant_ttl_seconds: "n".into(),
+            reason: "o".into(),
+        };
+        let draft: RuleDraft = transcode(&form).unwrap();
+        assert_eq!(
+            serde_json::to_value(&draft).unwrap(),
+            serde_json::to_value(&form).unwrap()
+        );
+        let back: RuleForm = transcode(&draft).unwrap();
+        assert_eq!(back, form);
     }
 }

@@ -201,23 +201,7 @@ impl Countersign {
                 cancelled.push(rid.clone());
             }
         }
-        let grants = store::grants::issued_of_agent(&mut *tx, id).await?;
-        let mut revoked = 0;
-        for jti in &grants {
-            if store::grants::revoke(&mut tx, jti, now).await? {
-                let g = store::grants::get(&mut *tx, jti).await?;
-                audit::append(
-                    &mut tx,
-                    now,
-                    actor,
-                    "grant.revoked",
-                    g.as_ref().map(|g| g.request_id.as_str()),
-                    &json!({ "jti": jti, "reason": "agent_suspended" }),
-                )
-                .await?;
-                revoked += 1;
-            }
-        }
+        let revoked = revoke_outstanding_grants(&mut tx, id, now, actor, "agent_suspended").await?;
         audit::append(
             &mut tx,
             now,
@@ -321,6 +305,36 @@ impl Countersign {
         }
         Err(refused())
     }
+}
+
+/// Revokes every grant of the agent that was issued and not yet redeemed, each with its
+/// `grant.revoked` audit event giving `reason`; returns how many. Runs inside the caller's
+/// transaction, so the revocations land together with the change that caused them.
+pub(crate) async fn revoke_outstanding_grants(
+    conn: &mut sqlx::AnyConnection,
+    agent_id: &str,
+    now: crate::clock::Millis,
+    actor: &str,
+    reason: &str,
+) -> Result<usize, Error> {
+    let grants = store::grants::issued_of_agent(&mut *conn, agent_id).await?;
+    let mut revoked = 0;
+    for jti in &grants {
+        if store::grants::revoke(conn, jti, now).await? {
+            let g = store::grants::get(&mut *conn, jti).await?;
+            audit::append(
+                conn,
+                now,
+                actor,
+                "grant.revoked",
+                g.as_ref().map(|g| g.request_id.as_str()),
+                &json!({ "jti": jti, "reason": reason }),
+            )
+            .await?;
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
 }
 
 fn identity(agent: AgentRow) -> AgentIdentity {

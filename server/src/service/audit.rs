@@ -1,11 +1,22 @@
-//! Reading the audit chain: verifying it end to end, exporting it as JSON lines.
+//! Reading the audit chain: verifying it end to end, exporting it as JSON lines, and, for
+//! admins in the browser, searching it and reading one request's evidence as a timeline.
+//!
+//! Nothing here writes to the chain; events are appended by the use cases that cause them, in
+//! the same transaction. The timeline only *describes* stored events (which field means what);
+//! the evidence itself is always shown and exported exactly as stored, so a reader can check it
+//! against the chain.
 
+use std::collections::HashMap;
 use std::io::Write;
 
+use serde_json::Value;
+
+use super::people::SignedIn;
 use super::{Countersign, Error};
-use crate::domain::audit::{BrokenLink, ChainVerifier};
+use crate::clock::Millis;
+use crate::domain::audit::{AuditEvent, BrokenLink, ChainVerifier};
 use crate::domain::canonical::canonical_json;
-use crate::store::audit;
+use crate::store::{self, audit, users};
 
 /// The result of `audit verify`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,5 +105,853 @@ impl Countersign {
             }
         }
         Ok(n)
+    }
+}
+
+/// Admins only: the audit trail names every person and agent, and carries approval evidence.
+fn require_admin(who: &SignedIn) -> Result<(), Error> {
+    if who.person.role == "admin" {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "only admins can read the audit trail".into(),
+        ))
+    }
+}
+
+/// Events shown per page when the caller does not say.
+pub const DEFAULT_PAGE: i64 = 50;
+/// The most events one page may ask for.
+pub const MAX_PAGE: i64 = 200;
+/// The longest id or kind a filter accepts (ours are far shorter; this only bounds the input).
+const MAX_FILTER_LEN: usize = 200;
+
+/// What an admin searches the audit trail for, as typed in the filter form. Empty strings mean
+/// "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// A request id.
+    pub request_id: String,
+    /// An agent id.
+    pub agent_id: String,
+    /// A person's user id: events they caused.
+    pub person_id: String,
+    /// An event kind, e.g. `grant.issued`.
+    pub kind: String,
+    /// From this time on, inclusive (see [`parse_bound`] for the forms accepted).
+    pub from: String,
+    /// Up to this time, inclusive of the day or minute given.
+    pub to: String,
+    /// Only events with `seq` below this (the "older" link); 0 for the newest.
+    pub before: i64,
+    /// At most this many (0: [`DEFAULT_PAGE`]).
+    pub limit: i64,
+}
+
+/// One event of a listing, with the agent and person it concerns.
+#[derive(Debug, Clone)]
+pub struct ListedEvent {
+    /// As stored.
+    pub event: AuditEvent,
+    /// The agent it concerns (its actor, the agent of its request, or named in its data).
+    pub agent: Option<(String, Option<String>)>,
+    /// The person who caused it (`user:<id>`), with their name when they still exist.
+    pub person: Option<(String, Option<String>)>,
+}
+
+/// One page of a search, and the state of the whole chain.
+#[derive(Debug, Clone)]
+pub struct AuditListing {
+    /// Newest first.
+    pub events: Vec<ListedEvent>,
+    /// The cursor for the next (older) page, when there is one.
+    pub older: Option<i64>,
+    /// Whether the chain checks out.
+    pub verification: Verification,
+}
+
+/// A labelled value on a timeline step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fact {
+    /// Stable name, e.g. `display_hash` (tests and styles key on it).
+    pub key: &'static str,
+    /// What a person reads.
+    pub label: &'static str,
+    /// The value, as text (times in RFC 3339).
+    pub value: String,
+    /// For times, unix ms (pages show them in the reader's terms).
+    pub at: Option<Millis>,
+}
+
+/// One step of a request's story. `request.created` gives two (intent, policy decision); every
+/// other event one.
+#[derive(Debug, Clone)]
+pub struct TimelineStep {
+    /// The event this step reads from.
+    pub event: AuditEvent,
+    /// E.g. "Approval", "Grant issued".
+    pub title: String,
+    /// Who caused it, in words.
+    pub actor: String,
+    /// What a reader needs, in order.
+    pub facts: Vec<Fact>,
+}
+
+/// One request's evidence, in chain order, and the state of the whole chain.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    /// The request.
+    pub request_id: String,
+    /// Its status now, if the request row still exists.
+    pub status: Option<String>,
+    /// Intent, policy decision, approvals, grant, redemption, outcome…
+    pub steps: Vec<TimelineStep>,
+    /// Whether the chain checks out.
+    pub verification: Verification,
+}
+
+/// Names shown instead of bare ids, looked up before describing events.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    /// User id → (display name, e-mail).
+    pub people: HashMap<String, (String, String)>,
+    /// Passkey id → the name its owner gave it.
+    pub passkeys: HashMap<String, String>,
+    /// Agent id → name.
+    pub agents: HashMap<String, String>,
+}
+
+impl Countersign {
+    /// Searches the audit trail (admins only), newest first, with the chain's verification.
+    ///
+    /// The verification recomputes the whole chain on every call: linear in its length (about
+    /// a second per few hundred thousand events). Fine for now; a page that must stay fast on a
+    /// very long chain would verify incrementally from a checkpoint instead.
+    pub async fn audit_events(
+        &self,
+        who: &SignedIn,
+        filter: &AuditFilter,
+    ) -> Result<AuditListing, Error> {
+        require_admin(who)?;
+        let query = event_query(filter)?;
+        let mut found = audit::search(self.db.reader(), &query).await?;
+        // We asked for one more than a page: its presence says there is an older page.
+        let page = usize::try_from(query.limit - 1).map_err(Error::internal)?;
+        let older = if found.len() > page {
+            found.truncate(page);
+            found.last().map(|e| e.event.seq)
+        } else {
+            None
+        };
+        let mut names = Names::default();
+        let mut events = Vec::with_capacity(found.len());
+        for f in found {
+            let agent = match event_agent(&f.event, f.request_agent_id.as_deref()) {
+                Some(id) => {
+                    self.learn_agent(&mut names, &id).await?;
+                    let name = names.agents.get(&id).cloned();
+                    Some((id, name))
+                }
+                None => None,
+            };
+            let person = match f.event.actor.strip_prefix("user:") {
+                Some(id) => {
+                    self.learn_person(&mut names, id).await?;
+                    let name = names.people.get(id).map(|(n, _)| n.clone());
+                    Some((id.to_string(), name))
+                }
+                None => None,
+            };
+            events.push(ListedEvent {
+                event: f.event,
+                agent,
+                person,
+            });
+        }
+        Ok(AuditListing {
+            events,
+            older,
+            verification: self.verify_audit().await?,
+        })
+    }
+
+    /// One request's evidence as a timeline (admins only), with the chain's verification (see
+    /// [`Countersign::audit_events`] on its cost).
+    pub async fn audit_timeline(
+        &self,
+        who: &SignedIn,
+        request_id: &str,
+    ) -> Result<Timeline, Error> {
+        require_admin(who)?;
+        let request_id = request_id.trim();
+        if request_id.is_empty() || request_id.len() > MAX_FILTER_LEN {
+            return Err(Error::invalid("id", "a request id is required"));
+        }
+        let events = audit::for_request(self.db.reader(), request_id).await?;
+        if events.is_empty() {
+            return Err(Error::NotFound(format!(
+                "no audit events for request {request_id}"
+            )));
+        }
+        let status = store::requests::get(self.db.reader(), request_id)
+            .await?
+            .map(|r| r.status);
+        let mut names = Names::default();
+        for e in &events {
+            if let Some(id) = e.actor.strip_prefix("user:") {
+                self.learn_person(&mut names, id).await?;
+            }
+            if let Some(id) = e.actor.strip_prefix("agent:") {
+                self.learn_agent(&mut names, id).await?;
+            }
+            if let Some(id) = e.data.get("agent_id").and_then(Value::as_str) {
+                self.learn_agent(&mut names, id).await?;
+            }
+            if let Some(id) = e.data.get("user_id").and_then(Value::as_str) {
+                self.learn_person(&mut names, id).await?;
+            }
+            for id in e
+                .data
+                .get("approvers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                self.learn_person(&mut names, id).await?;
+            }
+        }
+        let steps = events.iter().flat_map(|e| describe(e, &names)).collect();
+        Ok(Timeline {
+            request_id: request_id.to_string(),
+            status,
+            steps,
+            verification: self.verify_audit().await?,
+        })
+    }
+
+    /// The JSON lines `countersign audit export [--request ID]` writes, for an admin's
+    /// download. Held in memory whole: fine for the chains we see; a very long one would be
+    /// streamed instead.
+    pub async fn export_audit_as(
+        &self,
+        who: &SignedIn,
+        request_id: Option<&str>,
+    ) -> Result<Vec<u8>, Error> {
+        require_admin(who)?;
+        if request_id.is_some_and(|id| id.len() > MAX_FILTER_LEN) {
+            return Err(Error::invalid("request", "that is not a request id"));
+        }
+        let mut out = Vec::new();
+        self.export_audit(request_id, &mut out).await?;
+        Ok(out)
+    }
+
+    async fn learn_agent(&self, names: &mut Names, id: &str) -> Result<(), Error> {
+        if !names.agents.contains_key(id) {
+            if let Some(a) = crate::store::agents::get(self.db.reader(), id).await? {
+                names.agents.insert(id.to_string(), a.name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks a person up once per page, with their passkeys (an approval names the passkey
+    /// by id; its name is what its owner recognises).
+    async fn learn_person(&self, names: &mut Names, id: &str) -> Result<(), Error> {
+        if names.people.contains_key(id) {
+            return Ok(());
+        }
+        let mut conn = self.db.read_conn().await?;
+        if let Some(u) = users::get(&mut conn, id).await? {
+            names
+                .people
+                .insert(id.to_string(), (u.display_name, u.email));
+            for p in users::passkeys(&mut *conn, id).await? {
+                names.passkeys.insert(p.id, p.name);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A filter as the store runs it; bad input is refused naming its field.
+fn event_query(f: &AuditFilter) -> Result<audit::EventQuery, Error> {
+    let text = |field: &str, value: &str| -> Result<String, Error> {
+        let value = value.trim();
+        if value.len() > MAX_FILTER_LEN || value.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                field,
+                format!("that is not a valid {field}"),
+            ));
+        }
+        Ok(value.to_string())
+    };
+    let person = text("person", &f.person_id)?;
+    let from = parse_bound("from", &f.from, false)?;
+    let to = parse_bound("to", &f.to, true)?;
+    if let (Some(from), Some(to)) = (from, to) {
+        if from >= to {
+            return Err(Error::invalid("to", "\"to\" must be after \"from\""));
+        }
+    }
+    if f.before < 0 {
+        return Err(Error::invalid(
+            "before",
+            "before is a position on the chain, 0 or more",
+        ));
+    }
+    let limit = match f.limit {
+        0 => DEFAULT_PAGE,
+        n if (1..=MAX_PAGE).contains(&n) => n,
+        _ => {
+            return Err(Error::invalid(
+                "limit",
+                format!("limit is between 1 and {MAX_PAGE}"),
+            ))
+        }
+    };
+    Ok(audit::EventQuery {
+        request_id: text("request", &f.request_id)?,
+        agent_id: text("agent", &f.agent_id)?,
+        actor: if person.is_empty() {
+            person
+        } else {
+            format!("user:{person}")
+        },
+        kind: text("kind", &f.kind)?,
+        from: from.unwrap_or(i64::MIN),
+        to: to.unwrap_or(i64::MAX),
+        before_seq: if f.before == 0 { i64::MAX } else { f.before },
+        // One more than a page, to learn whether an older page exists.
+        limit: limit + 1,
+    })
+}
+
+/// Parses a time bound from the filter form, in UTC: `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM` (what
+/// `<input type="datetime-local">` sends), `YYYY-MM-DDTHH:MM:SS`, or RFC 3339 with an offset.
+/// Empty means no bound. With `end`, the bound is exclusive and covers the whole day, minute
+/// or second given, so "to 2024-05-01" includes all of that day.
+pub fn parse_bound(field: &str, text: &str, end: bool) -> Result<Option<Millis>, Error> {
+    use time::macros::format_description;
+    use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime};
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let (start, span) = if let Ok(d) =
+        Date::parse(text, format_description!("[year]-[month]-[day]"))
+    {
+        (d.midnight().assume_utc(), Duration::days(1))
+    } else if let Ok(t) = PrimitiveDateTime::parse(
+        text,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]"),
+    ) {
+        (t.assume_utc(), Duration::minutes(1))
+    } else if let Ok(t) = PrimitiveDateTime::parse(
+        text,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+    ) {
+        (t.assume_utc(), Duration::seconds(1))
+    } else if let Ok(t) =
+        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
+        (t, Duration::milliseconds(1))
+    } else {
+        return Err(Error::invalid(
+            field,
+            format!("{field} is a date (2024-05-01) or a date and time (2024-05-01T13:45), in UTC"),
+        ));
+    };
+    let at = if end { start + span } else { start };
+    Ok(Some((at.unix_timestamp_nanos() / 1_000_000) as Millis))
+}
+
+/// The agent an event concerns: the agent that caused it, else the agent of its request, else
+/// one its data names (`agent.created`, `agent.suspended`…).
+fn event_agent(e: &AuditEvent, request_agent: Option<&str>) -> Option<String> {
+    e.actor
+        .strip_prefix("agent:")
+        .or(request_agent)
+        .or_else(|| e.data.get("agent_id").and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+/// The text at a JSON pointer (numbers and booleans as written).
+fn text_at(v: &Value, pointer: &str) -> Option<String> {
+    match v.pointer(pointer)? {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A person as a reader knows them: "Ada Admin <ada@example.com>", or the bare id when they
+/// are gone.
+fn person_label(names: &Names, id: &str) -> String {
+    match names.people.get(id) {
+        Some((name, email)) => format!("{name} <{email}>"),
+        None => format!("user {id}"),
+    }
+}
+
+/// Who caused an event, in words.
+pub fn actor_label(actor: &str, names: &Names) -> String {
+    if let Some(id) = actor.strip_prefix("user:") {
+        return person_label(names, id);
+    }
+    if let Some(id) = actor.strip_prefix("agent:") {
+        return match names.agents.get(id) {
+            Some(name) => format!("agent {name}"),
+            None => format!("agent {id}"),
+        };
+    }
+    match actor {
+        "system" => "Countersign".into(),
+        "policy" => "the policy".into(),
+        "downstream" => "the downstream system".into(),
+        "cli" => "the command line".into(),
+        other => other.into(),
+    }
+}
+
+/// Reads an event as the steps of a request's story: the facts a reader needs, by kind. Pure:
+/// names come in `names`; unknown kinds get a step with no facts (their evidence is still
+/// shown as stored).
+pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
+    let d = &e.data;
+    let mut facts = Vec::new();
+    let mut fact = |key: &'static str, label: &'static str, value: Option<String>| {
+        if let Some(value) = value {
+            facts.push(Fact {
+                key,
+                label,
+                value,
+                at: None,
+            });
+        }
+    };
+    let person = |id: Option<String>| id.map(|id| person_label(names, &id));
+    let step = |title: &str, facts: Vec<Fact>| TimelineStep {
+        event: e.clone(),
+        title: title.to_string(),
+        actor: actor_label(&e.actor, names),
+        facts,
+    };
+    let time_fact = |key: &'static str, label: &'static str, ms: Millis| Fact {
+        key,
+        label,
+        value: crate::clock::rfc3339(ms),
+        at: Some(ms),
+    };
+    let title = match e.kind.as_str() {
+        "request.created" => {
+            let agent = text_at(d, "/agent_id").map(|id| match names.agents.get(&id) {
+                Some(name) => format!("{name} ({id})"),
+                None => id,
+            });
+            fact("agent", "Agent", agent);
+            fact("action", "Action", text_at(d, "/request/action/type"));
+            fact("target", "Target", text_at(d, "/request/action/target"));
+            fact(
+                "operation",
+                "Operation",
+                text_at(d, "/request/action/operation"),
+            );
+            fact("goal", "Goal", text_at(d, "/request/intent/goal"));
+            fact(
+                "rationale",
+                "Rationale",
+                text_at(d, "/request/intent/rationale"),
+            );
+            fact(
+                "environment",
+                "Environment",
+                text_at(d, "/request/context/environment"),
+            );
+            fact(
+                "amount",
+                "Amount",
+                text_at(d, "/request/context/amount/value").map(|v| {
+                    match text_at(d, "/request/context/amount/currency") {
+                        Some(c) => format!("{v} {c}"),
+                        None => v,
+                    }
+                }),
+            );
+            fact("action_hash", "Action hash", text_at(d, "/action_hash"));
+            let mut intent = facts;
+            if let Some(ms) = d.get("expires_at").and_then(Value::as_i64) {
+                intent.push(time_fact("expires_at", "Waits until", ms));
+            }
+            let mut policy = Vec::new();
+            let mut pfact = |key: &'static str, label: &'static str, value: Option<String>| {
+                if let Some(value) = value {
+                    policy.push(Fact {
+                        key,
+                        label,
+                        value,
+                        at: None,
+                    });
+                }
+            };
+            pfact("rule", "Rule", text_at(d, "/policy/rule"));
+            pfact("outcome", "Outcome", text_at(d, "/policy/outcome"));
+            pfact("explanation", "Why", text_at(d, "/policy/explanation"));
+            pfact(
+                "approvals_required",
+                "Approvals needed",
+                text_at(d, "/policy/approver_rule/approvals"),
+            );
+            pfact(
+                "approvers",
+                "Who may approve",
+                d.pointer("/policy/approver_rule/approvers")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .filter(|s| !s.is_empty()),
+            );
+            pfact(
+                "policy_version",
+                "Policy version",
+                text_at(d, "/policy/version").map(|v| match text_at(d, "/policy/hash") {
+                    Some(h) => format!("{v} ({h})"),
+                    None => v,
+                }),
+            );
+            return vec![step("Intent", intent), step("Policy decision", policy)];
+        }
+        "approval.recorded" | "request.denied" => {
+            fact("approver", "Person", person(text_at(d, "/user_id")));
+            fact(
+                "passkey",
+                "Passkey",
+                text_at(d, "/passkey_id").map(|id| match names.passkeys.get(&id) {
+                    Some(name) => format!("{name} ({id})"),
+                    None => format!("{id} (since removed)"),
+                }),
+            );
+            fact(
+                "credential_id",
+                "Credential id",
+                text_at(d, "/credential_id"),
+            );
+            fact("display_hash", "Display hash", text_at(d, "/display_hash"));
+            fact("action_hash", "Action hash", text_at(d, "/action_hash"));
+            fact("challenge", "Challenge", text_at(d, "/challenge"));
+            fact(
+                "user_verified",
+                "User verified",
+                text_at(d, "/user_verified"),
+            );
+            fact("rule", "Rule", text_at(d, "/rule"));
+            fact("reason_code", "Reason code", text_at(d, "/reason_code"));
+            fact("reason", "Reason", text_at(d, "/reason"));
+            if e.kind == "approval.recorded" {
+                "Approval"
+            } else {
+                "Denied"
+            }
+        }
+        "request.approved" => {
+            let approvers = d
+                .get("approvers")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(|id| person_label(names, id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .filter(|s| !s.is_empty());
+            fact(
+                "approved_by",
+                "Approved by",
+                approvers.or_else(|| text_at(d, "/by")),
+            );
+            fact("rule", "Rule", text_at(d, "/rule"));
+            "Approved"
+        }
+        "grant.issued" => {
+            fact("jti", "Grant id", text_at(d, "/jti"));
+            fact("audience", "For", text_at(d, "/claims/aud"));
+            fact("key", "Signing key", text_at(d, "/kid"));
+            fact("bound_key", "Bound to key", text_at(d, "/claims/cnf/jkt"));
+            let mut out = facts;
+            if let Some(exp) = d.pointer("/claims/exp").and_then(Value::as_i64) {
+                out.push(time_fact("expires_at", "Expires", exp.saturating_mul(1000)));
+            }
+            return vec![step("Grant issued", out)];
+        }
+        "grant.redeemed" => {
+            fact("jti", "Grant id", text_at(d, "/jti"));
+            "Grant redeemed"
+        }
+        "grant.outcome" => {
+            fact("outcome", "Outcome", text_at(d, "/outcome"));
+            fact("detail", "Detail", text_at(d, "/detail"));
+            fact("jti", "Grant id", text_at(d, "/jti"));
+            "Outcome reported"
+        }
+        "grant.revoked" => {
+            fact("jti", "Grant id", text_at(d, "/jti"));
+            fact("reason", "Reason", text_at(d, "/reason"));
+            "Grant revoked"
+        }
+        "grant.expired" => {
+            fact("jti", "Grant id", text_at(d, "/jti"));
+            "Grant expired unused"
+        }
+        "request.cancelled" => {
+            fact("by", "By", text_at(d, "/by"));
+            fact("reason", "Reason", text_at(d, "/reason"));
+            "Cancelled"
+        }
+        "request.expired" => "Expired undecided",
+        other => other,
+    }
+    .to_string();
+    vec![step(&title, facts)]
+}
+
+/// A download's file name: `countersign-audit.jsonl`, or with the request id when only its
+/// events are exported. Only characters safe in a header's quoted string are kept.
+pub fn export_filename(request_id: Option<&str>) -> String {
+    match request_id {
+        None => "countersign-audit.jsonl".into(),
+        Some(id) => {
+            let safe: String = id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .take(64)
+                .collect();
+            format!("countersign-audit-{safe}.jsonl")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(kind: &str, actor: &str, data: Value) -> AuditEvent {
+        AuditEvent {
+            seq: 7,
+            at: 1_000,
+            actor: actor.into(),
+            kind: kind.into(),
+            request_id: Some("r1".into()),
+            data,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    fn fact<'a>(step: &'a TimelineStep, key: &str) -> Option<&'a str> {
+        step.facts
+            .iter()
+            .find(|f| f.key == key)
+            .map(|f| f.value.as_str())
+    }
+
+    #[test]
+    fn bounds_cover_the_whole_day_or_minute_given() {
+        let day = parse_bound("from", "2024-05-01", false).unwrap().unwrap();
+        assert_eq!(day, 1_714_521_600_000);
+        let end = parse_bound("to", "2024-05-01", true).unwrap().unwrap();
+        assert_eq!(end - day, 86_400_000);
+        let minute = parse_bound("from", "2024-05-01T13:45", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(minute, day + (13 * 60 + 45) * 60_000);
+        let minute_end = parse_bound("to", "2024-05-01T13:45", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(minute_end - minute, 60_000);
+        let offset = parse_bound("from", "2024-05-01T15:45:00+02:00", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(offset, minute);
+        assert_eq!(parse_bound("from", "  ", false).unwrap(), None);
+    }
+
+    #[test]
+    fn a_bad_bound_names_its_field() {
+        for bad in ["yesterday", "2024-13-01", "2024-05-01 13:45"] {
+            match parse_bound("to", bad, true) {
+                Err(Error::InvalidRequest { field, .. }) => {
+                    assert_eq!(field.as_deref(), Some("to"))
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn filters_are_checked_and_translated() {
+        let q = event_query(&AuditFilter {
+            person_id: "u1".into(),
+            kind: " grant.issued ".into(),
+            before: 40,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(q.actor, "user:u1");
+        assert_eq!(q.kind, "grant.issued");
+        assert_eq!(q.before_seq, 40);
+        assert_eq!(q.limit, DEFAULT_PAGE + 1);
+        assert_eq!((q.from, q.to), (i64::MIN, i64::MAX));
+        let field = |f: AuditFilter| match event_query(&f) {
+            Err(Error::InvalidRequest { field, .. }) => field.unwrap_or_default(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field(AuditFilter {
+                from: "2024-05-02".into(),
+                to: "2024-05-01".into(),
+                ..Default::default()
+            }),
+            "to"
+        );
+        assert_eq!(
+            field(AuditFilter {
+                limit: 1000,
+                ..Default::default()
+            }),
+            "limit"
+        );
+        assert_eq!(
+            field(AuditFilter {
+                before: -1,
+                ..Default::default()
+            }),
+            "before"
+        );
+        assert_eq!(
+            field(AuditFilter {
+                request_id: "x".repeat(500),
+                ..Default::default()
+            }),
+            "request"
+        );
+    }
+
+    #[test]
+    fn an_approval_reads_with_its_person_passkey_and_hashes() {
+        let mut names = Names::default();
+        names
+            .people
+            .insert("u1".into(), ("Ada".into(), "ada@example.com".into()));
+        names.passkeys.insert("p1".into(), "Phone".into());
+        let e = event(
+            "approval.recorded",
+            "user:u1",
+            json!({ "user_id": "u1", "passkey_id": "p1", "credential_id": "cred",
+                    "display_hash": "sha256:d", "action_hash": "sha256:a", "user_verified": true }),
+        );
+        let steps = describe(&e, &names);
+        assert_eq!(steps.len(), 1);
+        let s = &steps[0];
+        assert_eq!(s.title, "Approval");
+        assert_eq!(s.actor, "Ada <ada@example.com>");
+        assert_eq!(fact(s, "approver"), Some("Ada <ada@example.com>"));
+        assert_eq!(fact(s, "passkey"), Some("Phone (p1)"));
+        assert_eq!(fact(s, "credential_id"), Some("cred"));
+        assert_eq!(fact(s, "display_hash"), Some("sha256:d"));
+        assert_eq!(fact(s, "user_verified"), Some("true"));
+        assert_eq!(fact(s, "reason"), None, "absent fields are left out");
+        // A passkey removed since is still named by id.
+        let s = &describe(&e, &Names::default())[0];
+        assert_eq!(fact(s, "passkey"), Some("p1 (since removed)"));
+        assert_eq!(fact(s, "approver"), Some("user u1"));
+    }
+
+    #[test]
+    fn creation_reads_as_intent_then_policy_decision() {
+        let e = event(
+            "request.created",
+            "agent:a1",
+            json!({ "agent_id": "a1", "action_hash": "sha256:a", "expires_at": 5_000,
+                    "request": { "action": { "type": "payments.transfer", "target": "bank" },
+                                 "intent": { "goal": "Pay INV-1" },
+                                 "context": { "amount": { "value": "10.00", "currency": "EUR" } } },
+                    "policy": { "version": 2, "hash": "sha256:p", "rule": "default", "outcome": "pending",
+                                "explanation": "needs one", "approver_rule": { "approvals": 1, "approvers": ["owner"] } } }),
+        );
+        let mut names = Names::default();
+        names.agents.insert("a1".into(), "invoice-bot".into());
+        let steps = describe(&e, &names);
+        assert_eq!(
+            steps.iter().map(|s| s.title.as_str()).collect::<Vec<_>>(),
+            ["Intent", "Policy decision"]
+        );
+        assert_eq!(steps[0].actor, "agent invoice-bot");
+        assert_eq!(fact(&steps[0], "goal"), Some("Pay INV-1"));
+        assert_eq!(fact(&steps[0], "amount"), Some("10.00 EUR"));
+        assert_eq!(fact(&steps[0], "agent"), Some("invoice-bot (a1)"));
+        let expires = steps[0]
+            .facts
+            .iter()
+            .find(|f| f.key == "expires_at")
+            .unwrap();
+        assert_eq!(expires.at, Some(5_000));
+        assert_eq!(expires.value, "1970-01-01T00:00:05.000Z");
+        assert_eq!(fact(&steps[1], "rule"), Some("default"));
+        assert_eq!(fact(&steps[1], "explanation"), Some("needs one"));
+        assert_eq!(fact(&steps[1], "approvals_required"), Some("1"));
+        assert_eq!(fact(&steps[1], "policy_version"), Some("2 (sha256:p)"));
+    }
+
+    #[test]
+    fn a_grant_reads_with_its_id_and_expiry() {
+        let e = event(
+            "grant.issued",
+            "system",
+            json!({ "jti": "j1", "kid": "k1", "claims": { "aud": "bank", "exp": 60 } }),
+        );
+        let s = &describe(&e, &Names::default())[0];
+        assert_eq!(s.title, "Grant issued");
+        assert_eq!(s.actor, "Countersign");
+        assert_eq!(fact(s, "jti"), Some("j1"));
+        let exp = s.facts.iter().find(|f| f.key == "expires_at").unwrap();
+        assert_eq!(exp.at, Some(60_000));
+        let unknown = &describe(&event("something.new", "cli", json!({})), &Names::default())[0];
+        assert_eq!(unknown.title, "something.new");
+        assert!(unknown.facts.is_empty());
+    }
+
+    #[test]
+    fn the_agent_of_an_event_comes_from_actor_request_or_data() {
+        let e = event("request.created", "agent:a1", json!({}));
+        assert_eq!(event_agent(&e, Some("a2")).as_deref(), Some("a1"));
+        let e = event("grant.issued", "system", json!({}));
+        assert_eq!(event_agent(&e, Some("a2")).as_deref(), Some("a2"));
+        let e = event("agent.created", "user:u1", json!({ "agent_id": "a3" }));
+        assert_eq!(event_agent(&e, None).as_deref(), Some("a3"));
+        assert_eq!(
+            event_agent(&event("policy.applied", "cli", json!({})), None),
+            None
+        );
+    }
+
+    #[test]
+    fn export_file_names_keep_only_safe_characters() {
+        assert_eq!(export_filename(None), "countersign-audit.jsonl");
+        assert_eq!(
+            export_filename(Some("3f2a-9c")),
+            "countersign-audit-3f2a-9c.jsonl"
+        );
+        assert_eq!(
+            export_filename(Some("a\"; b\r\nX: y")),
+            "countersign-audit-abXy.jsonl"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! request. They never see HTTP.
 
 pub mod account;
+pub mod agent_admin;
 pub mod agents;
 pub mod audit;
 pub mod decisions;
@@ -16,6 +17,7 @@ pub mod guards;
 pub mod inbox;
 pub mod notify;
 pub mod people;
+pub mod people_admin;
 pub mod policies;
 pub mod requests;
 pub mod sweeper;

@@ -13,7 +13,8 @@ use super::{Countersign, Error};
 use crate::domain::diff;
 use crate::domain::intake::{parse_new_request, Limits};
 use crate::domain::policy::{Policy, PolicyDecision, PolicyInput};
-use crate::store::{self, audit, policies};
+use crate::domain::policy_form::{self, FieldProblem, RuleForm};
+use crate::store::{self, audit, listings, policies};
 
 /// A parsed policy version.
 #[derive(Debug)]
@@ -92,27 +93,7 @@ impl Countersign {
             field: e.key.clone(),
             detail: e.to_string(),
         })?;
-        let normalised = policy.to_toml();
-        let hash = policy.hash();
-        let now = self.now();
-        let mut tx = self.db.begin().await?;
-        if let Some(active) = policies::active(&mut *tx).await? {
-            if active.hash == hash {
-                return Ok((active.version, hash));
-            }
-        }
-        let version = policies::append(&mut tx, &hash, &normalised, actor, now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            actor,
-            "policy.applied",
-            None,
-            &json!({ "version": version, "hash": hash, "rules": policy.rules.len() }),
-        )
-        .await?;
-        tx.commit().await.map_err(store::StoreError::from)?;
-        Ok((version, hash))
+        self.store_policy(&policy, None, actor).await
     }
 
     /// The active policy in the file format (`policy show`), byte-for-byte what `apply` stored.
@@ -183,11 +164,267 @@ impl Countersign {
     }
 }
 
-fn require_admin(who: &SignedIn) -> Result<(), Error> {
+/// What the policy editor starts from.
+#[derive(Debug, Clone)]
+pub struct EditorState {
+    /// The version in force (0: none applied yet); apply sends it back to detect a concurrent
+    /// change.
+    pub version: i64,
+    /// Its rules as forms.
+    pub rules: Vec<RuleForm>,
+    /// Recent real requests to dry-run the draft against: (id, one-line label).
+    pub recent: Vec<(String, String)>,
+}
+
+/// A request made up in the editor to try the draft on. Empty text means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct SampleRequest {
+    /// The action type, e.g. `payments.transfer`.
+    pub action_type: String,
+    /// The target, e.g. `bank-api`.
+    pub target: String,
+    /// The environment.
+    pub environment: String,
+    /// The data sensitivity.
+    pub data_sensitivity: String,
+    /// The amount, e.g. `250.00`.
+    pub amount: String,
+    /// Its currency.
+    pub currency: String,
+}
+
+/// What to dry-run the draft on.
+#[derive(Debug, Clone)]
+pub enum DryRunOn {
+    /// A request typed into the editor.
+    Sample(SampleRequest),
+    /// One of the recent real requests, by id.
+    Recent(String),
+}
+
+/// The draft checked: its problems, or its file, its diff against the active version and,
+/// when asked, what it would decide for one request.
+#[derive(Debug, Clone, Default)]
+pub struct DraftPreview {
+    /// Every problem found, next to its field; empty when the draft is valid.
+    pub problems: Vec<FieldProblem>,
+    /// The draft in the file format (`policy show` after applying it); empty when invalid.
+    pub text: String,
+    /// That file against the active one.
+    pub diff: Vec<diff::Line>,
+    /// The dry run: which request (a label), and the decision with the rules passed over.
+    pub dry_run: Option<(String, PolicyDecision)>,
+}
+
+/// How many recent requests the editor offers for dry runs.
+const RECENT_FOR_DRY_RUN: i64 = 20;
+
+impl Countersign {
+    /// The active policy as editor forms, and recent requests to try drafts on (admins only).
+    pub async fn policy_editor(&self, who: &SignedIn) -> Result<EditorState, Error> {
+        require_admin(who)?;
+        let active = self.active_policy().await?;
+        let recent = listings::recent(self.db.reader(), RECENT_FOR_DRY_RUN)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let label = format!("{} on {} ({}, {})", r.action_type, r.target, r.status, r.id);
+                (r.id, label)
+            })
+            .collect();
+        Ok(EditorState {
+            version: active.version,
+            rules: policy_form::to_forms(&active.policy),
+            recent,
+        })
+    }
+
+    /// Checks a draft without applying it (admins only): its problems, or its file and diff
+    /// against the active version, and optionally its decision for one request.
+    pub async fn preview_policy(
+        &self,
+        who: &SignedIn,
+        rules: &[RuleForm],
+        on: Option<DryRunOn>,
+    ) -> Result<DraftPreview, Error> {
+        require_admin(who)?;
+        let draft = match policy_form::from_forms(rules) {
+            Ok(p) => p,
+            Err(problems) => {
+                return Ok(DraftPreview {
+                    problems,
+                    ..DraftPreview::default()
+                })
+            }
+        };
+        let active = self.show_policy().await?;
+        let text = draft.to_toml();
+        let dry_run = match on {
+            None => None,
+            Some(DryRunOn::Sample(sample)) => Some(dry_run_sample(&draft, &sample)?),
+            Some(DryRunOn::Recent(id)) => {
+                let row = crate::store::requests::get(self.db.reader(), &id)
+                    .await?
+                    .ok_or_else(|| Error::invalid("recent", "no such request"))?;
+                let new =
+                    parse_new_request(row.body.as_bytes(), &Limits::default()).map_err(|e| {
+                        Error::internal(format!("stored request {id} unreadable: {e:?}"))
+                    })?;
+                let label = format!("{} on {} ({})", row.action_type, row.target, row.id);
+                Some((label, draft.evaluate_explained(&policy_input(&new))))
+            }
+        };
+        Ok(DraftPreview {
+            problems: Vec::new(),
+            diff: diff::lines(&active, &text),
+            text,
+            dry_run,
+        })
+    }
+
+    /// Applies a draft from the editor as a new version (admins only). `base_version` is the
+    /// version the editor started from: when someone applied another version meanwhile, this
+    /// refuses (409) rather than silently undoing their change.
+    pub async fn apply_policy_draft(
+        &self,
+        who: &SignedIn,
+        base_version: i64,
+        rules: &[RuleForm],
+    ) -> Result<i64, Error> {
+        require_admin(who)?;
+        let draft = policy_form::from_forms(rules).map_err(|problems| {
+            let first = &problems[0];
+            Error::invalid(
+                first.field.clone(),
+                match first.rule {
+                    Some(i) => format!("rule #{}: {}", i + 1, first.message),
+                    None => first.message.clone(),
+                },
+            )
+        })?;
+        let (version, _) = self
+            .store_policy(
+                &draft,
+                Some(base_version),
+                &format!("user:{}", who.person.id),
+            )
+            .await?;
+        Ok(version)
+    }
+
+    /// Stores a validated policy as a new version, unless it is the active one already. With a
+    /// `base_version`, only if that is still the newest: checked inside the writing transaction
+    /// so that of two admins applying at once, one wins.
+    async fn store_policy(
+        &self,
+        policy: &Policy,
+        base_version: Option<i64>,
+        actor: &str,
+    ) -> Result<(i64, String), Error> {
+        let normalised = policy.to_toml();
+        let hash = policy.hash();
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let active = policies::active(&mut *tx).await?;
+        if base_version.is_some_and(|b| b != active.as_ref().map_or(0, |a| a.version)) {
+            return Err(Error::Conflict(
+                "another version was applied meanwhile; reload to edit it".into(),
+            ));
+        }
+        if let Some(active) = active.filter(|a| a.hash == hash) {
+            return Ok((active.version, hash));
+        }
+        let version = policies::append(&mut tx, &hash, &normalised, actor, now).await?;
+        audit::append(
+            &mut tx,
+            now,
+            actor,
+            "policy.applied",
+            None,
+            &json!({ "version": version, "hash": hash, "rules": policy.rules.len() }),
+        )
+        .await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok((version, hash))
+    }
+}
+
+/// The facts of an agent's request that the policy looks at.
+fn policy_input(new: &crate::domain::intake::NewRequest) -> PolicyInput<'_> {
+    PolicyInput {
+        action_type: &new.action.r#type,
+        target: &new.action.target,
+        environment: new.context.environment.as_deref(),
+        data_sensitivity: new.context.data_sensitivity.as_ref().map(|d| d.as_str()),
+        amount: new
+            .context
+            .amount
+            .as_ref()
+            .map(|a| (&a.value, a.currency.as_str())),
+    }
+}
+
+/// Evaluates a typed-in sample; its fields are checked like an agent's (400 naming the field).
+fn dry_run_sample(
+    policy: &Policy,
+    sample: &SampleRequest,
+) -> Result<(String, PolicyDecision), Error> {
+    let given = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    if given(&sample.action_type).is_none() {
+        return Err(Error::invalid(
+            "sample.action_type",
+            "give the action type to try",
+        ));
+    }
+    let mut context = serde_json::Map::new();
+    if let Some(env) = given(&sample.environment) {
+        context.insert("environment".into(), env.into());
+    }
+    if let Some(level) = given(&sample.data_sensitivity) {
+        context.insert("data_sensitivity".into(), level.into());
+    }
+    match (given(&sample.amount), given(&sample.currency)) {
+        (Some(value), Some(currency)) => {
+            context.insert(
+                "amount".into(),
+                json!({ "value": value, "currency": currency.to_ascii_uppercase() }),
+            );
+        }
+        (Some(_), None) => {
+            return Err(Error::invalid(
+                "sample.currency",
+                "an amount needs its currency",
+            ))
+        }
+        (None, Some(_)) => return Err(Error::invalid("sample.amount", "give the amount too")),
+        (None, None) => {}
+    }
+    let body = json!({
+        "action": {
+            "type": sample.action_type.trim(),
+            "target": given(&sample.target).unwrap_or_else(|| "sample".into()),
+        },
+        "intent": { "goal": "policy editor dry run" },
+        "context": context,
+    });
+    let new = parse_new_request(body.to_string().as_bytes(), &Limits::default()).map_err(|e| {
+        Error::invalid(
+            format!("sample.{}", e.field.as_deref().unwrap_or("request")),
+            e.detail,
+        )
+    })?;
+    let label = format!("{} on {}", new.action.r#type, new.action.target);
+    let decision = policy.evaluate_explained(&policy_input(&new));
+    Ok((label, decision))
+}
+
+/// Refuses anyone but an admin. Every admin-only use case calls this first, whatever the
+/// HTTP edge already checked.
+pub(crate) fn require_admin(who: &SignedIn) -> Result<(), Error> {
     if who.person.role == "admin" {
         Ok(())
     } else {
-        Err(Error::Forbidden("only admins can manage the policy".into()))
+        Err(Error::Forbidden("this is for admins only".into()))
     }
 }
 
@@ -203,16 +440,5 @@ pub fn check_policy(source: &str, request_json: &[u8]) -> Result<PolicyDecision,
             field: e.field,
             detail: e.detail,
         })?;
-    let input = PolicyInput {
-        action_type: &new.action.r#type,
-        target: &new.action.target,
-        environment: new.context.environment.as_deref(),
-        data_sensitivity: new.context.data_sensitivity.as_ref().map(|d| d.as_str()),
-        amount: new
-            .context
-            .amount
-            .as_ref()
-            .map(|a| (&a.value, a.currency.as_str())),
-    };
-    Ok(policy.evaluate_explained(&input))
+    Ok(policy.evaluate_explained(&policy_input(&new)))
 }

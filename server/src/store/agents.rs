@@ -108,6 +108,114 @@ pub async fn set_status(
     Ok(done.rows_affected() == 1)
 }
 
+/// One agent as the admins' list shows it: the row without its credential material, with its
+/// owner and how many of its requests wait for people.
+#[derive(Debug, Clone)]
+pub struct AgentListing {
+    /// The agent's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its owner's user id.
+    pub owner_id: String,
+    /// Its owner's e-mail.
+    pub owner_email: String,
+    /// Its owner's display name.
+    pub owner_name: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// `api_key` or `public_key`.
+    pub key_type: String,
+    /// RFC 7638 thumbprint of its registered public key, if any.
+    pub jwk_thumbprint: Option<String>,
+    /// When it was registered.
+    pub created_at: Millis,
+    /// When it last created a request.
+    pub last_seen_at: Option<Millis>,
+    /// Its requests still pending (and not yet past their expiry) at `now`.
+    pub pending_requests: i64,
+}
+
+/// Every agent with its owner and its count of pending requests, newest first: one statement
+/// (a join, and a count per agent answered from the partial index `requests_pending_by_agent`),
+/// so the admins' page costs one round trip however many agents there are.
+pub async fn list_with_owners<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    now: Millis,
+) -> Result<Vec<AgentListing>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT a.id, a.name, a.owner_id, u.email AS owner_email, u.display_name AS owner_name, \
+         a.status, a.key_type, a.jwk_thumbprint, a.created_at, a.last_seen_at, \
+         (SELECT COUNT(*) FROM requests r WHERE r.agent_id = a.id AND r.status = 'pending' \
+          AND r.expires_at > $1) AS pending_requests \
+         FROM agents a JOIN users u ON u.id = a.owner_id \
+         ORDER BY a.created_at DESC, a.id",
+    )
+    .bind(now)
+    .fetch_all(ex)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AgentListing {
+                id: col(row, "id")?,
+                name: col(row, "name")?,
+                owner_id: col(row, "owner_id")?,
+                owner_email: col(row, "owner_email")?,
+                owner_name: col(row, "owner_name")?,
+                status: col(row, "status")?,
+                key_type: col(row, "key_type")?,
+                jwk_thumbprint: col(row, "jwk_thumbprint")?,
+                created_at: col(row, "created_at")?,
+                last_seen_at: col(row, "last_seen_at")?,
+                pending_requests: col(row, "pending_requests")?,
+            })
+        })
+        .collect()
+}
+
+/// An agent's credential: exactly one of an API-key digest or a public key (with its
+/// thumbprint), named by `key_type`.
+#[derive(Debug, Clone, Copy)]
+pub struct Credential<'a> {
+    /// `api_key` or `public_key`.
+    pub key_type: &'a str,
+    /// SHA-256 (hex) of the API key's secret part.
+    pub api_key_hash: Option<&'a str>,
+    /// The registered Ed25519 public JWK (JSON).
+    pub public_jwk: Option<&'a str>,
+    /// Its RFC 7638 thumbprint.
+    pub jwk_thumbprint: Option<&'a str>,
+}
+
+/// Replaces an agent's credential, but only if it still is the one the caller read
+/// (`expected_api_key_hash` and `expected_thumbprint`, `None` meaning "none"): a compare-and-set,
+/// so two admins changing the same agent's key at once cannot both believe their key is the
+/// one in force. False when the agent is gone or its credential changed meanwhile.
+pub async fn replace_credential(
+    conn: &mut AnyConnection,
+    id: &str,
+    expected_api_key_hash: Option<&str>,
+    expected_thumbprint: Option<&str>,
+    new: Credential<'_>,
+) -> Result<bool, StoreError> {
+    // COALESCE instead of `IS NOT DISTINCT FROM`: both engines accept it, and neither a digest
+    // nor a thumbprint is ever empty.
+    let done = sqlx::query(
+        "UPDATE agents SET key_type = $4, api_key_hash = $5, public_jwk = $6, jwk_thumbprint = $7 \
+         WHERE id = $1 AND COALESCE(api_key_hash, '') = $2 AND COALESCE(jwk_thumbprint, '') = $3",
+    )
+    .bind(id)
+    .bind(expected_api_key_hash.unwrap_or(""))
+    .bind(expected_thumbprint.unwrap_or(""))
+    .bind(new.key_type)
+    .bind(new.api_key_hash)
+    .bind(new.public_jwk)
+    .bind(new.jwk_thumbprint)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Records when an agent was last active.
 pub async fn touch(conn: &mut AnyConnection, id: &str, at: Millis) -> Result<(), StoreError> {
     sqlx::query("UPDATE agents SET last_seen_at = $2 WHERE id = $1")

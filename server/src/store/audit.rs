@@ -167,3 +167,130 @@ pub async fn head<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<(i64, St
         .await?;
     Ok((col(&row, "seq")?, col(&row, "hash")?))
 }
+
+/// Which events an audit listing asks for. Empty strings mean "any".
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    /// Only this request's events.
+    pub request_id: String,
+    /// Only events about this agent: its own, its requests', and those naming it in their data.
+    pub agent_id: String,
+    /// Only events caused by this actor (`user:<id>`, `agent:<id>`, `system`, …).
+    pub actor: String,
+    /// Only this kind.
+    pub kind: String,
+    /// Only events at or after this time (unix ms).
+    pub from: Millis,
+    /// Only events before this time (unix ms).
+    pub to: Millis,
+    /// Only events with `seq` below this (the paging cursor; `i64::MAX` for the newest).
+    pub before_seq: i64,
+    /// At most this many.
+    pub limit: i64,
+}
+
+impl Default for EventQuery {
+    fn default() -> Self {
+        Self {
+            request_id: String::new(),
+            agent_id: String::new(),
+            actor: String::new(),
+            kind: String::new(),
+            from: i64::MIN,
+            to: i64::MAX,
+            before_seq: i64::MAX,
+            limit: 50,
+        }
+    }
+}
+
+/// An event found by [`search`], with the agent of the request it belongs to (if any).
+#[derive(Debug, Clone)]
+pub struct ListedEvent {
+    /// The event as stored.
+    pub event: AuditEvent,
+    /// `requests.agent_id` of its request.
+    pub request_agent_id: Option<String>,
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Events matching `q`, newest first: one statement, every value bound.
+///
+/// Empty filters are written as `($n = '' OR …)` rather than assembled into the SQL text, so
+/// the statement is the same for every search (one prepared statement per backend) and nothing
+/// the caller typed ever becomes SQL. The newest-first walk uses the primary key on `seq`, and
+/// a request filter the index on `request_id`; the other filters are checked row by row on
+/// that walk, which stays cheap for a page of 50 unless the filter is very selective on a
+/// very long chain.
+///
+/// The agent filter matches the agent's own events (`actor = agent:<id>`), every event of its
+/// requests, and the events whose data names it (`"agent_id":"<id>"`, e.g. `agent.created`):
+/// the data is stored as canonical JSON (no whitespace), so that text is exact.
+pub async fn search<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    q: &EventQuery,
+) -> Result<Vec<ListedEvent>, StoreError> {
+    let (agent_actor, agent_in_data) = if q.agent_id.is_empty() {
+        (String::new(), String::new())
+    } else {
+        let quoted = serde_json::to_string(&q.agent_id).map_err(StoreError::corrupt)?;
+        (
+            format!("agent:{}", q.agent_id),
+            format!("%\"agent_id\":{}%", like_escape(&quoted)),
+        )
+    };
+    let rows = sqlx::query(
+        "SELECT e.seq, e.at, e.actor, e.kind, e.request_id, e.data, e.prev_hash, e.hash, \
+                r.agent_id AS request_agent_id \
+         FROM audit_events e LEFT JOIN requests r ON r.id = e.request_id \
+         WHERE e.seq < $1 \
+           AND ($2 = '' OR e.request_id = $2) \
+           AND ($3 = '' OR e.actor = $4 OR r.agent_id = $3 OR e.data LIKE $5 ESCAPE '\\') \
+           AND ($6 = '' OR e.actor = $6) \
+           AND ($7 = '' OR e.kind = $7) \
+           AND e.at >= $8 AND e.at < $9 \
+         ORDER BY e.seq DESC LIMIT $10",
+    )
+    .bind(q.before_seq)
+    .bind(&q.request_id)
+    .bind(&q.agent_id)
+    .bind(agent_actor)
+    .bind(agent_in_data)
+    .bind(&q.actor)
+    .bind(&q.kind)
+    .bind(q.from)
+    .bind(q.to)
+    .bind(q.limit)
+    .fetch_all(ex)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ListedEvent {
+                event: from_row(row)?,
+                request_agent_id: col(row, "request_agent_id")?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_escape;
+
+    #[test]
+    fn like_patterns_match_wildcards_literally() {
+        assert_eq!(like_escape("a_b%c\\d"), "a\\_b\\%c\\\\d");
+        assert_eq!(like_escape("3f2a-9c"), "3f2a-9c");
+    }
+}

@@ -138,3 +138,13 @@ pub async fn approvals<'e, E: Executor<'e, Database = Any>>(
         })
         .collect()
 }
+
+/// The most recent requests of any agent, newest first (for dry runs in the policy editor).
+pub async fn recent<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    limit: i64,
+) -> Result<Vec<RequestRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM requests ORDER BY created_at DESC LIMIT $1");
+    let rows = sqlx::query(&sql).bind(limit).fetch_all(ex).await?;
+    rows.iter().map(from_row).collect()
+}

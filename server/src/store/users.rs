@@ -406,3 +406,95 @@ pub async fn approver_candidates(
     }
     Ok(people)
 }
+
+// --- people admin ---
+
+/// Everyone, ordered by e-mail, with their groups: two queries whatever the number of people.
+pub async fn list(conn: &mut AnyConnection) -> Result<Vec<UserRow>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email");
+    let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
+    let mut groups: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for r in sqlx::query("SELECT user_id, group_name FROM user_groups ORDER BY group_name")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        groups
+            .entry(col(&r, "user_id")?)
+            .or_default()
+            .push(col(&r, "group_name")?);
+    }
+    rows.iter()
+        .map(|row| {
+            let id: String = col(row, "id")?;
+            Ok(UserRow {
+                groups: groups.remove(&id).unwrap_or_default(),
+                id,
+                email: col(row, "email")?,
+                display_name: col(row, "display_name")?,
+                role: col(row, "role")?,
+                status: col(row, "status")?,
+                created_at: col(row, "created_at")?,
+                last_sign_in_at: col(row, "last_sign_in_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Every registered passkey of everyone, oldest first (for the people list).
+pub async fn all_passkeys<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+) -> Result<Vec<PasskeyRow>, StoreError> {
+    let sql = format!("SELECT {PASSKEY_COLUMNS} FROM passkeys ORDER BY created_at, id");
+    sqlx::query(&sql)
+        .fetch_all(ex)
+        .await?
+        .iter()
+        .map(passkey_from_row)
+        .collect()
+}
+
+/// Sets a person's role and replaces their groups. False when there is no such person.
+pub async fn set_role_and_groups(
+    conn: &mut AnyConnection,
+    id: &str,
+    role: &str,
+    groups: &[String],
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE users SET role = $2 WHERE id = $1")
+        .bind(id)
+        .bind(role)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM user_groups WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    for g in groups {
+        sqlx::query("INSERT INTO user_groups (user_id, group_name) VALUES ($1, $2)")
+            .bind(id)
+            .bind(g)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(true)
+}
+
+/// Moves a person from status `from` to `to`; false when they were not in `from` (someone else
+/// changed it first, or there is no such person).
+pub async fn set_status(
+    conn: &mut AnyConnection,
+    id: &str,
+    from: &str,
+    to: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE users SET status = $3 WHERE id = $1 AND status = $2")
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
