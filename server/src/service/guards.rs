@@ -157,8 +157,8 @@ impl Countersign {
 }
 
 /// Whether this approver may be mailed about this request at `now`, given at most `per_minute`
-/// mails a minute; if so, the mail is counted. Like the pending cap it is a guard, not an
-/// accounting limit: requests arriving at the same instant may overshoot it by a few. (A free function: mail goes out from a task of
+/// mails a minute; if so, the mail is counted, in the same conditional write, so mails sent at
+/// the same instant cannot overshoot the limit. (A free function: mail goes out from a task of
 /// its own, after the request is committed.)
 pub(crate) async fn take_prompt(
     db: &store::Db,
@@ -167,12 +167,19 @@ pub(crate) async fn take_prompt(
     per_minute: u32,
     now: Millis,
 ) -> Result<bool, Error> {
-    let recent = rows::prompts_since(db.reader(), user_id, now - 60_000).await?;
-    if recent >= i64::from(per_minute) {
-        return Ok(false);
-    }
     let mut tx = db.begin().await?;
-    rows::record_prompt(&mut tx, user_id, request_id, now).await?;
+    if db.backend() == store::Backend::Postgres {
+        rows::lock_prompts(&mut tx, user_id).await?;
+    }
+    let taken = rows::take_prompt(
+        &mut tx,
+        user_id,
+        request_id,
+        now,
+        now - 60_000,
+        i64::from(per_minute),
+    )
+    .await?;
     tx.commit().await.map_err(store::StoreError::from)?;
-    Ok(true)
+    Ok(taken)
 }

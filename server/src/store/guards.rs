@@ -93,22 +93,38 @@ pub async fn prompts_since<'e, E: Executor<'e, Database = Any>>(
     col(&row, "n")
 }
 
-/// Records a mail to this person about this request (once per request).
-pub async fn record_prompt(
+/// Records a mail to this person about this request, if they have had fewer than `limit`
+/// since `since` (and none about this request yet): one conditional insert, so the count and the
+/// record cannot be split by another writer. True when recorded. On PostgreSQL the caller holds
+/// a lock per person (see [`lock_prompts`]); SQLite has a single writer.
+pub async fn take_prompt(
     conn: &mut AnyConnection,
     user_id: &str,
     request_id: &str,
     at: Millis,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO prompts (user_id, request_id, at) VALUES ($1, $2, $3) \
-         ON CONFLICT (user_id, request_id) DO NOTHING",
+    since: Millis,
+    limit: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO prompts (user_id, request_id, at)          SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM prompts WHERE user_id = $1 AND at >= $4) < $5          ON CONFLICT (user_id, request_id) DO NOTHING",
     )
     .bind(user_id)
     .bind(request_id)
     .bind(at)
+    .bind(since)
+    .bind(limit)
     .execute(conn)
     .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// PostgreSQL: serialises prompt counting for one person until the transaction ends, so
+/// concurrent mails cannot both see room under the limit.
+pub async fn lock_prompts(conn: &mut AnyConnection, user_id: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("prompts:{user_id}"))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
