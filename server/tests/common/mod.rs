@@ -127,8 +127,11 @@ impl TestApp {
             base: format!("http://localhost:{port}"),
             core,
             clock,
+            // A request the server never answers fails its test, naming the URL, instead of
+            // hanging the run (no test waits anywhere near this long on purpose).
             http: Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(120))
                 .build()
                 .unwrap(),
             backend,
