@@ -18,20 +18,7 @@ pub fn InboxPage() -> impl IntoView {
     let live = RwSignal::new("connecting");
     listen_for_changes(version, live);
 
-    let count = move || {
-        items
-            .get()
-            .and_then(|r| r.ok())
-            .map(|v| v.len())
-            .unwrap_or(0)
-    };
     view! {
-        <Title text=move || {
-            match count() {
-                0 => "Inbox".to_string(),
-                n => format!("({n}) Inbox"),
-            }
-        }/>
         <section class="page">
             <div class="page-head">
                 <h1>"Waiting for you"</h1>
@@ -45,19 +32,24 @@ pub fn InboxPage() -> impl IntoView {
             </div>
             <Transition fallback=Loading>
                 {move || Suspend::new(async move {
+                    // The title is set here, from the loaded list, not from a closure over the
+                    // resource outside this Transition: on the server that closure could run after
+                    // the page's reactive owner was gone, and panic.
                     match items.await {
                         Ok(list) if list.is_empty() => view! {
+                            <Title text="Inbox"/>
                             <p class="empty">"Nothing is waiting for your decision."</p>
                         }.into_any(),
                         Ok(list) => {
                             let count = list.len().to_string();
                             view! {
-                            <ul class="inbox" data-count=count>
+                            <Title text=format!("({count}) Inbox")/>
+                            <ul class="inbox" data-count=count.clone()>
                                 {list.into_iter().map(|item| view! { <Row item/> }).collect_view()}
                             </ul>
                         }.into_any()
                         }
-                        Err(e) => failure(e),
+                        Err(e) => view! { <Title text="Inbox"/> {failure(e)} }.into_any(),
                     }
                 })}
             </Transition>
