@@ -64,3 +64,53 @@ async fn pages_render_for_many_people_at_once(backend: Backend) {
 }
 
 on_both_backends!(pages_render_for_many_people_at_once);
+
+/// Pages render while another server in the same process builds its router.
+///
+/// Building a Leptos router runs the whole app once to list its routes, and while it does,
+/// Leptos holds a process-wide "don't load resources" flag: a resource first polled anywhere
+/// in the process during that window waits forever. Several servers in one process (replicas,
+/// these tests) therefore once hung page renders at random. This keeps another router being
+/// built for the whole time the pages render; every render must still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_render_while_another_server_builds_its_router() {
+    let (app, alice, _agent) = TestApp::with_alice(Backend::Sqlite).await;
+    let admin = alice.cookie.clone().unwrap();
+    let building = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let builder = {
+        let (core, building) = (app.core.clone(), building.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut built = 0u32;
+            while building.load(std::sync::atomic::Ordering::Relaxed) {
+                drop(countersign::http::router(core.clone()));
+                built += 1;
+            }
+            built
+        })
+    };
+    // A render that hangs is reported by this timeout, naming the page, rather than by the
+    // harness's two-minute one.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut failures = Vec::new();
+    for round in 0..5 {
+        let renders = PAGES.iter().map(|page| {
+            let request = http.get(app.url(page)).header("cookie", admin.clone());
+            async move { (page, request.send().await) }
+        });
+        for (page, result) in futures::future::join_all(renders).await {
+            match result {
+                Ok(r) if r.status() == 200 => {}
+                Ok(r) => failures.push(format!("round {round} {page}: {}", r.status())),
+                Err(e) => failures.push(format!("round {round} {page}: {e}")),
+            }
+        }
+    }
+    building.store(false, std::sync::atomic::Ordering::Relaxed);
+    let built = builder.await.unwrap();
+    assert!(built > 0, "another router was built meanwhile");
+    assert!(failures.is_empty(), "renders that failed: {failures:#?}");
+}

@@ -8,13 +8,13 @@ pub mod owner_api;
 pub mod problem;
 pub mod ui;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
 use leptos::prelude::LeptosOptions;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
@@ -76,6 +76,19 @@ fn session_layer(core: &Countersign) -> SessionManagerLayer<DbSessionStore> {
         .with_same_site(SameSite::Strict)
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(time::Duration::hours(1)))
+}
+
+/// The app's page routes, listed once per process.
+///
+/// Listing them runs the whole app once, and while Leptos does that it sets a process-wide
+/// flag that parks every resource first polled meanwhile, anywhere in the process, forever
+/// (`leptos_server`'s `SuppressResourceLoad`; leptos-rs/leptos#4773). A second router built
+/// while another one serves (replicas in one process, the tests) would hang whatever page
+/// happened to be loading its data. Listed once, before the first router exists, nothing can
+/// be rendering yet.
+fn app_routes() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(app::App)).clone()
 }
 
 /// Every route.
@@ -142,7 +155,7 @@ pub fn router(core: Arc<Countersign>) -> Router {
     // cross-site check like `/api/ui`; each server function asks the backend, which finds the
     // signed-in person in the session.
     let options = leptos_options(&core);
-    let routes = generate_route_list(app::App);
+    let routes = app_routes();
     let backend: Arc<dyn app::api::Backend> = Arc::new(ui::UiBackend::new(core.clone()));
     let site = Router::new()
         .leptos_routes_with_context(
