@@ -16,7 +16,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path, SsrMode,
+    path, Lazy, SsrMode,
 };
 
 use crate::api::{AppError, Viewer};
@@ -110,32 +110,28 @@ fn Header() -> impl IntoView {
     }
 }
 
-/// The page frame. Once the wasm has hydrated the page it marks `<main>` with
-/// `data-hydrated="true"`: browser tests wait for it, and it is how we catch a release bundle
-/// that renders on the server but fails to come alive in the browser.
+/// The page frame. Once the wasm has hydrated the whole page, including a lazily loaded
+/// route's code, [`hydrate`] marks `<main>` with `data-hydrated="true"`: browser tests wait
+/// for it, and it is how we catch a release bundle that renders on the server but fails to
+/// come alive in the browser.
 #[component]
 fn Main() -> impl IntoView {
-    let hydrated = RwSignal::new(false);
-    // Effects run only in the browser, after hydration, so this flips exactly when the wasm
-    // has taken over the server-rendered HTML.
-    Effect::new(move |_| hydrated.set(true));
-
     view! {
-        <main data-hydrated=move || if hydrated.get() { "true" } else { "false" }>
+        <main data-hydrated="false">
             <Routes fallback=|| view! { <NotFound/> }>
                 <Route path=path!("") view=pages::inbox::InboxPage ssr=SsrMode::Async/>
                 <Route path=path!("/sign-in") view=pages::sign_in::SignInPage ssr=SsrMode::Async/>
-                <Route path=path!("/enrol/:token") view=pages::enrol::EnrolPage ssr=SsrMode::Async/>
+                <Route path=path!("/enrol/:token") view={Lazy::<pages::EnrolRoute>::new()} ssr=SsrMode::Async/>
                 <Route path=path!("/requests/:id") view=pages::request::RequestPage ssr=SsrMode::Async/>
-                <Route path=path!("/history") view=pages::history::HistoryPage ssr=SsrMode::Async/>
-                <Route path=path!("/agents") view=pages::agents::AgentsPage ssr=SsrMode::Async/>
-                <Route path=path!("/account") view=pages::account::AccountPage ssr=SsrMode::Async/>
-                <Route path=path!("/admin/people") view=pages::people::PeoplePage ssr=SsrMode::Async/>
-                <Route path=path!("/admin/guards") view=pages::guards::GuardsPage ssr=SsrMode::Async/>
-                <Route path=path!("/admin/policy") view=pages::policy::PolicyPage ssr=SsrMode::Async/>
-                <Route path=path!("/admin/agents") view=pages::admin_agents::AdminAgentsPage ssr=SsrMode::Async/>
-                <Route path=path!("/admin/audit") view=pages::audit::AuditPage ssr=SsrMode::Async/>
-                <Route path=path!("/admin/audit/request/:id") view=pages::audit::AuditRequestPage ssr=SsrMode::Async/>
+                <Route path=path!("/history") view={Lazy::<pages::HistoryRoute>::new()} ssr=SsrMode::Async/>
+                <Route path=path!("/agents") view={Lazy::<pages::AgentsRoute>::new()} ssr=SsrMode::Async/>
+                <Route path=path!("/account") view={Lazy::<pages::AccountRoute>::new()} ssr=SsrMode::Async/>
+                <Route path=path!("/admin/people") view={Lazy::<pages::PeopleRoute>::new()} ssr=SsrMode::Async/>
+                <Route path=path!("/admin/guards") view={Lazy::<pages::GuardsRoute>::new()} ssr=SsrMode::Async/>
+                <Route path=path!("/admin/policy") view={Lazy::<pages::PolicyRoute>::new()} ssr=SsrMode::Async/>
+                <Route path=path!("/admin/agents") view={Lazy::<pages::AdminAgentsRoute>::new()} ssr=SsrMode::Async/>
+                <Route path=path!("/admin/audit") view={Lazy::<pages::AuditRoute>::new()} ssr=SsrMode::Async/>
+                <Route path=path!("/admin/audit/request/:id") view={Lazy::<pages::AuditRequestRoute>::new()} ssr=SsrMode::Async/>
             </Routes>
         </main>
     }
@@ -174,5 +170,20 @@ fn NotFound() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    // What `leptos::mount::hydrate_lazy` does, plus the mark once it is done. Not
+    // `hydrate_body`: most routes are split into their own wasm chunks, which must be loaded
+    // before their server-rendered HTML can be hydrated, so hydration is asynchronous and an
+    // effect in the page would run before it ends.
+    wasm_bindgen_futures::spawn_local(async {
+        let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+            return;
+        };
+        let Some(body) = document.body() else {
+            return;
+        };
+        leptos::mount::hydrate_from_async(body, App).await.forget();
+        if let Ok(Some(main)) = document.query_selector("main") {
+            let _ = main.set_attribute("data-hydrated", "true");
+        }
+    });
 }

@@ -34,7 +34,7 @@ const READY_POLL_MS = 100;
 const STOP_GRACE_MS = 5_000;
 const MAX_LOG_BYTES = 8 * 1024 * 1024;
 
-/** The release binary `cargo leptos build --release` produces. */
+/** The release binary `cargo leptos build --release --split` produces. */
 export function serverBinary() {
   if (process.env.COUNTERSIGN_BIN) return path.resolve(process.env.COUNTERSIGN_BIN);
   const targetDir = process.env.CARGO_TARGET_DIR

@@ -238,7 +238,11 @@ test('an admin reads the quorum approval on the audit trail and rotates the agen
   withLogs(async () => {
     const { page, problems } = state.admin;
     const id = state.quorumRequest;
-    await open(page, `${server.baseUrl}/admin/audit`);
+    // Reached from the header, in the page: the audit page's code is its own wasm chunk,
+    // loaded by the router on the way.
+    await open(page, `${server.baseUrl}/`);
+    await page.click('header a[href="/admin/audit"]');
+    await page.waitForURL(`${server.baseUrl}/admin/audit`);
     assert.match(await page.textContent('.chain.ok'), /verified/i);
     await open(page, `${server.baseUrl}/admin/audit/request/${id}`);
     const kinds = await page.$$eval('.timeline .step', (steps) => steps.map((s) => s.dataset.kind));

@@ -19,6 +19,7 @@ pub mod sign_in;
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_location;
+use leptos_router::{lazy_route, LazyRoute};
 
 use crate::api::AppError;
 use crate::ui::ErrorBox;
@@ -104,3 +105,66 @@ mod tests {
         assert_eq!(encode("/a b?c=d&e"), "/a%20b%3Fc%3Dd%26e");
     }
 }
+
+/// Declares a page whose code the browser loads only when it is visited (`cargo leptos build
+/// --split` puts it in its own wasm chunk): every page but the inbox, the request page and
+/// sign-in, so that an approver's phone, opening a request from a mail, downloads only what it
+/// needs to decide.
+macro_rules! lazy_page {
+    ($(#[$doc:meta])* $route:ident => $page:path) => {
+        $(#[$doc])*
+        pub struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                $page().into_any()
+            }
+        }
+    };
+}
+
+lazy_page!(
+    /// `/admin/people`
+    PeopleRoute => people::PeoplePage
+);
+lazy_page!(
+    /// `/admin/guards`
+    GuardsRoute => guards::GuardsPage
+);
+lazy_page!(
+    /// `/admin/policy`
+    PolicyRoute => policy::PolicyPage
+);
+lazy_page!(
+    /// `/admin/agents`
+    AdminAgentsRoute => admin_agents::AdminAgentsPage
+);
+lazy_page!(
+    /// `/admin/audit`
+    AuditRoute => audit::AuditPage
+);
+lazy_page!(
+    /// `/admin/audit/request/:id`
+    AuditRequestRoute => audit::AuditRequestPage
+);
+lazy_page!(
+    /// `/history`
+    HistoryRoute => history::HistoryPage
+);
+lazy_page!(
+    /// `/agents`
+    AgentsRoute => agents::AgentsPage
+);
+lazy_page!(
+    /// `/account`
+    AccountRoute => account::AccountPage
+);
+lazy_page!(
+    /// `/enrol/:token`
+    EnrolRoute => enrol::EnrolPage
+);
