@@ -119,8 +119,8 @@ fn Main() -> impl IntoView {
     view! {
         <main data-hydrated="false">
             <Routes fallback=|| view! { <NotFound/> }>
-                <Route path=path!("") view=pages::inbox::InboxPage ssr=SsrMode::Async/>
-                <Route path=path!("/sign-in") view=pages::sign_in::SignInPage ssr=SsrMode::Async/>
+                <Route path=path!("") view={Lazy::<pages::InboxRoute>::new()} ssr=SsrMode::Async/>
+                <Route path=path!("/sign-in") view={Lazy::<pages::SignInRoute>::new()} ssr=SsrMode::Async/>
                 <Route path=path!("/enrol/:token") view={Lazy::<pages::EnrolRoute>::new()} ssr=SsrMode::Async/>
                 <Route path=path!("/requests/:id") view=pages::request::RequestPage ssr=SsrMode::Async/>
                 <Route path=path!("/history") view={Lazy::<pages::HistoryRoute>::new()} ssr=SsrMode::Async/>

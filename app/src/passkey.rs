@@ -46,12 +46,20 @@ pub async fn ceremony(
         .get("options")
         .cloned()
         .ok_or_else(|| AppError::Server("the server sent no passkey options".into()))?;
-    let credential = imp::run(kind, &options).await?;
+    let credential = imp::run(kind, options).await?;
     post_json(
         finish_url,
         &serde_json::json!({ "ceremony_id": ceremony_id, "credential": credential }),
     )
     .await
+}
+
+/// Starts loading the browser's half of the ceremonies in the background. That code lives in a
+/// wasm chunk of its own (`#[lazy]`), so a page that shows a request downloads and starts
+/// faster; pages that may run a ceremony call this once they are up, so the code is there
+/// before anyone clicks.
+pub fn preload() {
+    imp::preload();
 }
 
 /// Whether this browser can use passkeys at all.
@@ -234,7 +242,13 @@ mod imp {
         }))
     }
 
-    pub async fn run(kind: Ceremony, options: &Value) -> Result<Value, AppError> {
+    pub fn preload() {
+        leptos::task::spawn_local(__preload_run());
+    }
+
+    /// Loaded on first use (or [`preload`]): see [`super::preload`].
+    #[leptos::prelude::lazy]
+    pub async fn run(kind: Ceremony, options: Value) -> Result<Value, AppError> {
         if !supported() {
             return Err(AppError::Server(
                 "This browser cannot use passkeys. Try an up-to-date browser.".into(),
@@ -242,7 +256,7 @@ mod imp {
         }
         let window = web_sys::window().ok_or_else(|| AppError::Server("no window".into()))?;
         let container = window.navigator().credentials();
-        let js_options = to_js_options(options)?;
+        let js_options = to_js_options(&options)?;
         let promise = match kind {
             Ceremony::Create => container
                 .create_with_options(js_options.unchecked_ref())
@@ -294,7 +308,9 @@ mod imp {
         Err(browser_only())
     }
 
-    pub async fn run(_kind: Ceremony, _options: &Value) -> Result<Value, AppError> {
+    pub async fn run(_kind: Ceremony, _options: Value) -> Result<Value, AppError> {
         Err(browser_only())
     }
+
+    pub fn preload() {}
 }

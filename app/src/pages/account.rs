@@ -12,6 +12,8 @@ use crate::ui::{ErrorBox, Loading, When};
 /// `/account`
 #[component]
 pub fn AccountPage() -> impl IntoView {
+    // The passkey code is its own wasm chunk: fetch it now, while the person reads.
+    Effect::new(|_| crate::passkey::preload());
     let version = RwSignal::new(0u64);
     let keys = Resource::new(move || version.get(), |_| passkeys());
     let new_name = RwSignal::new(String::new());

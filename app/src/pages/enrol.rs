@@ -15,6 +15,8 @@ use crate::ui::{absolute, ErrorBox, Loading};
 /// `/enrol/:token`
 #[component]
 pub fn EnrolPage() -> impl IntoView {
+    // The passkey code is its own wasm chunk: fetch it now, while the person reads.
+    Effect::new(|_| crate::passkey::preload());
     let params = use_params_map();
     let token = move || params.read().get("token").unwrap_or_default();
     let info = Resource::new(token, enrolment);

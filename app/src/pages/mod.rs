@@ -165,6 +165,14 @@ lazy_page!(
     AccountRoute => account::AccountPage
 );
 lazy_page!(
+    /// `/`
+    InboxRoute => inbox::InboxPage
+);
+lazy_page!(
+    /// `/sign-in`
+    SignInRoute => sign_in::SignInPage
+);
+lazy_page!(
     /// `/enrol/:token`
     EnrolRoute => enrol::EnrolPage
 );

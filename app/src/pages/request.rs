@@ -18,6 +18,8 @@ use crate::ui::{text_at, Countdown, ErrorBox, Loading, Risks, ValueTable, When};
 /// `/requests/:id`
 #[component]
 pub fn RequestPage() -> impl IntoView {
+    // The passkey code is its own wasm chunk: fetch it now, while the person reads.
+    Effect::new(|_| crate::passkey::preload());
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let version = RwSignal::new(0u64);

@@ -16,6 +16,8 @@ use crate::ui::ErrorBox;
 /// `/sign-in?next=/requests/…`
 #[component]
 pub fn SignInPage() -> impl IntoView {
+    // The passkey code is its own wasm chunk: fetch it now, while the person reads.
+    Effect::new(|_| crate::passkey::preload());
     let query = use_query_map();
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<AppError>);
