@@ -107,9 +107,8 @@ mod tests {
 }
 
 /// Declares a page whose code the browser loads only when it is visited (`cargo leptos build
-/// --split` puts it in its own wasm chunk): every page but the inbox, the request page and
-/// sign-in, so that an approver's phone, opening a request from a mail, downloads only what it
-/// needs to decide.
+/// --split` puts it in its own wasm chunk): every page but the request page, so that an
+/// approver's phone, opening a request from a mail, downloads only what it needs to decide.
 macro_rules! lazy_page {
     ($(#[$doc:meta])* $route:ident => $page:path) => {
         $(#[$doc])*
