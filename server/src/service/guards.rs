@@ -12,7 +12,8 @@ use super::people::SignedIn;
 use super::{Countersign, Error};
 use crate::clock::Millis;
 use crate::domain::guards::{action_key, Guards};
-use crate::store::{self, audit, guards as rows};
+use crate::store::guards::{self as rows, IntakeLoad};
+use crate::store::{self, audit};
 
 /// How long a process keeps the settings it read.
 pub const CACHE_MS: i64 = 2_000;
@@ -78,22 +79,39 @@ impl Countersign {
         Ok(new)
     }
 
-    /// The id of this agent's identical pending request, when requests collapse.
-    pub(crate) async fn collapsed_into(
+    /// What the guards need to know about the agent's requests before it adds one that would
+    /// wait for people, in one read. An identical pending request is only reported when
+    /// requests collapse, and recent denials only while there is a cooldown.
+    pub(crate) async fn intake_load(
         &self,
         guards: &Guards,
         agent_id: &str,
         action_hash: &str,
         now: Millis,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<IntakeLoad, Error> {
+        let denied_since = match guards.deny_cooldown_seconds {
+            0 => Millis::MAX,
+            s => now - i64::from(s) * 1000,
+        };
+        let cap = i64::from(guards.max_pending_per_agent);
+        let mut load = rows::intake_load(
+            self.db.reader(),
+            agent_id,
+            action_hash,
+            now,
+            denied_since,
+            cap,
+        )
+        .await?;
         if !guards.collapse_identical {
-            return Ok(None);
+            load.identical_pending = None;
         }
-        Ok(rows::pending_same(self.db.reader(), agent_id, action_hash, now).await?)
+        Ok(load)
     }
 
     /// Refuses an action a person denied this agent within the cooldown; the error says when
-    /// it may ask again.
+    /// it may ask again. Intake asks only when [`IntakeLoad::denied_recently`] says there is a
+    /// denial to compare with.
     pub(crate) async fn check_cooldown(
         &self,
         guards: &Guards,

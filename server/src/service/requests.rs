@@ -31,6 +31,7 @@ use crate::domain::quorum::ApproverRule;
 use crate::service::agents::AgentIdentity;
 use crate::service::writer::{IntakeJob, Written};
 use crate::store::audit::NewEvent;
+use crate::store::guards::IntakeLoad;
 use crate::store::requests::{self as rows, IdempotencyClaim, RequestRow, Transition};
 use crate::store::{self, audit, Backend, WriteTx};
 use crate::telemetry::bump;
@@ -176,6 +177,23 @@ fn validate_idempotency_key(key: &str) -> Result<(), Error> {
             "Idempotency-Key",
             "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
         ));
+    }
+    Ok(())
+}
+
+/// Refuses a request that would wait for a human when the agent already has the maximum
+/// waiting: approvers should not be flooded by one agent. The answer says when its first
+/// waiting request expires, which is when a place frees up at the latest. Concurrent requests
+/// may overshoot the cap by a few; it is a guard, not an accounting limit.
+fn check_pending_cap(load: &IntakeLoad, cap: u32, now: Millis) -> Result<(), Error> {
+    if load.pending >= i64::from(cap) {
+        let retry_after = load
+            .first_expiry
+            .map(|at| (at - now).max(1000) / 1000)
+            .unwrap_or(1);
+        return Err(Error::RateLimited {
+            retry_after: u64::try_from(retry_after).unwrap_or(1),
+        });
     }
     Ok(())
 }
@@ -334,12 +352,12 @@ impl Countersign {
         };
         if status == "pending" {
             let guards = self.guards().await?;
-            if let Some(existing) = self
-                .collapsed_into(&guards, &agent.id, &action_hash, now)
-                .await?
-            {
+            let load = self
+                .intake_load(&guards, &agent.id, &action_hash, now)
+                .await?;
+            if let Some(existing) = &load.identical_pending {
                 // The same agent already waits for exactly this: nobody is asked twice.
-                if let Some(row) = self.read_fresh(&existing).await? {
+                if let Some(row) = self.read_fresh(existing).await? {
                     if row.status == "pending" {
                         let mut view = self.view(&row).await?;
                         view.expires_in = Some((row.expires_at - now).max(0) / 1000);
@@ -347,11 +365,12 @@ impl Countersign {
                     }
                 }
             }
-            let action = serde_json::to_value(&new.action).map_err(Error::internal)?;
-            self.check_cooldown(&guards, &agent.id, &action, now)
-                .await?;
-            self.check_pending_cap(agent, guards.max_pending_per_agent, now)
-                .await?;
+            if load.denied_recently {
+                let action = serde_json::to_value(&new.action).map_err(Error::internal)?;
+                self.check_cooldown(&guards, &agent.id, &action, now)
+                    .await?;
+            }
+            check_pending_cap(&load, guards.max_pending_per_agent, now)?;
         }
         let ttl = new
             .expires_in
@@ -468,29 +487,6 @@ impl Countersign {
         let mut view = self.assemble_view(&row, 0, grant);
         view.expires_in = Some(i64::from(ttl));
         Ok(view)
-    }
-
-    /// Refuses a request that would wait for a human when the agent already has the maximum
-    /// waiting: approvers should not be flooded by one agent. The answer says when its oldest
-    /// waiting request expires, which is when a place frees up at the latest. Concurrent
-    /// requests may overshoot the cap by a few; it is a guard, not an accounting limit.
-    async fn check_pending_cap(
-        &self,
-        agent: &AgentIdentity,
-        cap: u32,
-        now: Millis,
-    ) -> Result<(), Error> {
-        let cap = i64::from(cap);
-        let (pending, first_expiry) = rows::pending_load(self.db.reader(), &agent.id, cap).await?;
-        if pending >= cap {
-            let retry_after = first_expiry
-                .map(|at| (at - now).max(1000) / 1000)
-                .unwrap_or(1);
-            return Err(Error::RateLimited {
-                retry_after: u64::try_from(retry_after).unwrap_or(1),
-            });
-        }
-        Ok(())
     }
 
     /// Reads a request, moving it to `expired` first if its time has passed.

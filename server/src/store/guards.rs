@@ -1,5 +1,5 @@
-//! Storage for the fatigue guards: settings, prompts sent, first page views, and the two
-//! lookups intake makes (an identical pending request; recent denials).
+//! Storage for the fatigue guards: settings, prompts sent, first page views, and what intake
+//! reads about an agent's requests (identical pending ones, how many wait, recent denials).
 
 use std::collections::HashMap;
 
@@ -41,23 +41,63 @@ pub async fn put_setting(
     Ok(())
 }
 
-/// The agent's pending, unexpired request with this `action_hash`, if any (oldest first).
-pub async fn pending_same<'e, E: Executor<'e, Database = Any>>(
+/// What intake must know about an agent before it adds a request that will wait for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeLoad {
+    /// Its pending, unexpired request with the same `action_hash`, if any (the oldest).
+    pub identical_pending: Option<String>,
+    /// How many of its requests are pending, counted up to the cap.
+    pub pending: i64,
+    /// When the earliest of them expires.
+    pub first_expiry: Option<Millis>,
+    /// Whether a person denied one of its requests since the cooldown began.
+    pub denied_recently: bool,
+}
+
+/// The statement behind [`intake_load`]: `$1` agent, `$2` action hash, `$3` now, `$4` start of
+/// the cooldown, `$5` cap.
+///
+/// The `+` in `+expires_at` keeps SQLite's planner from walking the agent's pending requests
+/// by expiry (`requests_pending_by_agent`) and reading every row to compare hashes: without
+/// statistics it prefers the range, which made intake slow down as requests piled up. With
+/// the term out of the running, `requests_pending_same` (agent, hash, created_at) answers
+/// with one index probe, already in order. The plan is checked by a test below.
+const INTAKE_LOAD_SQL: &str = "SELECT \
+       (SELECT id FROM requests WHERE agent_id = $1 AND action_hash = $2 \
+          AND status = 'pending' AND +expires_at > $3 ORDER BY created_at LIMIT 1) AS same, \
+       (SELECT COUNT(*) FROM (SELECT 1 AS one FROM requests WHERE agent_id = $1 \
+          AND status = 'pending' LIMIT $5) AS p) AS pending, \
+       (SELECT MIN(expires_at) FROM requests WHERE agent_id = $1 \
+          AND status = 'pending') AS first_expiry, \
+       (SELECT COUNT(*) FROM (SELECT 1 AS one FROM requests WHERE agent_id = $1 \
+          AND status = 'denied' AND decided_at >= $4 AND decided_by <> 'policy' \
+          LIMIT 1) AS d) AS denied";
+
+/// Reads [`IntakeLoad`] in one statement. Intake is bounded by statement round trips (on
+/// SQLite each is a hand-off to the connection's thread and back), so the three guards that
+/// look at the agent's requests share one read; each subquery uses its own partial index.
+pub async fn intake_load<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     agent_id: &str,
     action_hash: &str,
     now: Millis,
-) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id FROM requests WHERE agent_id = $1 AND action_hash = $2 AND status = 'pending' \
-         AND expires_at > $3 ORDER BY created_at LIMIT 1",
-    )
-    .bind(agent_id)
-    .bind(action_hash)
-    .bind(now)
-    .fetch_optional(ex)
-    .await?;
-    row.as_ref().map(|r| col(r, "id")).transpose()
+    denied_since: Millis,
+    cap: i64,
+) -> Result<IntakeLoad, StoreError> {
+    let row = sqlx::query(INTAKE_LOAD_SQL)
+        .bind(agent_id)
+        .bind(action_hash)
+        .bind(now)
+        .bind(denied_since)
+        .bind(cap)
+        .fetch_one(ex)
+        .await?;
+    Ok(IntakeLoad {
+        identical_pending: col(&row, "same")?,
+        pending: col(&row, "pending")?,
+        first_expiry: col(&row, "first_expiry")?,
+        denied_recently: col::<i64>(&row, "denied")? > 0,
+    })
 }
 
 /// Bodies and times of the agent's requests that a person denied since `since`.
@@ -165,4 +205,42 @@ pub async fn viewed_at<'e, E: Executor<'e, Database = Any>>(
         .fetch_optional(ex)
         .await?;
     row.as_ref().map(|r| col(r, "first_at")).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Each part of intake's read is answered from its index, without visiting the agent's
+    /// other requests: the identical-request probe once scanned them all.
+    #[tokio::test]
+    async fn intake_load_reads_only_what_it_needs_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("plan.db").display());
+        let db = super::super::Db::connect(&url).await.unwrap();
+        let plan = sqlx::query(&format!("EXPLAIN QUERY PLAN {INTAKE_LOAD_SQL}"))
+            .bind("agent")
+            .bind("sha256:00")
+            .bind(0i64)
+            .bind(0i64)
+            .bind(100i64)
+            .fetch_all(db.reader())
+            .await
+            .unwrap();
+        let steps: Vec<String> = plan.iter().map(|r| col(r, "detail").unwrap()).collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("requests_pending_same (agent_id=? AND action_hash=?)")),
+            "the identical-request probe uses its index: {steps:#?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.contains("TEMP B-TREE")
+                || s.contains("SCAN requests")
+                || s.contains("USING INDEX requests_agent ")
+                || s.contains("expires_at>?")),
+            "nothing walks or sorts the agent's requests: {steps:#?}"
+        );
+    }
 }

@@ -206,24 +206,6 @@ pub async fn overdue<'e, E: Executor<'e, Database = Any>>(
     rows.iter().map(|r| col::<String>(r, "id")).collect()
 }
 
-/// How many requests of an agent are pending, counting at most `limit`, and when the earliest
-/// of them expires.
-pub async fn pending_load<'e, E: Executor<'e, Database = Any>>(
-    ex: E,
-    agent_id: &str,
-    limit: i64,
-) -> Result<(i64, Option<Millis>), StoreError> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n, MIN(expires_at) AS first FROM \
-         (SELECT expires_at FROM requests WHERE agent_id = $1 AND status = 'pending' ORDER BY expires_at LIMIT $2) AS p",
-    )
-    .bind(agent_id)
-    .bind(limit)
-    .fetch_one(ex)
-    .await?;
-    Ok((col(&row, "n")?, col(&row, "first")?))
-}
-
 /// Ids of an agent's pending requests.
 pub async fn pending_of_agent<'e, E: Executor<'e, Database = Any>>(
     ex: E,
