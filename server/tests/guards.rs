@@ -130,11 +130,14 @@ async fn mails_to_one_approver_are_rationed_per_minute(backend: Backend) {
     assert_eq!(count(&mail.logged), 2, "two mails");
     assert_eq!(count(&mail.held), 2, "two wait in the inbox, unmailed");
     let now = app.core.now();
-    let prompts =
-        countersign::store::guards::prompts_since(app.core.db.reader(), &alice, now - 60_000)
-            .await
-            .unwrap();
-    assert_eq!(prompts, 2);
+    let prompts = countersign::store::guards::prompts_since_each(
+        app.core.db.reader(),
+        &[alice.as_str()],
+        now - 60_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(prompts.get(&alice), Some(&2));
     // A minute later, the next request is mailed again.
     app.clock.advance_ms(61000);
     app.ask_id(&agent, &transfer("9.00")).await;

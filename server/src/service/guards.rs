@@ -174,6 +174,18 @@ impl Countersign {
     }
 }
 
+/// How many mails each of these approvers got in the minute before `now`: one read for all of
+/// them. Mail is judged against it first, so that once people are at their limit (the common
+/// case in a flood) no write transaction is taken and held mails do not queue behind request
+/// intake for the writer.
+pub(crate) async fn prompts_last_minute(
+    db: &store::Db,
+    user_ids: &[&str],
+    now: Millis,
+) -> Result<std::collections::HashMap<String, i64>, Error> {
+    Ok(rows::prompts_since_each(db.reader(), user_ids, now - 60_000).await?)
+}
+
 /// Whether this approver may be mailed about this request at `now`, given at most `per_minute`
 /// mails a minute; if so, the mail is counted, in the same conditional write, so mails sent at
 /// the same instant cannot overshoot the limit. (A free function: mail goes out from a task of
@@ -185,12 +197,6 @@ pub(crate) async fn take_prompt(
     per_minute: u32,
     now: Millis,
 ) -> Result<bool, Error> {
-    let since = now - 60_000;
-    // A read first: once the limit is reached (the common case in a flood), no write
-    // transaction is taken, so held mails do not queue behind request intake for the writer.
-    if rows::prompts_since(db.reader(), user_id, since).await? >= i64::from(per_minute) {
-        return Ok(false);
-    }
     let mut tx = db.begin().await?;
     if db.backend() == store::Backend::Postgres {
         rows::lock_prompts(&mut tx, user_id).await?;
@@ -200,7 +206,7 @@ pub(crate) async fn take_prompt(
         user_id,
         request_id,
         now,
-        since,
+        now - 60_000,
         i64::from(per_minute),
     )
     .await?;

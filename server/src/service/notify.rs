@@ -71,16 +71,30 @@ impl Countersign {
                     tracing::warn!(request_id = %request.id, rule = %request.rule_id, "nobody can approve this request: no mail sent");
                 }
                 Ok(people) => {
+                    let ids: Vec<&str> = people.iter().map(|p| p.id.as_str()).collect();
+                    let recent = match super::guards::prompts_last_minute(&db, &ids, now).await {
+                        Ok(recent) => recent,
+                        Err(error) => {
+                            tracing::warn!(request_id = %request.id, error = ?error, "could not count prompts; not mailing");
+                            return;
+                        }
+                    };
                     for person in &people {
-                        match super::guards::take_prompt(
-                            &db,
-                            &person.id,
-                            &request.id,
-                            per_minute,
-                            now,
-                        )
-                        .await
-                        {
+                        let at_limit =
+                            recent.get(&person.id).copied().unwrap_or(0) >= i64::from(per_minute);
+                        let taken = if at_limit {
+                            Ok(false)
+                        } else {
+                            super::guards::take_prompt(
+                                &db,
+                                &person.id,
+                                &request.id,
+                                per_minute,
+                                now,
+                            )
+                            .await
+                        };
+                        match taken {
                             Ok(true) => mailer.enqueue(approval_mail(
                                 &issuer,
                                 &request,

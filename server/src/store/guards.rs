@@ -119,18 +119,30 @@ pub async fn denied_by_people_since<'e, E: Executor<'e, Database = Any>>(
         .collect()
 }
 
-/// Mails sent to this person since `since`.
-pub async fn prompts_since<'e, E: Executor<'e, Database = Any>>(
+/// Mails sent since `since` to each of these people; someone with none is absent.
+pub async fn prompts_since_each<'e, E: Executor<'e, Database = Any>>(
     ex: E,
-    user_id: &str,
+    user_ids: &[&str],
     since: Millis,
-) -> Result<i64, StoreError> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM prompts WHERE user_id = $1 AND at >= $2")
-        .bind(user_id)
-        .bind(since)
-        .fetch_one(ex)
-        .await?;
-    col(&row, "n")
+) -> Result<HashMap<String, i64>, StoreError> {
+    if user_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let placeholders: Vec<String> = (0..user_ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT user_id, COUNT(*) AS n FROM prompts WHERE at >= $1 AND user_id IN ({}) \
+         GROUP BY user_id",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(since);
+    for id in user_ids {
+        q = q.bind(*id);
+    }
+    q.fetch_all(ex)
+        .await?
+        .iter()
+        .map(|r| Ok((col(r, "user_id")?, col(r, "n")?)))
+        .collect()
 }
 
 /// Records a mail to this person about this request, if they have had fewer than `limit`
@@ -146,7 +158,9 @@ pub async fn take_prompt(
     limit: i64,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "INSERT INTO prompts (user_id, request_id, at)          SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM prompts WHERE user_id = $1 AND at >= $4) < $5          ON CONFLICT (user_id, request_id) DO NOTHING",
+        "INSERT INTO prompts (user_id, request_id, at) \
+         SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM prompts WHERE user_id = $1 AND at >= $4) < $5 \
+         ON CONFLICT (user_id, request_id) DO NOTHING",
     )
     .bind(user_id)
     .bind(request_id)

@@ -381,53 +381,51 @@ pub async fn approver_candidates(
     admins: bool,
     groups: &[String],
 ) -> Result<Vec<UserRow>, StoreError> {
-    let mut sql = format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE status = 'active' \
-         AND (id = $1 OR ($2 = 1 AND role = 'admin')"
-    );
+    // Two statements whatever the number of people: the candidates, then their groups, found
+    // by the same condition (so no list of ids is sent back).
+    let mut condition = "status = 'active' AND (id = $1 OR ($2 = 1 AND role = 'admin')".to_string();
     if !groups.is_empty() {
         let placeholders: Vec<String> = (0..groups.len()).map(|i| format!("${}", i + 3)).collect();
-        sql.push_str(&format!(
+        condition.push_str(&format!(
             " OR id IN (SELECT user_id FROM user_groups WHERE group_name IN ({}))",
             placeholders.join(", ")
         ));
     }
-    sql.push_str(") ORDER BY email");
-    let mut q = sqlx::query(&sql)
-        .bind(owner_id.unwrap_or_default().to_string())
+    condition.push(')');
+    let people_sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {condition} ORDER BY email");
+    let groups_sql = format!(
+        "SELECT user_id, group_name FROM user_groups \
+         WHERE user_id IN (SELECT id FROM users WHERE {condition}) ORDER BY group_name"
+    );
+    let owner = owner_id.unwrap_or_default().to_string();
+    let mut people = sqlx::query(&people_sql)
+        .bind(owner.clone())
         .bind(i64::from(admins));
+    let mut their_groups = sqlx::query(&groups_sql).bind(owner).bind(i64::from(admins));
     for g in groups {
-        q = q.bind(g.clone());
+        people = people.bind(g.clone());
+        their_groups = their_groups.bind(g.clone());
     }
-    let rows = q.fetch_all(&mut *conn).await?;
-    let mut people = Vec::with_capacity(rows.len());
-    for row in &rows {
-        people.push(with_groups(&mut *conn, row).await?);
-    }
-    Ok(people)
+    let people = people.fetch_all(&mut *conn).await?;
+    let their_groups = their_groups.fetch_all(&mut *conn).await?;
+    with_their_groups(&people, &their_groups)
 }
 
-// --- people admin ---
-
-/// Everyone, ordered by e-mail, with their groups: two queries whatever the number of people.
-pub async fn list(conn: &mut AnyConnection) -> Result<Vec<UserRow>, StoreError> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email");
-    let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
-    let mut groups: std::collections::HashMap<String, Vec<String>> = Default::default();
-    for r in sqlx::query("SELECT user_id, group_name FROM user_groups ORDER BY group_name")
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        groups
-            .entry(col(&r, "user_id")?)
+/// People from `users` rows, each with their groups from `(user_id, group_name)` rows.
+fn with_their_groups(people: &[AnyRow], groups: &[AnyRow]) -> Result<Vec<UserRow>, StoreError> {
+    let mut by_person: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for r in groups {
+        by_person
+            .entry(col(r, "user_id")?)
             .or_default()
-            .push(col(&r, "group_name")?);
+            .push(col(r, "group_name")?);
     }
-    rows.iter()
+    people
+        .iter()
         .map(|row| {
             let id: String = col(row, "id")?;
             Ok(UserRow {
-                groups: groups.remove(&id).unwrap_or_default(),
+                groups: by_person.remove(&id).unwrap_or_default(),
                 id,
                 email: col(row, "email")?,
                 display_name: col(row, "display_name")?,
@@ -438,6 +436,18 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<UserRow>, StoreError> 
             })
         })
         .collect()
+}
+
+// --- people admin ---
+
+/// Everyone, ordered by e-mail, with their groups: two queries whatever the number of people.
+pub async fn list(conn: &mut AnyConnection) -> Result<Vec<UserRow>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email");
+    let people = sqlx::query(&sql).fetch_all(&mut *conn).await?;
+    let groups = sqlx::query("SELECT user_id, group_name FROM user_groups ORDER BY group_name")
+        .fetch_all(&mut *conn)
+        .await?;
+    with_their_groups(&people, &groups)
 }
 
 /// Every registered passkey of everyone, oldest first (for the people list).
