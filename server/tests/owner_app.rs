@@ -412,6 +412,62 @@ async fn enrolment_links_describe_themselves_once(backend: Backend) {
     assert_eq!(r.status(), StatusCode::GONE);
 }
 
+/// The inbox: what waits for me (not what I approved already), how many approvals each has,
+/// and which is the first of its kind for its agent, newest first.
+async fn the_inbox_counts_approvals_and_flags_first_requests(backend: Backend) {
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    let mut carol = app.enrol("carol@example.com", "admin", &[]).await;
+    app.core
+        .apply_policy(
+            "[[rule]]\nid = \"two\"\noutcome = \"require\"\napprovals = 2\napprovers = [\"owner\", \"admins\"]\n",
+            "test",
+        )
+        .await
+        .unwrap();
+    // A second apart each (the test clock stands still otherwise).
+    let first = app.ask_id(&agent, &transfer("1.00")).await;
+    app.clock.advance_ms(1000);
+    let second = app.ask_id(&agent, &transfer("2.00")).await;
+    app.clock.advance_ms(1000);
+    let mut read = transfer("3.00");
+    read["action"]["type"] = json!("db.read");
+    let other_kind = app.ask_id(&agent, &read).await;
+    alice.approve(&app.http, &first).await;
+
+    let inbox = |v: Value| -> Vec<(String, i64, bool)> {
+        serde_json::from_value::<Vec<Value>>(v)
+            .unwrap()
+            .iter()
+            .map(|item| {
+                let first_time = item["risks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["text"].as_str().unwrap().starts_with("First time"));
+                (
+                    item["id"].as_str().unwrap().to_string(),
+                    item["approvals_received"].as_i64().unwrap(),
+                    first_time,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        inbox(carol.server_json(&app.http, "inbox", &[]).await),
+        vec![
+            (other_kind.clone(), 0, true),
+            (second.clone(), 0, false),
+            (first.clone(), 1, true),
+        ],
+        "carol: all three, newest first"
+    );
+    assert_eq!(
+        inbox(alice.server_json(&app.http, "inbox", &[]).await),
+        vec![(other_kind, 0, true), (second, 0, false)],
+        "alice approved the first already"
+    );
+}
+
 on_both_backends!(
     signed_out_calls_are_refused,
     cross_site_calls_are_refused,
@@ -420,6 +476,7 @@ on_both_backends!(
     the_request_page_renders_on_the_server_with_agent_text_inert,
     a_decision_on_a_stale_page_is_refused,
     the_inbox_hears_of_new_and_decided_requests,
+    the_inbox_counts_approvals_and_flags_first_requests,
     people_manage_their_passkeys_but_never_remove_the_last,
     enrolment_links_describe_themselves_once,
 );

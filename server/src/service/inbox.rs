@@ -122,34 +122,40 @@ impl Countersign {
         Ok(risk::assess(&stored_body(r), first))
     }
 
-    /// Requests waiting for this person's decision, newest first.
+    /// Requests waiting for this person's decision, newest first. A fixed number of
+    /// statements whatever the number of rows: the open inbox re-reads on every new request,
+    /// which in a flood is exactly when it must stay cheap.
     pub async fn inbox(&self, who: &SignedIn) -> Result<Vec<InboxEntry>, Error> {
         let me = candidate(&who.person);
         let mut agents = HashMap::new();
-        let mut out = Vec::new();
+        let mut eligible = Vec::new();
         for r in listings::pending(self.db.reader(), self.now(), INBOX_SCAN).await? {
             let agent = self.agent_named(&mut agents, &r.agent_id).await?;
             let rule: ApproverRule =
                 serde_json::from_str(&r.approver_rule).map_err(Error::internal)?;
-            if !rule.is_eligible(&me, &agent.owner_id) {
-                continue;
-            }
-            let approvers = rows::approvers(self.db.reader(), &r.id).await?;
-            if approvers.contains(&who.person.id) {
-                continue;
-            }
-            let risks = self.risks_of(&r).await?;
-            out.push(InboxEntry {
-                approvals: approvers.len() as i64,
-                agent_name: agent.name,
-                request: r,
-                risks,
-            });
-            if out.len() == INBOX_SHOWN {
-                break;
+            if rule.is_eligible(&me, &agent.owner_id) {
+                eligible.push((r, agent.name));
             }
         }
-        Ok(out)
+        let ids: Vec<&str> = eligible.iter().map(|(r, _)| r.id.as_str()).collect();
+        let approvers = listings::approvers_of_each(self.db.reader(), &ids).await?;
+        let approvals = |id: &str| approvers.get(id).map_or(&[][..], Vec::as_slice);
+        let waiting: Vec<(RequestRow, String)> = eligible
+            .into_iter()
+            .filter(|(r, _)| !approvals(&r.id).contains(&who.person.id))
+            .take(INBOX_SHOWN)
+            .collect();
+        let ids: Vec<&str> = waiting.iter().map(|(r, _)| r.id.as_str()).collect();
+        let asked = listings::asked_before_each(self.db.reader(), &ids).await?;
+        Ok(waiting
+            .into_iter()
+            .map(|(r, agent_name)| InboxEntry {
+                approvals: approvals(&r.id).len() as i64,
+                risks: risk::assess(&stored_body(&r), !asked.contains(&r.id)),
+                agent_name,
+                request: r,
+            })
+            .collect())
     }
 
     /// One request's page, for someone who may see it.
@@ -225,15 +231,17 @@ impl Countersign {
             visible_to: (who.person.role != "admin").then(|| who.person.id.clone()),
             limit: HISTORY_SHOWN,
         };
+        let finished = listings::finished(self.db.reader(), &query).await?;
+        let ids: Vec<&str> = finished.iter().map(|r| r.id.as_str()).collect();
+        let mut events = audit::for_each_request(self.db.reader(), &ids).await?;
         let mut agents = HashMap::new();
-        let mut out = Vec::new();
-        for r in listings::finished(self.db.reader(), &query).await? {
+        let mut out = Vec::with_capacity(finished.len());
+        for r in finished {
             let agent = self.agent_named(&mut agents, &r.agent_id).await?;
-            let events = audit::for_request(self.db.reader(), &r.id).await?;
             out.push(HistoryEntry {
                 agent_name: agent.name,
+                events: events.remove(&r.id).unwrap_or_default(),
                 request: r,
-                events,
             });
         }
         Ok(out)

@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor};
 
-use super::{col, StoreError};
+use super::{col, list_placeholders, StoreError};
 use crate::clock::Millis;
 use crate::domain::audit::{event_hash, AuditEvent};
 use crate::domain::canonical::canonical_json;
@@ -158,6 +158,33 @@ pub async fn for_request<'e, E: Executor<'e, Database = Any>>(
     .fetch_all(ex)
     .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// The events of each of these requests, in chain order; one statement for a page of history.
+pub async fn for_each_request<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    request_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<AuditEvent>>, StoreError> {
+    let mut out: std::collections::HashMap<String, Vec<AuditEvent>> = Default::default();
+    if request_ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT seq, at, actor, kind, request_id, data, prev_hash, hash FROM audit_events \
+         WHERE request_id IN ({}) ORDER BY seq",
+        list_placeholders(1, request_ids.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for id in request_ids {
+        q = q.bind(*id);
+    }
+    for row in q.fetch_all(ex).await? {
+        let event = from_row(&row)?;
+        if let Some(id) = event.request_id.clone() {
+            out.entry(id).or_default().push(event);
+        }
+    }
+    Ok(out)
 }
 
 /// The chain head as recorded (`seq`, `hash`).

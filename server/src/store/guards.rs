@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::{Any, AnyConnection, Executor};
 
-use super::{col, StoreError};
+use super::{col, list_placeholders, StoreError};
 use crate::clock::Millis;
 
 /// Every stored setting.
@@ -128,11 +128,10 @@ pub async fn prompts_since_each<'e, E: Executor<'e, Database = Any>>(
     if user_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let placeholders: Vec<String> = (0..user_ids.len()).map(|i| format!("${}", i + 2)).collect();
     let sql = format!(
         "SELECT user_id, COUNT(*) AS n FROM prompts WHERE at >= $1 AND user_id IN ({}) \
          GROUP BY user_id",
-        placeholders.join(", ")
+        list_placeholders(2, user_ids.len())
     );
     let mut q = sqlx::query(&sql).bind(since);
     for id in user_ids {

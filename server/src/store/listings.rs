@@ -1,10 +1,12 @@
 //! Read-only listings for people's pages: the inbox, a request's surroundings, the history.
 //! Nothing here writes; every query is bounded by a `LIMIT`.
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::{Any, Executor};
 
 use super::requests::{from_row, RequestRow, COLUMNS};
-use super::{col, StoreError};
+use super::{col, list_placeholders, StoreError};
 use crate::clock::Millis;
 
 /// Pending, unexpired requests, newest first.
@@ -84,7 +86,8 @@ pub async fn recent_of_agent<'e, E: Executor<'e, Database = Any>>(
     rows.iter().map(from_row).collect()
 }
 
-/// Whether the agent asked for this action type before `before`.
+/// Whether the agent asked for this action type before `before`. One probe of
+/// `requests_agent_action`, however long the agent's history.
 pub async fn asked_before<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     agent_id: &str,
@@ -92,14 +95,68 @@ pub async fn asked_before<'e, E: Executor<'e, Database = Any>>(
     before: Millis,
 ) -> Result<bool, StoreError> {
     let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM requests WHERE agent_id = $1 AND action_type = $2 AND created_at < $3",
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM requests WHERE agent_id = $1 \
+           AND action_type = $2 AND created_at < $3) THEN 1 ELSE 0 END AS asked",
     )
     .bind(agent_id)
     .bind(action_type)
     .bind(before)
     .fetch_one(ex)
     .await?;
-    Ok(col::<i64>(&row, "n")? > 0)
+    Ok(col::<i64>(&row, "asked")? == 1)
+}
+
+/// Of these requests, the ones whose agent had asked for the same action type before: one
+/// statement for a whole inbox, one index probe per request.
+pub async fn asked_before_each<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    request_ids: &[&str],
+) -> Result<HashSet<String>, StoreError> {
+    if request_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let sql = format!(
+        "SELECT r.id AS id FROM requests r WHERE r.id IN ({}) AND EXISTS \
+           (SELECT 1 FROM requests o WHERE o.agent_id = r.agent_id \
+              AND o.action_type = r.action_type AND o.created_at < r.created_at)",
+        list_placeholders(1, request_ids.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for id in request_ids {
+        q = q.bind(*id);
+    }
+    q.fetch_all(ex)
+        .await?
+        .iter()
+        .map(|r| col::<String>(r, "id"))
+        .collect()
+}
+
+/// Who approved each of these requests so far (user ids, in order); a request nobody
+/// approved yet is absent.
+pub async fn approvers_of_each<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    request_ids: &[&str],
+) -> Result<HashMap<String, Vec<String>>, StoreError> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    if request_ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT request_id, user_id FROM approvals WHERE request_id IN ({}) \
+         ORDER BY decided_at, user_id",
+        list_placeholders(1, request_ids.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for id in request_ids {
+        q = q.bind(*id);
+    }
+    for r in q.fetch_all(ex).await? {
+        out.entry(col(&r, "request_id")?)
+            .or_default()
+            .push(col(&r, "user_id")?);
+    }
+    Ok(out)
 }
 
 /// One approval, with the approver's name.

@@ -237,6 +237,15 @@ pub(crate) fn values_placeholders(rows: usize, cols: usize) -> String {
     out
 }
 
+/// `$first, $first+1, …`: `n` placeholders for an `IN (…)` list whose values are bound from
+/// position `first` on.
+pub(crate) fn list_placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Reads a required column, turning a decode failure into [`StoreError::Corrupt`].
 pub(crate) fn col<'r, T>(row: &'r sqlx::any::AnyRow, name: &str) -> Result<T, StoreError>
 where

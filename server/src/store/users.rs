@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor};
 
-use super::{col, json_col, StoreError};
+use super::{col, json_col, list_placeholders, StoreError};
 use crate::clock::Millis;
 
 /// One person.
@@ -385,10 +385,9 @@ pub async fn approver_candidates(
     // by the same condition (so no list of ids is sent back).
     let mut condition = "status = 'active' AND (id = $1 OR ($2 = 1 AND role = 'admin')".to_string();
     if !groups.is_empty() {
-        let placeholders: Vec<String> = (0..groups.len()).map(|i| format!("${}", i + 3)).collect();
         condition.push_str(&format!(
             " OR id IN (SELECT user_id FROM user_groups WHERE group_name IN ({}))",
-            placeholders.join(", ")
+            list_placeholders(3, groups.len())
         ));
     }
     condition.push(')');
