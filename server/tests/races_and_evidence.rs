@@ -260,6 +260,64 @@ async fn quorum_needs_distinct_eligible_people(backend: Backend) {
     assert_eq!(done["approvals"], json!({ "required": 2, "received": 2 }));
 }
 
+/// An approval given by someone deactivated before the quorum was met does not count, and the
+/// evidence says so: the grant's `approvers` claim and the `request.approved` event name only
+/// the people whose approvals made the quorum.
+async fn approvals_of_deactivated_people_neither_count_nor_appear_in_the_grant(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let mut fin1 = app.enrol("fin1@example.com", "owner", &["finance"]).await;
+    let mut fin2 = app.enrol("fin2@example.com", "owner", &["finance"]).await;
+    let mut fin3 = app.enrol("fin3@example.com", "owner", &["finance"]).await;
+    let agent = app.agent("alice@example.com").await;
+    app.core
+        .apply_policy(
+            "[[rule]]\nid = \"finance\"\naction = \"payments.*\"\noutcome = \"require\"\napprovals = 2\napprovers = [\"group:finance\"]\n",
+            "test",
+        )
+        .await
+        .unwrap();
+    let id = app.ask_id(&agent, &transfer("10.00")).await;
+    assert_eq!(fin1.approve(&app.http, &id).await["status"], "pending");
+    let r = alice
+        .server_fn(
+            &app.http,
+            "admin/set_person_active",
+            &[("id", &fin1.id), ("active", "false")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        fin2.approve(&app.http, &id).await["status"],
+        "pending",
+        "fin1's approval no longer counts"
+    );
+    assert_eq!(fin3.approve(&app.http, &id).await["status"], "approved");
+
+    let counted = json!([fin2.id, fin3.id]);
+    let approved = app
+        .audit_lines(&id)
+        .await
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["kind"] == "request.approved")
+        .expect("a request.approved event");
+    assert_eq!(approved["data"]["approvers"], counted);
+    let token = app.state(&agent, &id).await["grant"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let claims: Value = {
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(claims["approvers"], counted);
+}
+
 async fn editing_an_audit_row_breaks_verify_at_that_row(backend: Backend) {
     let (app, mut alice, agent) = TestApp::with_alice(backend).await;
     let id = app.ask_id(&agent, &transfer("1.00")).await;
@@ -308,5 +366,6 @@ on_both_backends!(
     expiry_beats_a_late_approval,
     assertions_cannot_be_replayed_or_moved,
     quorum_needs_distinct_eligible_people,
+    approvals_of_deactivated_people_neither_count_nor_appear_in_the_grant,
     editing_an_audit_row_breaks_verify_at_that_row,
 );

@@ -424,17 +424,25 @@ impl Countersign {
                     &evidence,
                 )
                 .await?;
-                let approvers = rows::approvers(&mut *tx, &request_id).await?;
+                // Counted on people as they are now: an approval from someone deactivated or
+                // moved out of the rule's groups since gives no sources and does not count, and
+                // so is not named as an approver in the grant or the approved event either (its
+                // `approval.recorded` event stays in the log).
+                let mut approvers = Vec::new();
                 let mut sources = Vec::new();
-                for uid in &approvers {
-                    if let Some(u) = users::get(&mut tx, uid).await? {
+                for uid in rows::approvers(&mut *tx, &request_id).await? {
+                    if let Some(u) = users::get(&mut tx, &uid).await? {
                         let c = Candidate {
                             user_id: &u.id,
                             is_admin: u.role == "admin",
                             groups: &u.groups,
                             active: u.status == "active",
                         };
-                        sources.push(j.rule.sources_of(&c, &j.owner_id));
+                        let of = j.rule.sources_of(&c, &j.owner_id);
+                        if !of.is_empty() {
+                            sources.push(of);
+                            approvers.push(uid);
+                        }
                     }
                 }
                 if j.rule.is_met(&sources) {
