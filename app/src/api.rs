@@ -882,20 +882,88 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<i64, AppError>;
 }
 
+/// What a server function needs from the request it serves: the backend, the request's parts
+/// (its session cookie) and where to set the response status.
+#[cfg(feature = "ssr")]
+#[derive(Clone)]
+pub struct RequestScope {
+    backend: std::sync::Arc<dyn Backend>,
+    parts: http::request::Parts,
+    response: Option<leptos_axum::ResponseOptions>,
+}
+
+#[cfg(feature = "ssr")]
+impl RequestScope {
+    /// This request's scope, from the current reactive owner's context (None outside a request,
+    /// e.g. while the router lists the routes).
+    fn from_context() -> Option<Self> {
+        Some(Self {
+            backend: use_context::<std::sync::Arc<dyn Backend>>()?,
+            parts: use_context::<http::request::Parts>()?,
+            response: use_context::<leptos_axum::ResponseOptions>(),
+        })
+    }
+}
+
+#[cfg(feature = "ssr")]
+tokio::task_local! {
+    /// The request a page's server call serves while the page renders on the server (see
+    /// [`in_request`]).
+    static REQUEST: Option<RequestScope>;
+}
+
+/// Wraps a page resource's fetcher so that, when the page renders on the server, its server
+/// calls carry the request they serve with them instead of looking it up in the reactive owner
+/// tree. In the browser it changes nothing.
+///
+/// Why: a resource's call runs in a task of its own and may outlive the render (an admin page
+/// answers an owner 403 without waiting for its data, and a browser may go away mid-page). A
+/// context lookup walks up the page's owners, and reactive_graph 0.2 deadlocks when the last
+/// reference to one of them is dropped during that walk while the render tears them down on
+/// another thread (the worker thread blocks for good). Capturing the scope here, in the
+/// component's body, walks the owners while the render still holds them.
+#[cfg(feature = "ssr")]
+pub fn in_request<S, Fut>(
+    fetch: impl Fn(S) -> Fut + Send + Sync + 'static,
+) -> impl Fn(S) -> tokio::task::futures::TaskLocalFuture<Option<RequestScope>, Fut> + Send + Sync + 'static
+where
+    Fut: std::future::Future,
+{
+    let scope = RequestScope::from_context();
+    move |source| REQUEST.scope(scope.clone(), fetch(source))
+}
+
+/// In the browser a resource's fetcher calls the server over HTTP: nothing to carry.
+#[cfg(not(feature = "ssr"))]
+pub fn in_request<S, Fut>(
+    fetch: impl Fn(S) -> Fut + Send + Sync + 'static,
+) -> impl Fn(S) -> Fut + Send + Sync + 'static {
+    fetch
+}
+
+/// The request a server function serves: the one [`in_request`] carried, for a page rendering
+/// on the server, or else the context leptos_axum provided for a call over HTTP (whose owner
+/// lives as long as the call).
+#[cfg(feature = "ssr")]
+fn request_scope() -> Option<RequestScope> {
+    REQUEST
+        .try_with(Clone::clone)
+        .ok()
+        .flatten()
+        .or_else(RequestScope::from_context)
+}
+
 #[cfg(feature = "ssr")]
 async fn backend() -> Result<(std::sync::Arc<dyn Backend>, http::request::Parts), AppError> {
-    let backend = use_context::<std::sync::Arc<dyn Backend>>()
-        .ok_or_else(|| AppError::Server("no backend in context".into()))?;
-    let parts = use_context::<http::request::Parts>()
-        .ok_or_else(|| AppError::Server("no request in context".into()))?;
-    Ok((backend, parts))
+    let scope = request_scope().ok_or_else(|| AppError::Server("no request in context".into()))?;
+    Ok((scope.backend, scope.parts))
 }
 
 /// Sets the HTTP status of a failed server function (or page render) to the error's.
 #[cfg(feature = "ssr")]
 pub(crate) fn with_status<T>(result: Result<T, AppError>) -> Result<T, AppError> {
     if let Err(e) = &result {
-        if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+        if let Some(res) = request_scope().and_then(|s| s.response) {
             res.set_status(
                 http::StatusCode::from_u16(e.status())
                     .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),

@@ -114,3 +114,40 @@ async fn pages_render_while_another_server_builds_its_router() {
     assert!(built > 0, "another router was built meanwhile");
     assert!(failures.is_empty(), "renders that failed: {failures:#?}");
 }
+
+/// A page's server call carries the request it serves: it answers even when it runs after the
+/// page's render, and with it the render's reactive owners, are gone.
+///
+/// That happens for real: an admin page answers an owner 403 without waiting for its data, and
+/// browsers leave mid-page. A call that looked its request up in the owners then found nothing
+/// or, when the owners were being torn down on another thread at that moment, deadlocked in
+/// Leptos's owner tree (reactive_graph 0.2) and took a worker thread with it: seen once as a
+/// hung test, and not reproducible on demand (24,000 abandoned 403 renders did not), so this
+/// checks the property that rules it out: the call needs no owner at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pages_server_call_outlives_its_render() {
+    use leptos::prelude::{provide_context, Owner};
+    use std::sync::Arc;
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let backend: Arc<dyn app::api::Backend> =
+        Arc::new(countersign::http::ui::UiBackend::new(app.core.clone()));
+    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+    // A visitor without a session: `me` answers "nobody", once it reaches the backend.
+    parts.extensions.insert(tower_sessions::Session::new(
+        None,
+        Arc::new(tower_sessions::MemoryStore::default()),
+        None,
+    ));
+    let render = Owner::new();
+    let fetch = render.with(|| {
+        provide_context(backend);
+        provide_context(parts);
+        provide_context(leptos_axum::ResponseOptions::default());
+        let page = Owner::new();
+        page.with(|| app::api::in_request(|_: ()| app::api::me()))
+    });
+    let call = fetch(());
+    drop(render);
+    assert_eq!(call.await, Ok(None));
+}
