@@ -82,8 +82,11 @@ pub async fn signed_in(core: &Countersign, session: &Session) -> Result<SignedIn
 }
 
 /// Refuses state-changing requests that a browser marks as cross-site. Browsers send
-/// `Sec-Fetch-Site` (and `Origin`) on every POST; a request with neither is not from a browser,
-/// so it carries no victim's cookies and cannot be a cross-site forgery.
+/// `Sec-Fetch-Site` (and `Origin`) on every POST from a page. A state-changing request with
+/// neither is not one our pages send, so it is refused when it carries the session cookie (an
+/// old or unusual browser, a browser extension, a plugin could otherwise act with the person's
+/// session); without the cookie it can act for no one, and agents calling with their bearer key
+/// alone (revoking a grant) are unaffected.
 pub async fn same_origin_only(
     State(core): State<Arc<Countersign>>,
     req: Request,
@@ -97,7 +100,7 @@ pub async fn same_origin_only(
         let allowed = match (site, origin) {
             (Some(s), _) => s == "same-origin" || s == "none",
             (None, Some(o)) => o == ours,
-            (None, None) => true,
+            (None, None) => !carries_session_cookie(headers),
         };
         if !allowed {
             return ApiError(Error::Forbidden("cross-site requests are refused".into()))
@@ -105,6 +108,21 @@ pub async fn same_origin_only(
         }
     }
     next.run(req).await
+}
+
+/// Whether any `Cookie` header names our session cookie.
+fn carries_session_cookie(headers: &HeaderMap) -> bool {
+    let prefix = format!("{}=", super::SESSION_COOKIE);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| match v.to_str() {
+            Ok(v) => v
+                .split(';')
+                .any(|pair| pair.trim_start().starts_with(&prefix)),
+            // A cookie header we cannot read might still be read as a session: assume it is one.
+            Err(_) => true,
+        })
 }
 
 async fn start_session(session: &Session, core: &Countersign, user_id: &str) -> Result<(), Error> {
@@ -347,13 +365,13 @@ pub async fn events(
 pub async fn decision_finish(
     State(core): State<Arc<Countersign>>,
     OwnerSession(who): OwnerSession,
-    Path(_id): Path<String>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: AssertionFinish = parse_json(&read_json_body(&headers, body).await?)?;
     Ok(Json(
-        core.decision_finish(&who, &req.ceremony_id, &req.credential)
+        core.decision_finish(&who, &id, &req.ceremony_id, &req.credential)
             .await?,
     )
     .into_response())

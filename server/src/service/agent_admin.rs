@@ -24,8 +24,12 @@
 //! Grants the agent holds but has not yet redeemed are revoked with the change: if the change is
 //! a response to a leaked key, whoever held that key could have fetched them, and a key-bound
 //! grant names a key that is no longer the agent's. They live for seconds, so an honest agent
-//! loses little by asking again. Pending requests stay: they belong to the agent, not to its
-//! credential, and a person still decides each one (suspend the agent to cancel them).
+//! loses little by asking again. Pending requests that were committed before the change stay:
+//! they belong to the agent, not to its credential, a person still decides each one (suspend
+//! the agent to cancel them), and their grant is delivered only to a caller holding the new
+//! credential. A request the old credential sent that had not yet committed when the change did
+//! is refused, never written: the change advances the agent's epoch, which intake compares
+//! inside its writing transaction (see `agents`, "The kill switch holds by construction").
 //!
 //! # Every replica, at once
 //!

@@ -4,6 +4,19 @@
 //! store only a digest) or a short-lived JWT signed with its own Ed25519 key. A JWT is accepted
 //! once: its `jti` is remembered until the JWT expires, so a captured assertion cannot be
 //! replayed. A suspended agent is refused whatever it presents.
+//!
+//! # The kill switch holds by construction
+//!
+//! Suspending an agent, resuming it, rotating its API key or registering a public key advance
+//! the agent's `epoch` in the statement that makes the change. An [`AgentIdentity`] carries the
+//! epoch its credential was checked at, and everything written on the agent's behalf compares
+//! that epoch inside its own writing transaction while holding the agent's row (PostgreSQL) or
+//! the one writer (SQLite): a new request and its grant (the intake writer, see `writer`), a
+//! grant minted by a decision (which takes the agent's key and epoch under the same lock), a
+//! redemption (each grant stores the epoch it was issued at). So a change either commits first,
+//! and those writes see the new epoch and commit nothing, or it waits for them and then cancels
+//! and revokes what they wrote. Timing plays no part: a request that passed authentication a
+//! moment before the kill switch and reached the writer a moment after it is refused (`401`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,6 +43,9 @@ pub struct AgentIdentity {
     pub owner_id: String,
     /// RFC 7638 thumbprint of its key, for key-bound agents (`cnf.jkt` of its grants).
     pub jkt: Option<String>,
+    /// The agent's epoch when this credential was checked. Whatever the call writes on the
+    /// agent's behalf commits only if the agent is still at this epoch (see the module docs).
+    pub epoch: i64,
 }
 
 /// A newly registered agent.
@@ -107,15 +123,34 @@ impl Countersign {
         validate_name(name)?;
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        let owner = users::get_by_email(&mut tx, &owner_email.trim().to_lowercase())
-            .await?
-            .filter(|u| u.status == "active")
-            .ok_or_else(|| {
-                Error::invalid(
+        let email = owner_email.trim().to_lowercase();
+        let owner = match users::get_by_email(&mut tx, &email).await? {
+            Some(u) if u.status == "active" => u,
+            Some(_) => {
+                return Err(Error::invalid(
                     "owner",
-                    format!("no active person with e-mail {owner_email}"),
-                )
-            })?;
+                    format!("{email} is deactivated; an agent's owner must be an active person"),
+                ))
+            }
+            None if users::has_open_invitation(&mut *tx, &email, now).await? => {
+                return Err(Error::invalid(
+                    "owner",
+                    format!(
+                        "{email} has been invited but has not enrolled yet; an agent's owner \
+                         must have enrolled a passkey first (their invitation link does that)"
+                    ),
+                ))
+            }
+            None => {
+                return Err(Error::invalid(
+                    "owner",
+                    format!(
+                        "no one with e-mail {email} has enrolled; invite them first \
+                         (countersign user invite --email {email})"
+                    ),
+                ))
+            }
+        };
         let id = uuid::Uuid::new_v4().to_string();
         let (api_key, api_key_hash, jwk_json, jkt) = match public_jwk {
             Some(text) => {
@@ -146,6 +181,7 @@ impl Countersign {
             jwk_thumbprint: jkt.clone(),
             created_at: now,
             last_seen_at: None,
+            epoch: 0,
         };
         rows::insert(&mut tx, &row).await?;
         audit::append(
@@ -169,37 +205,40 @@ impl Countersign {
 
     /// The kill switch: refuses the agent's credentials from now on, cancels its pending
     /// requests and revokes its outstanding grants, all in one transaction.
+    ///
+    /// The first statement advances the agent's epoch (and, on PostgreSQL, takes its row lock):
+    /// intake and decisions hold the same row while they write, so each of them either
+    /// committed before this transaction (and its request or grant is cancelled or revoked
+    /// here) or sees the new epoch and writes nothing. See the module docs.
     pub async fn suspend_agent(&self, id: &str, actor: &str) -> Result<SuspendReport, Error> {
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        if rows::get(&mut *tx, id).await?.is_none() {
+        let changed = rows::set_status(&mut tx, id, "active", "suspended").await?;
+        if !changed && rows::get(&mut *tx, id).await?.is_none() {
             return Err(Error::NotFound(format!("no agent {id}")));
         }
-        let changed = rows::set_status(&mut tx, id, "active", "suspended").await?;
-        let pending = store::requests::pending_of_agent(&mut *tx, id).await?;
-        let mut cancelled = Vec::new();
-        for rid in &pending {
-            let t = Transition {
-                to: "cancelled",
+        let t = Transition {
+            to: "cancelled",
+            at: now,
+            by: "system",
+            reason_code: Some("agent_suspended"),
+            reason: Some("The agent was suspended."),
+            expected_hash: None,
+        };
+        let cancelled = store::requests::cancel_all_of_agent(&mut tx, id, &t).await?;
+        let events: Vec<audit::NewEvent> = cancelled
+            .iter()
+            .map(|rid| audit::NewEvent {
                 at: now,
-                by: "system",
-                reason_code: Some("agent_suspended"),
-                reason: Some("The agent was suspended."),
-                expected_hash: None,
-            };
-            if store::requests::decide(&mut tx, rid, &t).await? {
-                audit::append(
-                    &mut tx,
-                    now,
-                    actor,
-                    "request.cancelled",
-                    Some(rid),
-                    &json!({ "by": actor, "reason": "agent_suspended" }),
-                )
-                .await?;
-                announce(&mut tx, self.db.backend(), rid).await?;
-                cancelled.push(rid.clone());
-            }
+                actor: actor.to_string(),
+                kind: "request.cancelled".into(),
+                request_id: Some(rid.clone()),
+                data: json!({ "by": actor, "reason": "agent_suspended" }),
+            })
+            .collect();
+        audit::append_many(&mut tx, &events).await?;
+        for rid in &cancelled {
+            announce(&mut tx, self.db.backend(), rid).await?;
         }
         let revoked = revoke_outstanding_grants(&mut tx, id, now, actor, "agent_suspended").await?;
         audit::append(
@@ -255,10 +294,7 @@ impl Countersign {
     }
 
     async fn authenticate_agent_inner(&self, bearer: &str) -> Result<AgentIdentity, Error> {
-        // One message for every credential failure: telling a caller *why* (unknown agent vs.
-        // wrong secret) would help an attacker more than a legitimate agent.
-        let refused =
-            || Error::InvalidToken("the credential is invalid, expired or revoked".into());
+        let refused = refused_credential;
         if let Some((id, secret)) = secrets::parse_api_key(bearer) {
             let agent = rows::get(self.db.reader(), id).await?.ok_or_else(refused)?;
             let stored = agent.api_key_hash.as_deref().ok_or_else(refused)?;
@@ -307,6 +343,13 @@ impl Countersign {
     }
 }
 
+/// The one answer to every credential failure: telling a caller *why* (unknown agent, wrong
+/// secret, suspended, a key that changed while its request was on its way) would help an
+/// attacker more than a legitimate agent.
+pub(crate) fn refused_credential() -> Error {
+    Error::InvalidToken("the credential is invalid, expired or revoked".into())
+}
+
 /// Revokes every grant of the agent that was issued and not yet redeemed, each with its
 /// `grant.revoked` audit event giving `reason`; returns how many. Runs inside the caller's
 /// transaction, so the revocations land together with the change that caused them.
@@ -317,24 +360,19 @@ pub(crate) async fn revoke_outstanding_grants(
     actor: &str,
     reason: &str,
 ) -> Result<usize, Error> {
-    let grants = store::grants::issued_of_agent(&mut *conn, agent_id).await?;
-    let mut revoked = 0;
-    for jti in &grants {
-        if store::grants::revoke(conn, jti, now).await? {
-            let g = store::grants::get(&mut *conn, jti).await?;
-            audit::append(
-                conn,
-                now,
-                actor,
-                "grant.revoked",
-                g.as_ref().map(|g| g.request_id.as_str()),
-                &json!({ "jti": jti, "reason": reason }),
-            )
-            .await?;
-            revoked += 1;
-        }
-    }
-    Ok(revoked)
+    let revoked = store::grants::revoke_all_of_agent(&mut *conn, agent_id, now).await?;
+    let events: Vec<audit::NewEvent> = revoked
+        .iter()
+        .map(|(jti, request_id)| audit::NewEvent {
+            at: now,
+            actor: actor.to_string(),
+            kind: "grant.revoked".into(),
+            request_id: Some(request_id.clone()),
+            data: json!({ "jti": jti, "reason": reason }),
+        })
+        .collect();
+    audit::append_many(conn, &events).await?;
+    Ok(revoked.len())
 }
 
 fn identity(agent: AgentRow) -> AgentIdentity {
@@ -343,6 +381,7 @@ fn identity(agent: AgentRow) -> AgentIdentity {
         name: agent.name,
         owner_id: agent.owner_id,
         jkt: agent.jwk_thumbprint,
+        epoch: agent.epoch,
     }
 }
 

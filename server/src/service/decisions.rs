@@ -36,6 +36,7 @@ use super::people::{load_passkeys, used_passkey, CeremonyState, SignedIn, CEREMO
 use super::requests::{announce, stored_body, ApprovalCount};
 use super::{Countersign, Error};
 use crate::clock::rfc3339;
+use crate::domain::client_data;
 use crate::domain::display::{ApprovalView, VIEW_VERSION};
 use crate::domain::quorum::{ApproverRule, Candidate};
 use crate::store::ceremonies::{self, CeremonyRow};
@@ -300,10 +301,11 @@ impl Countersign {
         Ok(())
     }
 
-    /// Finishes an approval or denial with the passkey's answer.
+    /// Finishes an approval or denial of `request_id` with the passkey's answer.
     pub async fn decision_finish(
         &self,
         who: &SignedIn,
+        request_id: &str,
         ceremony_id: &str,
         credential: &PublicKeyCredential,
     ) -> Result<DecisionResult, Error> {
@@ -318,10 +320,18 @@ impl Countersign {
                 "this passkey prompt belongs to another session".into(),
             ));
         }
-        let request_id = ceremony
-            .request_id
-            .clone()
-            .ok_or_else(|| Error::internal("decision ceremony without request"))?;
+        // The request the caller says it decides is the one the prompt was started for: a page
+        // that posts one request's ceremony to another's address decides neither (and the
+        // ceremony, consumed above, cannot be tried again).
+        if ceremony.request_id.as_deref() != Some(request_id) {
+            return Err(Error::invalid(
+                "ceremony_id",
+                "this passkey prompt was started for another request",
+            ));
+        }
+        let request_id = request_id.to_string();
+        client_data::refuse_cross_origin(credential.response.client_data_json.as_ref())
+            .map_err(|e| Error::AccessDenied(format!("the passkey assertion was refused: {e}")))?;
         let bound_hash = ceremony
             .action_hash
             .clone()
@@ -343,22 +353,21 @@ impl Countersign {
             return Err(Error::AccessDenied("user verification is required".into()));
         }
 
-        // 3. Decide, in one transaction that first locks the request row, and only if it is
-        //    still pending, unexpired and unchanged.
+        // 3. Decide, in one transaction that first holds the agent (a suspension or key change
+        //    then either committed before us, and the request is no longer pending, or waits
+        //    for us and revokes the grant we mint; see `agents`), then locks the request row,
+        //    and only if it is still pending, unexpired and unchanged.
         let now = self.now();
         let j = self.judgement(&request_id).await?;
         let mut tx = self.db.begin().await?;
-        let still_open = sqlx::query(
-            "UPDATE requests SET status = status WHERE id = $1 AND status = 'pending' AND action_hash = $2 AND expires_at > $3",
-        )
-        .bind(&request_id)
-        .bind(&bound_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(store::StoreError::from)?
-        .rows_affected()
-            == 1;
+        let agent_id = j.request.agent_id.as_str();
+        let agent_now =
+            agents::current_for_write(&mut tx, self.db.backend(), &[agent_id], agents::Hold::Read)
+                .await?
+                .remove(agent_id)
+                .ok_or_else(|| Error::internal("request without agent"))?;
+        let still_open = agent_now.status == "active"
+            && rows::lock_pending(&mut tx, &request_id, &bound_hash, now).await?;
         if !still_open {
             drop(tx);
             let now_row = self.read_fresh(&request_id).await?;
@@ -468,13 +477,15 @@ impl Countersign {
                         &json!({ "approvers": approvers }),
                     )
                     .await?;
-                    let agent = agents::get(&mut *tx, &j.request.agent_id)
+                    // The key and epoch as this transaction holds them (step 3).
+                    let agent = agents::get(&mut *tx, agent_id)
                         .await?
                         .ok_or_else(|| Error::internal("request without agent"))?;
                     self.mint_grant(
                         &mut tx,
                         &j.request,
                         agent.jwk_thumbprint.as_deref(),
+                        agent_now.epoch,
                         &approvers,
                         now,
                     )

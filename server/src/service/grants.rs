@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::requests::{stored_body, GrantView};
 use super::{Countersign, Error};
 use crate::clock::{rfc3339, Millis};
+use crate::domain::canonical::{canonical_json, sha256_prefixed};
 use crate::domain::jose::{self, Jwks, PublicJwk, GRANT_TYP};
 use crate::service::agents::AgentIdentity;
 use crate::store::grants::{self as rows, GrantRow};
@@ -48,57 +49,112 @@ pub enum Outcome {
     Failed,
 }
 
+/// Action parameters up to this many bytes of canonical JSON travel in the grant; larger ones
+/// travel as their SHA-256 (the contract's "The grant").
+pub const INLINE_PARAMS_MAX_BYTES: usize = 4 * 1024;
+
+/// A grant built for an approved request, not yet stored.
+#[derive(Debug)]
+pub(crate) struct BuiltGrant {
+    /// The row to store.
+    pub row: GrantRow,
+    /// Its `grant.issued` audit event.
+    pub event: audit::NewEvent,
+    /// The signed token, for delivery.
+    pub token: String,
+}
+
+/// Only reachable with a grant naming dozens of approvers next to a maximal target and
+/// operation: refused before anything is stored, so no approved request is left without a
+/// grant it can receive.
+fn too_large() -> Error {
+    Error::Conflict(
+        "the grant for this request would not fit in 8 KiB (too many approvers to name)".into(),
+    )
+}
+
 impl Countersign {
-    /// Issues the grant for an approved request, inside the deciding transaction.
+    /// Issues the grant for an approved request, inside the deciding transaction. `jkt` and
+    /// `agent_epoch` are the agent's as that transaction holds them.
     pub(crate) async fn mint_grant(
         &self,
         tx: &mut WriteTx,
         request: &RequestRow,
         jkt: Option<&str>,
+        agent_epoch: i64,
         approvers: &[String],
         now: Millis,
     ) -> Result<GrantRow, Error> {
-        let (row, event) = self.build_grant(request, jkt, approvers, now)?;
-        rows::insert(tx, &row).await?;
-        audit::append_many(tx, &[event]).await?;
-        Ok(row)
+        let built = self.build_grant(request, jkt, agent_epoch, approvers, now)?;
+        rows::insert(tx, &built.row).await?;
+        audit::append_many(tx, &[built.event]).await?;
+        Ok(built.row)
     }
 
-    /// The grant for an approved request and its `grant.issued` audit event, not yet stored.
+    /// The grant for an approved request, its `grant.issued` audit event and its signed token,
+    /// not yet stored.
+    ///
+    /// The token is signed here, before anything is stored, so that a grant that could not be
+    /// delivered is never recorded: the contract promises every grant fits in 8 KiB. Parameters
+    /// whose canonical JSON is over 4 KiB travel as their digest (`params_sha256`), as the
+    /// contract says; smaller ones travel as they are unless the rest of the grant (a long
+    /// target and operation in four-byte characters, many approvers) leaves no room for them,
+    /// in which case they travel as the digest too, which a downstream system must accept
+    /// anyway.
     pub(crate) fn build_grant(
         &self,
         request: &RequestRow,
         jkt: Option<&str>,
+        agent_epoch: i64,
         approvers: &[String],
         now: Millis,
-    ) -> Result<(GrantRow, audit::NewEvent), Error> {
+    ) -> Result<BuiltGrant, Error> {
         let jti = uuid::Uuid::new_v4().to_string();
         let iat = now.div_euclid(1000);
         let exp = iat + request.grant_ttl_seconds;
         let body = stored_body(request);
         let action = body.get("action").cloned().unwrap_or(Value::Null);
-        let mut detail = json!({ "type": request.action_type });
-        if let Some(op) = action.get("operation") {
-            detail["operation"] = op.clone();
-        }
-        if let Some(params) = action.get("params") {
-            detail["params"] = params.clone();
-        }
-        let mut claims = json!({
-            "iss": self.issuer(),
-            "sub": request.agent_id,
-            "aud": request.target,
-            "jti": jti,
-            "iat": iat,
-            "exp": exp,
-            "action_hash": request.action_hash,
-            "request_id": request.id,
-            "authorization_details": [detail],
-            "approvers": approvers,
-        });
-        if let Some(jkt) = jkt {
-            claims["cnf"] = json!({ "jkt": jkt });
-        }
+        let params = action.get("params");
+        let inline = params.is_some_and(|p| canonical_json(p).len() <= INLINE_PARAMS_MAX_BYTES);
+        let claims_with = |inline_params: bool| {
+            let mut detail = json!({ "type": request.action_type });
+            if let Some(op) = action.get("operation") {
+                detail["operation"] = op.clone();
+            }
+            match params {
+                Some(p) if inline_params => detail["params"] = p.clone(),
+                Some(p) => {
+                    detail["params_sha256"] = json!(sha256_prefixed(canonical_json(p).as_bytes()))
+                }
+                None => {}
+            }
+            let mut claims = json!({
+                "iss": self.issuer(),
+                "sub": request.agent_id,
+                "aud": request.target,
+                "jti": jti,
+                "iat": iat,
+                "exp": exp,
+                "action_hash": request.action_hash,
+                "request_id": request.id,
+                "authorization_details": [detail],
+                "approvers": approvers,
+            });
+            if let Some(jkt) = jkt {
+                claims["cnf"] = json!({ "jkt": jkt });
+            }
+            claims
+        };
+        let sign = |claims: &Value| self.signer.sign_compact(GRANT_TYP, claims);
+        let mut claims = claims_with(inline);
+        let token = match sign(&claims) {
+            Ok(token) => token,
+            Err(_) if inline => {
+                claims = claims_with(false);
+                sign(&claims).map_err(|_| too_large())?
+            }
+            Err(_) => return Err(too_large()),
+        };
         let row = GrantRow {
             jti: jti.clone(),
             request_id: request.id.clone(),
@@ -111,6 +167,7 @@ impl Countersign {
             revoked_at: None,
             outcome: None,
             reported_at: None,
+            agent_epoch,
         };
         let event = audit::NewEvent {
             at: now,
@@ -119,7 +176,7 @@ impl Countersign {
             request_id: Some(request.id.clone()),
             data: json!({ "jti": jti, "kid": self.signer.kid(), "claims": claims }),
         };
-        Ok((row, event))
+        Ok(BuiltGrant { row, event, token })
     }
 
     /// The grant of an approved request, signed for delivery. It is returned whatever its state
@@ -224,6 +281,9 @@ impl Countersign {
         Err(match g.status.as_str() {
             "redeemed" => Error::GrantAlreadyRedeemed,
             "revoked" => Error::GrantRevoked,
+            // Still issued and in time, yet refused: the agent was suspended or its key
+            // changed after the grant was issued (see `store::grants::redeem`).
+            "issued" if g.expires_at > now => Error::GrantRevoked,
             _ => Error::GrantExpired,
         })
     }

@@ -466,6 +466,10 @@ impl Countersign {
     ) -> Result<Person, Error> {
         let refused = |why: String| Error::AccessDenied(format!("sign-in refused: {why}"));
         let ceremony = self.take_ceremony(ceremony_id, &["sign_in"]).await?;
+        crate::domain::client_data::refuse_cross_origin(
+            credential.response.client_data_json.as_ref(),
+        )
+        .map_err(|e| refused(e.to_string()))?;
         let state: CeremonyState =
             serde_json::from_str(&ceremony.state).map_err(Error::internal)?;
         let now = self.now();

@@ -436,9 +436,9 @@ impl Countersign {
                 "request.approved",
                 json!({ "by": "policy", "rule": decision.rule_id }),
             ));
-            let (g, issued) = self.build_grant(&row, agent.jkt.as_deref(), &[], now)?;
-            events.push(issued);
-            grant = Some(g);
+            let built = self.build_grant(&row, agent.jkt.as_deref(), agent.epoch, &[], now)?;
+            events.push(built.event);
+            grant = Some((built.row, built.token));
         } else if status == "denied" {
             events.push(event(
                 "policy",
@@ -457,11 +457,18 @@ impl Countersign {
             request: row.clone(),
             claim,
             events,
-            grant: grant.clone(),
+            grant: grant.as_ref().map(|(g, _)| g.clone()),
             touch_agent_at: self.activity.due(&agent.id, now).then_some(now),
+            agent_epoch: agent.epoch,
         };
-        if self.intake.write(job).await? == Written::IdempotencyKeyTaken {
-            return Err(Error::Conflict("idempotency key race".into()));
+        match self.intake.write(job).await? {
+            Written::Stored => {}
+            Written::IdempotencyKeyTaken => {
+                return Err(Error::Conflict("idempotency key race".into()))
+            }
+            // Suspended, or its key changed, while this request waited for the writer: the
+            // credential it came with no longer counts, and nothing was written.
+            Written::AgentChanged => return Err(super::agents::refused_credential()),
         }
         if status == "pending" {
             // Committed: tell the approvers, off the agent's path (see `notify`), and refresh
@@ -483,7 +490,11 @@ impl Countersign {
             });
         }
         // Just created: no approvals yet, and the grant (if policy allowed it) is in hand.
-        let grant = grant.map(|g| self.grant_view(&g)).transpose()?;
+        let grant = grant.map(|(g, token)| GrantView {
+            token,
+            jti: g.jti,
+            expires_at: rfc3339(g.expires_at),
+        });
         let mut view = self.assemble_view(&row, 0, grant);
         view.expires_in = Some(i64::from(ttl));
         Ok(view)

@@ -13,6 +13,13 @@
 //! (all of a batch commits or none), the audit chain keeps its order, and a lost idempotency
 //! race is reported to that request alone. If a batch fails, each of its requests is retried
 //! in a transaction of its own, so one bad request never fails its neighbours.
+//!
+//! A request is checked before it is queued, but it commits here, later. So the first thing a
+//! batch's transaction does is read (and, on PostgreSQL, hold) the status and epoch of the
+//! agents it writes for, and it drops every job authorised under an epoch that is no longer the
+//! agent's: a suspension or key change that committed while the job waited in the queue wins,
+//! and one that comes after waits for this transaction and then undoes what it wrote (see
+//! `agents`, "The kill switch holds by construction").
 
 use std::collections::HashSet;
 
@@ -41,6 +48,9 @@ pub struct IntakeJob {
     pub grant: Option<GrantRow>,
     /// Record the agent's activity at this time.
     pub touch_agent_at: Option<Millis>,
+    /// The agent's epoch when its credential was checked: the job is written only if the agent
+    /// is still active at this epoch.
+    pub agent_epoch: i64,
 }
 
 /// How a job was written.
@@ -50,6 +60,9 @@ pub enum Written {
     Stored,
     /// Not written: another request already holds its idempotency key.
     IdempotencyKeyTaken,
+    /// Not written: the agent was suspended, or its credential changed, after the job was
+    /// authorised.
+    AgentChanged,
 }
 
 type Reply = oneshot::Sender<Result<Written, Error>>;
@@ -115,7 +128,23 @@ async fn run(db: Db, mut jobs: mpsc::Receiver<(IntakeJob, Reply)>) {
 
 async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, StoreError> {
     let mut tx = db.begin().await?;
-    let claims: Vec<IdempotencyClaim> = jobs.iter().filter_map(|j| j.claim.clone()).collect();
+    // First, before anything else is locked: the agents as this transaction sees them, held
+    // until it commits (see the module docs).
+    let mut agent_ids: Vec<&str> = jobs.iter().map(|j| j.request.agent_id.as_str()).collect();
+    agent_ids.sort_unstable();
+    agent_ids.dedup();
+    let current =
+        agents::current_for_write(&mut tx, db.backend(), &agent_ids, agents::Hold::Update).await?;
+    let live = |j: &IntakeJob| {
+        current
+            .get(&j.request.agent_id)
+            .is_some_and(|a| a.status == "active" && a.epoch == j.agent_epoch)
+    };
+    let claims: Vec<IdempotencyClaim> = jobs
+        .iter()
+        .filter(|j| live(j))
+        .filter_map(|j| j.claim.clone())
+        .collect();
     let won: HashSet<String> = requests::idempotency_claim(&mut tx, &claims)
         .await?
         .into_iter()
@@ -123,6 +152,7 @@ async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, Store
     let results: Vec<Written> = jobs
         .iter()
         .map(|j| match j.claim {
+            _ if !live(j) => Written::AgentChanged,
             Some(_) if !won.contains(&j.request.id) => Written::IdempotencyKeyTaken,
             _ => Written::Stored,
         })

@@ -29,10 +29,12 @@ pub struct AgentRow {
     pub created_at: Millis,
     /// When it last created a request.
     pub last_seen_at: Option<Millis>,
+    /// Advances with every change of status or credential (see [`set_status`]).
+    pub epoch: i64,
 }
 
 const COLUMNS: &str = "id, name, owner_id, status, key_type, api_key_hash, public_jwk, \
-                       jwk_thumbprint, created_at, last_seen_at";
+                       jwk_thumbprint, created_at, last_seen_at, epoch";
 
 fn from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
     Ok(AgentRow {
@@ -46,6 +48,7 @@ fn from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
         jwk_thumbprint: col(row, "jwk_thumbprint")?,
         created_at: col(row, "created_at")?,
         last_seen_at: col(row, "last_seen_at")?,
+        epoch: col(row, "epoch")?,
     })
 }
 
@@ -53,7 +56,8 @@ fn from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
 pub async fn insert(conn: &mut AnyConnection, a: &AgentRow) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO agents (id, name, owner_id, status, key_type, api_key_hash, public_jwk, \
-         jwk_thumbprint, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         jwk_thumbprint, created_at, last_seen_at, epoch) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&a.id)
     .bind(&a.name)
@@ -65,6 +69,7 @@ pub async fn insert(conn: &mut AnyConnection, a: &AgentRow) -> Result<(), StoreE
     .bind(&a.jwk_thumbprint)
     .bind(a.created_at)
     .bind(a.last_seen_at)
+    .bind(a.epoch)
     .execute(conn)
     .await?;
     Ok(())
@@ -92,19 +97,26 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
     rows.iter().map(from_row).collect()
 }
 
-/// Moves an agent from one status to another; false when it was not in `from`.
+/// Moves an agent from one status to another and advances its epoch; false when it was not in
+/// `from`.
+///
+/// The epoch is what makes a suspension final the moment it commits: every write made on the
+/// agent's behalf (a new request, a grant, a redemption) compares the epoch it was authorised
+/// under with the current one inside its own transaction (see [`current_for_write`]).
 pub async fn set_status(
     conn: &mut AnyConnection,
     id: &str,
     from: &str,
     to: &str,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE agents SET status = $3 WHERE id = $1 AND status = $2")
-        .bind(id)
-        .bind(from)
-        .bind(to)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE agents SET status = $3, epoch = epoch + 1 WHERE id = $1 AND status = $2",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -201,8 +213,8 @@ pub async fn replace_credential(
     // COALESCE instead of `IS NOT DISTINCT FROM`: both engines accept it, and neither a digest
     // nor a thumbprint is ever empty.
     let done = sqlx::query(
-        "UPDATE agents SET key_type = $4, api_key_hash = $5, public_jwk = $6, jwk_thumbprint = $7 \
-         WHERE id = $1 AND COALESCE(api_key_hash, '') = $2 AND COALESCE(jwk_thumbprint, '') = $3",
+        "UPDATE agents SET key_type = $4, api_key_hash = $5, public_jwk = $6, jwk_thumbprint = $7, \
+         epoch = epoch + 1 WHERE id = $1 AND COALESCE(api_key_hash, '') = $2 AND COALESCE(jwk_thumbprint, '') = $3",
     )
     .bind(id)
     .bind(expected_api_key_hash.unwrap_or(""))
@@ -214,6 +226,65 @@ pub async fn replace_credential(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// An agent's status and epoch as a writing transaction sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentState {
+    /// `active` or `suspended`.
+    pub status: String,
+    /// See [`set_status`].
+    pub epoch: i64,
+}
+
+/// How a writing transaction holds the agents it read until it commits (PostgreSQL; SQLite's
+/// write transaction already excludes every other writer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The transaction only reads the agents (`FOR SHARE`).
+    Read,
+    /// The transaction will also update them (`FOR NO KEY UPDATE`; taking a share lock and
+    /// upgrading it later could deadlock with another transaction doing the same).
+    Update,
+}
+
+/// Reads the status and epoch of these agents inside the caller's write transaction and holds
+/// them until it commits, so a suspension or key change either commits before (and this
+/// transaction sees it) or waits until after (and finds this transaction's writes to undo).
+/// Rows are locked in id order, so two transactions holding several agents cannot deadlock.
+pub async fn current_for_write(
+    conn: &mut AnyConnection,
+    backend: super::Backend,
+    ids: &[&str],
+    hold: Hold,
+) -> Result<std::collections::HashMap<String, AgentState>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let lock = match (backend, hold) {
+        (super::Backend::Sqlite, _) => "",
+        (super::Backend::Postgres, Hold::Read) => " FOR SHARE",
+        (super::Backend::Postgres, Hold::Update) => " FOR NO KEY UPDATE",
+    };
+    let sql = format!(
+        "SELECT id, status, epoch FROM agents WHERE id IN ({}) ORDER BY id{lock}",
+        super::list_placeholders(1, ids.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    for row in q.fetch_all(conn).await? {
+        out.insert(
+            col(&row, "id")?,
+            AgentState {
+                status: col(&row, "status")?,
+                epoch: col(&row, "epoch")?,
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// Records when an agent was last active.

@@ -33,10 +33,13 @@ pub struct GrantRow {
     pub outcome: Option<String>,
     /// When the outcome was reported.
     pub reported_at: Option<Millis>,
+    /// The agent's epoch when the grant was issued: it redeems only while the agent is still at
+    /// that epoch (see [`crate::store::agents::set_status`]).
+    pub agent_epoch: i64,
 }
 
-const COLUMNS: &str =
-    "jti, request_id, agent_id, status, claims, issued_at, expires_at, redeemed_at, revoked_at, outcome, reported_at";
+const COLUMNS: &str = "jti, request_id, agent_id, status, claims, issued_at, expires_at, \
+                       redeemed_at, revoked_at, outcome, reported_at, agent_epoch";
 
 fn from_row(row: &AnyRow) -> Result<GrantRow, StoreError> {
     Ok(GrantRow {
@@ -51,14 +54,15 @@ fn from_row(row: &AnyRow) -> Result<GrantRow, StoreError> {
         revoked_at: col(row, "revoked_at")?,
         outcome: col(row, "outcome")?,
         reported_at: col(row, "reported_at")?,
+        agent_epoch: col(row, "agent_epoch")?,
     })
 }
 
 /// Stores a newly issued grant.
 pub async fn insert(conn: &mut AnyConnection, g: &GrantRow) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO grants (jti, request_id, agent_id, status, claims, issued_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO grants (jti, request_id, agent_id, status, claims, issued_at, expires_at, \
+         agent_epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&g.jti)
     .bind(&g.request_id)
@@ -67,6 +71,7 @@ pub async fn insert(conn: &mut AnyConnection, g: &GrantRow) -> Result<(), StoreE
     .bind(&g.claims)
     .bind(g.issued_at)
     .bind(g.expires_at)
+    .bind(g.agent_epoch)
     .execute(conn)
     .await?;
     Ok(())
@@ -97,10 +102,17 @@ pub async fn for_request<'e, E: Executor<'e, Database = Any>>(
 
 /// Marks an issued, unexpired grant redeemed. This single conditional write is what makes a
 /// grant usable exactly once: of any number of concurrent redeemers, one sees `true`.
+///
+/// It also requires the agent to be active at the epoch the grant was issued under: a
+/// suspension or key change revokes the agent's grants in its own transaction, and this
+/// comparison makes "no grant from before redeems" hold even for a grant that revocation
+/// could not see.
 pub async fn redeem(conn: &mut AnyConnection, jti: &str, now: Millis) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE grants SET status = 'redeemed', redeemed_at = $2 \
-         WHERE jti = $1 AND status = 'issued' AND expires_at > $2",
+         WHERE jti = $1 AND status = 'issued' AND expires_at > $2 \
+         AND EXISTS (SELECT 1 FROM agents a WHERE a.id = grants.agent_id \
+                     AND a.status = 'active' AND a.epoch = grants.agent_epoch)",
     )
     .bind(jti)
     .bind(now)
@@ -135,6 +147,32 @@ pub async fn report(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Revokes every issued grant of an agent in one statement and returns each one's `jti` and
+/// request id. One statement, and before any audit append: on PostgreSQL a transaction that
+/// took the audit head's lock and then waited on a grant row could deadlock with a redemption
+/// holding that row and waiting for the head.
+pub async fn revoke_all_of_agent(
+    conn: &mut AnyConnection,
+    agent_id: &str,
+    now: Millis,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE grants SET status = 'revoked', revoked_at = $2 \
+         WHERE agent_id = $1 AND status = 'issued' RETURNING jti, request_id",
+    )
+    .bind(agent_id)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    let mut out: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| Ok((col(r, "jti")?, col(r, "request_id")?)))
+        .collect::<Result<_, StoreError>>()?;
+    // RETURNING gives no order; the audit events follow a stable one.
+    out.sort();
+    Ok(out)
 }
 
 /// Ids of an agent's grants that could still be redeemed.

@@ -177,6 +177,56 @@ pub async fn decide(
     Ok(done.rows_affected() == 1)
 }
 
+/// Cancels every pending, unexpired request of an agent in one statement (the kill switch) and
+/// returns their ids, oldest first. One statement, before any audit append, for the same reason
+/// as [`crate::store::grants::revoke_all_of_agent`].
+pub async fn cancel_all_of_agent(
+    conn: &mut AnyConnection,
+    agent_id: &str,
+    t: &Transition<'_>,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE requests SET status = 'cancelled', decided_at = $2, decided_by = $3, \
+         reason_code = $4, reason = $5 \
+         WHERE agent_id = $1 AND status = 'pending' AND expires_at > $2 RETURNING id",
+    )
+    .bind(agent_id)
+    .bind(t.at)
+    .bind(t.by)
+    .bind(t.reason_code)
+    .bind(t.reason)
+    .fetch_all(conn)
+    .await?;
+    let mut ids: Vec<String> = rows
+        .iter()
+        .map(|r| col::<String>(r, "id"))
+        .collect::<Result<_, _>>()?;
+    // Ids are UUIDv7: sorted is oldest first.
+    ids.sort();
+    Ok(ids)
+}
+
+/// Locks a request for a decision: true when it is still pending, unexpired and bound to this
+/// `action_hash`. The row stays locked until the caller's transaction ends, so nothing else
+/// decides it meanwhile (on SQLite the write transaction already excludes other writers).
+pub async fn lock_pending(
+    conn: &mut AnyConnection,
+    id: &str,
+    action_hash: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE requests SET status = status \
+         WHERE id = $1 AND status = 'pending' AND action_hash = $2 AND expires_at > $3",
+    )
+    .bind(id)
+    .bind(action_hash)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Marks a pending request expired if its time has passed. True when this call did it.
 pub async fn expire(conn: &mut AnyConnection, id: &str, now: Millis) -> Result<bool, StoreError> {
     let done = sqlx::query(

@@ -326,6 +326,23 @@ pub async fn peek_enrolment<'e, E: Executor<'e, Database = Any>>(
     row.as_ref().map(enrolment_from_row).transpose()
 }
 
+/// Whether someone was invited with this e-mail and has not enrolled yet (an unused, unexpired
+/// enrolment link).
+pub async fn has_open_invitation<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    email: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "SELECT 1 AS open FROM enrolments WHERE email = $1 AND used_at IS NULL AND expires_at > $2 LIMIT 1",
+    )
+    .bind(email)
+    .bind(now)
+    .fetch_optional(ex)
+    .await?;
+    Ok(row.is_some())
+}
+
 /// Uses an invitation up: one conditional write, so a link enrols exactly one passkey holder
 /// even when two browsers finish at once.
 pub async fn take_enrolment(
