@@ -1,7 +1,8 @@
 //! Configuration, from the environment. Every setting has a default that runs Countersign on
 //! one machine with SQLite and no further setup.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub struct Config {
     /// (10), `COUNTERSIGN_DENY_COOLDOWN_SECONDS` (600), `COUNTERSIGN_APPROVE_DELAY_MS` (1500),
     /// `COUNTERSIGN_COLLAPSE_IDENTICAL` (true).
     pub guard_defaults: Guards,
+    /// Per-client-address limits on unauthenticated traffic, and whose forwarding headers
+    /// name the client (see `http::limits`).
+    pub edge_limits: EdgeLimits,
 }
 
 /// A setting that cannot be used, named.
@@ -75,6 +79,7 @@ impl Config {
             )
         });
         let guard_defaults = guard_defaults(&lookup)?;
+        let edge_limits = EdgeLimits::from_lookup(&lookup)?;
         let smtp_url = lookup("COUNTERSIGN_SMTP_URL")
             .map(|raw| SmtpUrl::parse(&raw))
             .transpose()?;
@@ -101,6 +106,7 @@ impl Config {
                 lookup("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
             ),
             guard_defaults,
+            edge_limits,
         })
     }
 
@@ -108,6 +114,135 @@ impl Config {
     pub fn issuer(&self) -> String {
         self.public_url.as_str().trim_end_matches('/').to_string()
     }
+}
+
+/// Limits on traffic nobody has authenticated yet, per client address. `None` is off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// `COUNTERSIGN_LIMIT_SIGN_IN`, default `120/min`: calls to sign-in start and finish
+    /// together (a sign-in is two).
+    pub sign_in: Option<Rate>,
+    /// `COUNTERSIGN_LIMIT_ENROL`, default `30/min`: calls to enrolment start and finish.
+    pub enrol: Option<Rate>,
+    /// `COUNTERSIGN_LIMIT_REDEEM_FAILURES`, default `60/min`: refused redemptions (a valid
+    /// one is never counted).
+    pub redeem_failures: Option<Rate>,
+    /// `COUNTERSIGN_LIMIT_AGENT_AUTH_FAILURES`, default `60/min`: refused agent credentials
+    /// (a valid one is never counted).
+    pub agent_auth_failures: Option<Rate>,
+    /// `COUNTERSIGN_TRUSTED_PROXIES`, default none: the proxies (addresses or CIDR blocks)
+    /// whose forwarding header is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `COUNTERSIGN_FORWARDED_HEADER`, default `x-forwarded-for`: the header those proxies
+    /// append the client's address to.
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// So many calls per period from one address: a burst of `count`, refilled evenly over `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// How many.
+    pub count: NonZeroU32,
+    /// Over how long.
+    pub per: Duration,
+}
+
+/// The forwarding header a trusted proxy appends to. Only one is read: a proxy that writes
+/// one passes the other through from the client untouched, so reading both would let any
+/// client choose its own address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …`
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1, …`
+    Forwarded,
+}
+
+/// Up to this many calls per period (so a period is never shorter than a microsecond a call).
+const MAX_RATE_COUNT: u32 = 1_000_000;
+
+impl EdgeLimits {
+    fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let rate = |name: &'static str, default: &str| match lookup(name) {
+            Some(v) => parse_rate(name, &v),
+            None => parse_rate(name, default),
+        };
+        let trusted_proxies = match lookup("COUNTERSIGN_TRUSTED_PROXIES") {
+            Some(v) => parse_proxies(&v)?,
+            None => Vec::new(),
+        };
+        let forwarded_header = match lookup("COUNTERSIGN_FORWARDED_HEADER")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("x-forwarded-for") => ForwardedHeader::XForwardedFor,
+            Some("forwarded") => ForwardedHeader::Forwarded,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "COUNTERSIGN_FORWARDED_HEADER",
+                    reason: format!("{other:?} is not x-forwarded-for or forwarded"),
+                })
+            }
+        };
+        Ok(Self {
+            sign_in: rate("COUNTERSIGN_LIMIT_SIGN_IN", "120/min")?,
+            enrol: rate("COUNTERSIGN_LIMIT_ENROL", "30/min")?,
+            redeem_failures: rate("COUNTERSIGN_LIMIT_REDEEM_FAILURES", "60/min")?,
+            agent_auth_failures: rate("COUNTERSIGN_LIMIT_AGENT_AUTH_FAILURES", "60/min")?,
+            trusted_proxies,
+            forwarded_header,
+        })
+    }
+}
+
+/// `N/s`, `N/min` or `N/h` (N from 1 to a million), or `off`.
+fn parse_rate(name: &'static str, raw: &str) -> Result<Option<Rate>, ConfigError> {
+    let raw = raw.trim();
+    if raw.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let err = || ConfigError {
+        name,
+        reason: format!(
+            "{raw:?} is not a rate; write N/s, N/min or N/h (N from 1 to {MAX_RATE_COUNT}), \
+             e.g. 60/min, or off"
+        ),
+    };
+    let (count, unit) = raw.split_once('/').ok_or_else(err)?;
+    let count = count
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n <= MAX_RATE_COUNT)
+        .and_then(NonZeroU32::new)
+        .ok_or_else(err)?;
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        _ => return Err(err()),
+    };
+    Ok(Some(Rate { count, per }))
+}
+
+/// Comma-separated addresses or CIDR blocks, IPv4 or IPv6.
+fn parse_proxies(raw: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| ConfigError {
+                    name: "COUNTERSIGN_TRUSTED_PROXIES",
+                    reason: format!(
+                        "{p:?} is not an IP address or CIDR block; write e.g. \
+                         10.0.0.0/8,192.0.2.7,2001:db8::/32"
+                    ),
+                })
+        })
+        .collect()
 }
 
 /// Seconds between attempts at a mail the SMTP server did not take: about 13 minutes in all,
@@ -396,6 +531,57 @@ mod tests {
             .unwrap()
             .guard_defaults;
         assert_eq!(g.deny_cooldown_seconds, 0);
+    }
+
+    #[test]
+    fn edge_limits_have_defaults_and_name_the_variable_when_wrong() {
+        let l = config(&[]).unwrap().edge_limits;
+        let per_min = |n: u32| {
+            Some(Rate {
+                count: NonZeroU32::new(n).unwrap(),
+                per: Duration::from_secs(60),
+            })
+        };
+        assert_eq!(l.sign_in, per_min(120));
+        assert_eq!(l.enrol, per_min(30));
+        assert_eq!(l.redeem_failures, per_min(60));
+        assert_eq!(l.agent_auth_failures, per_min(60));
+        assert!(l.trusted_proxies.is_empty());
+        assert_eq!(l.forwarded_header, ForwardedHeader::XForwardedFor);
+
+        let l = config(&[
+            ("COUNTERSIGN_LIMIT_SIGN_IN", "5/h"),
+            ("COUNTERSIGN_LIMIT_ENROL", "off"),
+            ("COUNTERSIGN_LIMIT_REDEEM_FAILURES", " 2 / s "),
+            (
+                "COUNTERSIGN_TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.0.2.7 ,2001:db8::1/32",
+            ),
+            ("COUNTERSIGN_FORWARDED_HEADER", "Forwarded"),
+        ])
+        .unwrap()
+        .edge_limits;
+        assert_eq!(l.sign_in.unwrap().count.get(), 5);
+        assert_eq!(l.sign_in.unwrap().per, Duration::from_secs(3600));
+        assert_eq!(l.enrol, None);
+        assert_eq!(l.redeem_failures.unwrap().per, Duration::from_secs(1));
+        let shown: Vec<String> = l.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        assert_eq!(l.forwarded_header, ForwardedHeader::Forwarded);
+
+        for (name, bad) in [
+            ("COUNTERSIGN_LIMIT_SIGN_IN", "0/min"),
+            ("COUNTERSIGN_LIMIT_SIGN_IN", "10"),
+            ("COUNTERSIGN_LIMIT_ENROL", "10/day"),
+            ("COUNTERSIGN_LIMIT_REDEEM_FAILURES", "2000000/s"),
+            ("COUNTERSIGN_LIMIT_AGENT_AUTH_FAILURES", "-1/s"),
+            ("COUNTERSIGN_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("COUNTERSIGN_TRUSTED_PROXIES", "proxy.example.com"),
+            ("COUNTERSIGN_FORWARDED_HEADER", "x-real-ip"),
+        ] {
+            let e = config(&[(name, bad)]).unwrap_err();
+            assert_eq!(e.name, name, "{bad}");
+        }
     }
 
     #[test]

@@ -49,6 +49,21 @@ pub struct Metrics {
     pub decision_delivery: LatencyHistogram,
     /// Outgoing mail (shared with the mail sender's tasks).
     pub mail: Arc<MailCounters>,
+    /// Calls refused by the per-address limits at the edge (shared with `http::limits`).
+    pub limited: Arc<LimitedCounters>,
+}
+
+/// Calls refused with `429 rate_limited` by a per-client-address limit, by limit.
+#[derive(Debug, Default)]
+pub struct LimitedCounters {
+    /// Sign-in start and finish.
+    pub sign_in: AtomicU64,
+    /// Enrolment start and finish.
+    pub enrol: AtomicU64,
+    /// Redemptions from an address with too many refused ones.
+    pub redeem: AtomicU64,
+    /// Agent calls from an address with too many failed authentications.
+    pub agent_auth: AtomicU64,
 }
 
 /// What became of outgoing mail.
@@ -194,6 +209,23 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP countersign_rate_limited_total Calls refused with 429 by a per-client-address limit."
+        );
+        let _ = writeln!(out, "# TYPE countersign_rate_limited_total counter");
+        for (limit, c) in [
+            ("sign_in", &self.limited.sign_in),
+            ("enrol", &self.limited.enrol),
+            ("redeem", &self.limited.redeem),
+            ("agent_auth", &self.limited.agent_auth),
+        ] {
+            let _ = writeln!(
+                out,
+                "countersign_rate_limited_total{{limit=\"{limit}\"}} {}",
+                get(c)
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP countersign_waiting_agents Agents currently long-waiting for a decision."
         );
         let _ = writeln!(out, "# TYPE countersign_waiting_agents gauge");
@@ -285,5 +317,9 @@ mod tests {
         let text = m.render(0);
         assert!(text.contains("countersign_mails_total{outcome=\"sent\"} 1"));
         assert!(text.contains("countersign_mail_failed_attempts_total 0"));
+        bump(&m.limited.agent_auth);
+        let text = m.render(0);
+        assert!(text.contains("countersign_rate_limited_total{limit=\"agent_auth\"} 1"));
+        assert!(text.contains("countersign_rate_limited_total{limit=\"sign_in\"} 0"));
     }
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::body::{parse_json, read_json_body};
+use super::limits::{FailureGate, Failures};
 use super::problem::{ApiError, Problem};
 use crate::service::agents::AgentIdentity;
 use crate::service::grants::{Outcome, Redeemed, Revoker};
@@ -31,25 +32,36 @@ impl FromRequestParts<Arc<Countersign>> for AgentAuth {
         parts: &mut Parts,
         core: &Arc<Countersign>,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                Error::InvalidToken(
-                    "send Authorization: Bearer <API key or signed assertion>".into(),
-                )
-            })?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Error::InvalidToken("the Authorization header must use the Bearer scheme".into())
-            })?;
-        Ok(Self(core.authenticate_agent(token).await?))
+        // An address with too many failed authentications is refused here, before its
+        // credential is even looked at (a signature check, a `jti` write); only failures are
+        // counted, so an agent whose credential works is never slowed (see `limits`).
+        let gate = FailureGate::enter(&parts.extensions, &parts.headers, Failures::AgentAuth)?;
+        let authenticated = authenticate(parts, core).await;
+        if matches!(authenticated, Err(Error::InvalidToken(_))) {
+            gate.failed();
+        }
+        Ok(Self(authenticated?))
     }
+}
+
+/// The agent a request's bearer credential names, if the credential holds.
+async fn authenticate(parts: &Parts, core: &Countersign) -> Result<AgentIdentity, Error> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            Error::InvalidToken("send Authorization: Bearer <API key or signed assertion>".into())
+        })?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Error::InvalidToken("the Authorization header must use the Bearer scheme".into())
+        })?;
+    core.authenticate_agent(token).await
 }
 
 fn with_location(status: StatusCode, view: RequestView) -> Response {

@@ -3,16 +3,19 @@
 
 pub mod agent_api;
 pub mod body;
+pub mod limits;
 pub mod ops;
 pub mod owner_api;
 pub mod problem;
 pub mod ui;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use tower_http::compression::CompressionLayer;
@@ -93,11 +96,27 @@ fn app_routes() -> Vec<AxumRouteListing> {
 
 /// Every route.
 pub fn router(core: Arc<Countersign>) -> Router {
+    // Per-client-address limits on unauthenticated calls: every sign-in and enrolment call,
+    // refused redemptions and failed agent authentications (see `limits`).
+    let limits = limits::Limits::start(&core.config.edge_limits, core.metrics.limited.clone());
+    let calls = |which| from_fn_with_state((limits.clone(), which), limits::count_calls);
     let owner = Router::new()
-        .route("/enrol/start", post(owner_api::enrol_start))
-        .route("/enrol/finish", post(owner_api::enrol_finish))
-        .route("/sign-in/start", post(owner_api::sign_in_start))
-        .route("/sign-in/finish", post(owner_api::sign_in_finish))
+        .route(
+            "/enrol/start",
+            post(owner_api::enrol_start).route_layer(calls(limits::Calls::Enrol)),
+        )
+        .route(
+            "/enrol/finish",
+            post(owner_api::enrol_finish).route_layer(calls(limits::Calls::Enrol)),
+        )
+        .route(
+            "/sign-in/start",
+            post(owner_api::sign_in_start).route_layer(calls(limits::Calls::SignIn)),
+        )
+        .route(
+            "/sign-in/finish",
+            post(owner_api::sign_in_finish).route_layer(calls(limits::Calls::SignIn)),
+        )
         .route("/sign-out", post(owner_api::sign_out))
         .route("/me", get(owner_api::me))
         .route("/requests/{id}", get(owner_api::approval_view))
@@ -137,7 +156,13 @@ pub fn router(core: Arc<Countersign>) -> Router {
             "/api/v1/requests/{id}/cancel",
             post(agent_api::cancel_request),
         )
-        .route("/api/v1/grants/redeem", post(agent_api::redeem_grant))
+        .route(
+            "/api/v1/grants/redeem",
+            post(agent_api::redeem_grant).route_layer(from_fn_with_state(
+                (limits.clone(), limits::Failures::Redeem),
+                limits::count_refusals,
+            )),
+        )
         .route(
             "/api/v1/grants/{jti}/report",
             post(agent_api::report_outcome),
@@ -149,7 +174,9 @@ pub fn router(core: Arc<Countersign>) -> Router {
         .route("/metrics", get(ops::metrics))
         .nest("/api/ui", owner)
         .merge(revoke)
-        .with_state(core.clone());
+        .with_state(core.clone())
+        // For the `AgentAuth` extractor, which counts failed authentications.
+        .layer(Extension(limits));
 
     // The pages and the app's server functions (`/api/app/*`) get the session and the
     // cross-site check like `/api/ui`; each server function asks the backend, which finds the
@@ -191,12 +218,17 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     spawn_background(core.clone());
-    // `into_make_service` shares one prepared router between connections; serving the Router
-    // itself would re-prepare it (`with_state`) for every new connection, about 18 KB each,
-    // which was most of what 10,000 long-waiting agents cost (see `make bench`).
-    axum::serve(listener, router(core).into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await
+    // `into_make_service_with_connect_info` shares one prepared router between connections
+    // (as `into_make_service` does): each connection gets a clone of it (a reference count)
+    // wrapped to add the peer's address to its requests, which the limits count by. Serving
+    // the Router itself would re-prepare it (`with_state`) for every new connection, about
+    // 18 KB each, which was most of what 10,000 long-waiting agents cost (see `make bench`).
+    axum::serve(
+        listener,
+        router(core).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Starts the background tasks: the sweeper, and on PostgreSQL the cross-replica listener.
