@@ -162,6 +162,16 @@ async fn none_redeems(app: &TestApp, tokens: &[String]) {
     }
 }
 
+/// A server with Alice and her agent whose edge does not limit refused redemptions: these tests
+/// redeem every grant the load harvested, and each of those is refused on purpose.
+async fn under_load(backend: Backend) -> (TestApp, common::Person, Agent) {
+    let app =
+        TestApp::spawn_with(backend, &[("COUNTERSIGN_LIMIT_REDEEM_FAILURES", "off")]).await;
+    let alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    (app, alice, agent)
+}
+
 #[derive(Clone, Copy)]
 enum Switch {
     /// `Countersign::suspend_agent`, as the admin page and the owner's agents page call it.
@@ -171,7 +181,7 @@ enum Switch {
 }
 
 async fn suspend_under_load(backend: Backend, how: Switch) {
-    let (app, _alice, agent) = TestApp::with_alice(backend).await;
+    let (app, _alice, agent) = under_load(backend).await;
     app.core.apply_policy(POLICY, "test").await.unwrap();
     let started = Arc::new(AtomicUsize::new(0));
     let harvest = load(&app, &agent, started.clone());
@@ -233,7 +243,7 @@ async fn suspending_from_the_cli_under_load_stops_everything_at_once(backend: Ba
 }
 
 async fn rotating_the_key_under_load_retires_what_the_old_key_obtained(backend: Backend) {
-    let (app, _alice, agent) = TestApp::with_alice(backend).await;
+    let (app, _alice, agent) = under_load(backend).await;
     app.core.apply_policy(POLICY, "test").await.unwrap();
     let started = Arc::new(AtomicUsize::new(0));
     let harvest = load(&app, &agent, started.clone());
