@@ -272,3 +272,119 @@ pub async fn problem_json_only(req: Request, next: Next) -> Response {
     }
     Response::from_parts(parts, body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    async fn answer(router: Router, path: &str) -> (StatusCode, HeaderValue, serde_json::Value) {
+        let res = router
+            .layer(axum::middleware::from_fn(problem_json_only))
+            .oneshot(
+                axum::http::Request::get(path)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("answered");
+        let status = res.status();
+        let content_type = res.headers()[header::CONTENT_TYPE].clone();
+        let retry = res.headers().get(header::RETRY_AFTER).cloned();
+        let body = to_bytes(res.into_body(), 1 << 16).await.expect("body");
+        let mut value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(retry) = retry {
+            value["retry_after_header"] = retry.to_str().unwrap_or_default().into();
+        }
+        (status, content_type, value)
+    }
+
+    #[tokio::test]
+    async fn errors_answered_below_the_handlers_become_problems() {
+        let router = Router::new()
+            .route(
+                "/plain",
+                get(|| async { (StatusCode::BAD_REQUEST, "no good") }),
+            )
+            .route(
+                "/busy",
+                get(|| async { (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "7")]) }),
+            )
+            .route(
+                "/broken",
+                get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "db password is hunter2") }),
+            )
+            .route("/fine", get(|| async { "ok" }))
+            .route(
+                "/problem",
+                get(|| async { ApiError(Error::NotFound("none".into())) }),
+            );
+        let (status, content_type, p) = answer(router.clone(), "/plain").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(
+            (p["error"].as_str(), p["detail"].as_str()),
+            (Some("invalid_request"), Some("no good"))
+        );
+
+        let (status, _, p) = answer(router.clone(), "/busy").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(p["error"], "rate_limited");
+        assert_eq!(p["retry_after_header"], "7", "headers are kept");
+
+        // A server error's text stays in the log.
+        let (status, _, p) = answer(router.clone(), "/broken").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(p["error"], "internal_error");
+        assert!(!p.to_string().contains("hunter2"), "{p}");
+
+        let (status, content_type, _) = answer(router.clone(), "/fine").await;
+        assert_eq!(
+            (status, content_type),
+            (
+                StatusCode::OK,
+                HeaderValue::from_static("text/plain; charset=utf-8")
+            )
+        );
+        let (_, _, p) = answer(router, "/problem").await;
+        assert_eq!(
+            (p["error"].as_str(), p["detail"].as_str()),
+            (Some("not_found"), Some("none"))
+        );
+    }
+
+    #[test]
+    fn every_service_code_has_a_title() {
+        for e in [
+            Error::invalid("f", "d"),
+            Error::InvalidToken(String::new()),
+            Error::SignInRequired,
+            Error::Forbidden(String::new()),
+            Error::NotFound(String::new()),
+            Error::DeniedByPolicy {
+                request_id: String::new(),
+                rule: String::new(),
+                explanation: String::new(),
+            },
+            Error::SlowDown { interval: 1 },
+            Error::ExpiredToken(String::new()),
+            Error::AccessDenied(String::new()),
+            Error::GrantAlreadyRedeemed,
+            Error::GrantExpired,
+            Error::GrantRevoked,
+            Error::RateLimited { retry_after: 1 },
+            Error::PayloadTooLarge { limit: 1 },
+            Error::Conflict(String::new()),
+            Error::Internal(String::new()),
+        ] {
+            assert!(
+                CODES.iter().any(|(code, _)| *code == e.code()),
+                "{} is not in CODES",
+                e.code()
+            );
+        }
+    }
+}
