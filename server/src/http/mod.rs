@@ -124,6 +124,7 @@ pub fn router(core: Arc<Countersign>) -> Router {
         .route("/api", any(problem::no_such_endpoint))
         .route("/api/", any(problem::no_such_endpoint))
         .route("/api/{*rest}", any(problem::no_such_endpoint))
+        // Whatever a layer below the handlers answers under /api is problem+json too.
         .layer(axum::middleware::from_fn(problem::problem_json_only))
         .with_state(core.clone());
 
@@ -157,6 +158,7 @@ pub fn router(core: Arc<Countersign>) -> Router {
         .layer(session_layer(&core));
 
     api.merge(site)
+        // A method a path does not take: problem+json, with the `Allow` header axum adds.
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(TraceLayer::new_for_http())
 }

@@ -215,11 +215,15 @@ pub async fn no_such_endpoint(uri: Uri) -> Response {
     .into_response()
 }
 
-/// Makes sure an error answer under `/api/` is problem+json even when no handler wrote it: a
+/// Makes sure an error answer under `/api` is problem+json even when no handler wrote it: a
 /// layer below the handlers (the session store failing, say) answers with an empty or plain
 /// text body. The status and headers stay; the body becomes a problem with the code the
 /// status means. Answers that are not errors, or are problem+json already, pass untouched.
 pub async fn problem_json_only(req: Request, next: Next) -> Response {
+    // Only the API: `/readyz` and friends keep their plain answers for probes.
+    if !req.uri().path().starts_with("/api") {
+        return next.run(req).await;
+    }
     let response = next.run(req).await;
     let status = response.status();
     let is_problem = response
@@ -306,23 +310,27 @@ mod tests {
     async fn errors_answered_below_the_handlers_become_problems() {
         let router = Router::new()
             .route(
-                "/plain",
+                "/api/plain",
                 get(|| async { (StatusCode::BAD_REQUEST, "no good") }),
             )
             .route(
-                "/busy",
+                "/api/busy",
                 get(|| async { (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "7")]) }),
             )
             .route(
-                "/broken",
+                "/api/broken",
                 get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "db password is hunter2") }),
             )
-            .route("/fine", get(|| async { "ok" }))
+            .route("/api/fine", get(|| async { "ok" }))
             .route(
-                "/problem",
+                "/readyz",
+                get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "database unreachable") }),
+            )
+            .route(
+                "/api/problem",
                 get(|| async { ApiError(Error::NotFound("none".into())) }),
             );
-        let (status, content_type, p) = answer(router.clone(), "/plain").await;
+        let (status, content_type, p) = answer(router.clone(), "/api/plain").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(content_type, "application/problem+json");
         assert_eq!(
@@ -330,18 +338,18 @@ mod tests {
             (Some("invalid_request"), Some("no good"))
         );
 
-        let (status, _, p) = answer(router.clone(), "/busy").await;
+        let (status, _, p) = answer(router.clone(), "/api/busy").await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(p["error"], "rate_limited");
         assert_eq!(p["retry_after_header"], "7", "headers are kept");
 
         // A server error's text stays in the log.
-        let (status, _, p) = answer(router.clone(), "/broken").await;
+        let (status, _, p) = answer(router.clone(), "/api/broken").await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(p["error"], "internal_error");
         assert!(!p.to_string().contains("hunter2"), "{p}");
 
-        let (status, content_type, _) = answer(router.clone(), "/fine").await;
+        let (status, content_type, _) = answer(router.clone(), "/api/fine").await;
         assert_eq!(
             (status, content_type),
             (
@@ -349,11 +357,15 @@ mod tests {
                 HeaderValue::from_static("text/plain; charset=utf-8")
             )
         );
-        let (_, _, p) = answer(router, "/problem").await;
+        let (_, _, p) = answer(router.clone(), "/api/problem").await;
         assert_eq!(
             (p["error"].as_str(), p["detail"].as_str()),
             (Some("not_found"), Some("none"))
         );
+        // Outside /api nothing is touched.
+        let (status, content_type, _) = answer(router, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(content_type, "text/plain; charset=utf-8");
     }
 
     #[test]
