@@ -472,6 +472,251 @@ async fn an_agent_past_its_pending_cap_is_rate_limited(backend: Backend) {
     app.ask_id(&agent, &transfer("20.00")).await;
 }
 
+/// Checks a problem+json answer: status, content type, contract code and the field at fault.
+async fn problem_at(
+    r: reqwest::Response,
+    status: StatusCode,
+    code: &str,
+    field: Option<&str>,
+    what: &str,
+) -> Value {
+    let got = r.status();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = r.text().await.unwrap();
+    assert_eq!(got, status, "{what}: status; body {text}");
+    assert_eq!(
+        content_type, "application/problem+json",
+        "{what}: content type; body {text}"
+    );
+    let p: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(p["error"], code, "{what}: {p}");
+    assert_eq!(p["status"], status.as_u16(), "{what}: {p}");
+    assert_eq!(p["field"].as_str(), field, "{what}: {p}");
+    p
+}
+
+/// Every answer under `/api/` is problem+json: a wrong method (with `Allow`), a path that is no
+/// endpoint, a path parameter that is not UTF-8, whatever the router itself answers.
+async fn every_api_error_is_problem_json(backend: Backend) {
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    let send = |method: reqwest::Method, path: &str| {
+        app.http
+            .request(method, app.url(path))
+            .bearer_auth(&agent.bearer)
+            .header("origin", &app.base)
+            .header("sec-fetch-site", "same-origin")
+            .header("cookie", alice.cookie.clone().unwrap())
+    };
+    use reqwest::Method;
+    // A method the path does not take: 405 with the methods it does take.
+    for (method, path, allow) in [
+        (Method::GET, "/api/v1/requests", "POST"),
+        (Method::DELETE, "/api/v1/requests/r1", "GET,HEAD"),
+        (Method::GET, "/api/v1/requests/r1/cancel", "POST"),
+        (Method::GET, "/api/v1/grants/redeem", "POST"),
+        (Method::PUT, "/api/v1/grants/g1/report", "POST"),
+        (Method::GET, "/api/v1/grants/g1/revoke", "POST"),
+        (Method::POST, "/api/v1/openapi.json", "GET,HEAD"),
+        (Method::GET, "/api/ui/sign-in/start", "POST"),
+        (Method::POST, "/api/ui/me", "GET,HEAD"),
+        (Method::GET, "/api/app/inbox", "POST"),
+    ] {
+        let what = format!("{method} {path}");
+        let r = send(method, path).send().await.unwrap();
+        let allowed = r
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.replace(' ', ""));
+        assert_eq!(allowed.as_deref(), Some(allow), "{what}: Allow");
+        problem_at(
+            r,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            None,
+            &what,
+        )
+        .await;
+    }
+    // No such endpoint: 404 not_found, not the app's HTML page.
+    for (method, path) in [
+        (Method::GET, "/api"),
+        (Method::GET, "/api/"),
+        (Method::GET, "/api/nope"),
+        (Method::GET, "/api/v1/nope"),
+        (Method::POST, "/api/v1/requests/r1/approve"),
+        (Method::GET, "/api/v2/requests"),
+        (Method::POST, "/api/ui/nope"),
+        (Method::GET, "/api/ui/requests/r1/nope"),
+        (Method::POST, "/api/app/no_such_function"),
+    ] {
+        let what = format!("{method} {path}");
+        problem_at(
+            send(method, path).send().await.unwrap(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+            &what,
+        )
+        .await;
+    }
+    // A path parameter that is not UTF-8 names its parameter.
+    for (method, path, field) in [
+        (Method::GET, "/api/v1/requests/%FF", "id"),
+        (Method::POST, "/api/v1/requests/%C3%28/cancel", "id"),
+        (Method::POST, "/api/v1/grants/%FF/revoke", "jti"),
+        (Method::GET, "/api/ui/requests/%FF", "id"),
+    ] {
+        let what = format!("{method} {path}");
+        problem_at(
+            send(method, path).send().await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some(field),
+            &what,
+        )
+        .await;
+    }
+    let r = app
+        .http
+        .post(app.url("/api/v1/grants/%FF/report"))
+        .bearer_auth(&agent.bearer)
+        .json(&json!({ "outcome": "succeeded" }))
+        .send()
+        .await
+        .unwrap();
+    problem_at(
+        r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("jti"),
+        "report at a non-UTF-8 jti",
+    )
+    .await;
+    // A query parameter given twice is ambiguous.
+    let r = alice
+        .get(&app.http, "/api/ui/audit/export?request=a&request=b")
+        .await;
+    problem_at(
+        r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("request"),
+        "audit export with two request filters",
+    )
+    .await;
+}
+
+/// Bodies that are wrong in one field name that field: a missing required field, a key given
+/// twice, an unknown key, a lone surrogate escape, nesting past the limit.
+async fn bad_bodies_name_their_field(backend: Backend) {
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    let post = |path: &str, bearer: Option<&str>, body: &str| {
+        let mut req = app
+            .http
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        req.send()
+    };
+    let redeem = "/api/v1/grants/redeem";
+    let report = "/api/v1/grants/g1/report";
+    let create = "/api/v1/requests";
+    let bearer = Some(agent.bearer.as_str());
+    // Arrays in arrays inside context.delegation: the 65th level (the body is the first) is the
+    // one past the limit, at context.delegation[0]...[0] (62 indices).
+    let deep = format!(
+        r#"{{"action":{{"type":"a","target":"x"}},"context":{{"delegation":{}{}}}}}"#,
+        "[".repeat(70),
+        "]".repeat(70)
+    );
+    let deep_field = format!("context.delegation{}", "[0]".repeat(62));
+    let cases: Vec<(&str, Option<&str>, String, &str)> = vec![
+        (redeem, None, "{}".into(), "token"),
+        (
+            redeem,
+            None,
+            r#"{"action_hash":"sha256:00"}"#.into(),
+            "token",
+        ),
+        (
+            redeem,
+            None,
+            r#"{"token":"a.b.c","token":"d.e.f"}"#.into(),
+            "token",
+        ),
+        (redeem, None, r#"{"token":"a.b.c","nope":1}"#.into(), "nope"),
+        (redeem, None, r#"{"token":7}"#.into(), "token"),
+        (report, bearer, "{}".into(), "outcome"),
+        (report, bearer, r#"{"detail":"done"}"#.into(), "outcome"),
+        (
+            report,
+            bearer,
+            r#"{"outcome":"failed","outcome":"succeeded"}"#.into(),
+            "outcome",
+        ),
+        (report, bearer, r#"{"outcome":"maybe"}"#.into(), "outcome"),
+        (
+            create,
+            bearer,
+            r#"{"action":{"type":"a","target":"x","params":{"k":"\ud800"}}}"#.into(),
+            "action.params.k",
+        ),
+        (
+            create,
+            bearer,
+            r#"{"action":{"type":"a","target":"x","params":{"list":["ok","\udc00x"]}}}"#.into(),
+            "action.params.list[1]",
+        ),
+        (
+            create,
+            bearer,
+            r#"{"action":{"type":"a","target":"x"},"intent":{"goal":"\ud800\u0041"}}"#.into(),
+            "intent.goal",
+        ),
+        (create, bearer, deep, &deep_field),
+        (
+            create,
+            bearer,
+            r#"{"action":{"type":"a","target":"x"},"action":{"type":"b","target":"y"}}"#.into(),
+            "action",
+        ),
+    ];
+    for (path, bearer, body, field) in cases {
+        let shown: String = body.chars().take(90).collect();
+        let what = format!("POST {path} {shown}");
+        problem_at(
+            post(path, bearer, &body).await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some(field),
+            &what,
+        )
+        .await;
+    }
+    // The browser endpoints read their bodies the same way.
+    let r = alice
+        .post(&app.http, "/api/ui/passkeys/start", &json!({}))
+        .await;
+    problem_at(
+        r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("passkey_name"),
+        "passkeys/start without a name",
+    )
+    .await;
+    assert_eq!(request_count(&app).await, 0, "nothing was recorded");
+}
+
 on_both_backends!(
     bad_input_is_a_named_4xx_and_writes_nothing,
     bad_credentials_are_invalid_token,
@@ -481,4 +726,6 @@ on_both_backends!(
     cross_site_and_signed_out_calls_are_refused,
     suspending_an_agent_cancels_revokes_and_refuses,
     an_agent_past_its_pending_cap_is_rate_limited,
+    every_api_error_is_problem_json,
+    bad_bodies_name_their_field,
 );

@@ -165,8 +165,7 @@ async fn none_redeems(app: &TestApp, tokens: &[String]) {
 /// A server with Alice and her agent whose edge does not limit refused redemptions: these tests
 /// redeem every grant the load harvested, and each of those is refused on purpose.
 async fn under_load(backend: Backend) -> (TestApp, common::Person, Agent) {
-    let app =
-        TestApp::spawn_with(backend, &[("COUNTERSIGN_LIMIT_REDEEM_FAILURES", "off")]).await;
+    let app = TestApp::spawn_with(backend, &[("COUNTERSIGN_LIMIT_REDEEM_FAILURES", "off")]).await;
     let alice = app.enrol_first_admin("alice@example.com").await;
     let agent = app.agent("alice@example.com").await;
     (app, alice, agent)

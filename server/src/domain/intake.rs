@@ -30,6 +30,8 @@ use serde_json::{Map, Number, Value};
 
 use super::canonical;
 
+mod schema;
+
 /// Largest integer every JSON implementation can represent exactly
 /// (2^53 − 1, I-JSON / RFC 7493 §2.2); JCS hashing relies on it.
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -55,6 +57,7 @@ const ACTOR_MAX_CHARS: usize = 256;
 const ON_BEHALF_OF_MAX_CHARS: usize = 256;
 const AMOUNT_MAX_INTEGER_DIGITS: usize = 15;
 const AMOUNT_MAX_FRACTION_DIGITS: usize = 6;
+const CURRENCY_LETTERS: usize = 3;
 
 /// A validation failure: which field, and what is wrong with it in plain
 /// words.
@@ -287,7 +290,8 @@ impl Amount {
         })?;
 
         let currency_field = child(path, "currency");
-        if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
+        if !(currency.len() == CURRENCY_LETTERS && currency.bytes().all(|b| b.is_ascii_uppercase()))
+        {
             return Err(FieldError::new(
                 &currency_field,
                 format!(
@@ -357,8 +361,18 @@ pub fn parse_new_request(body: &[u8], limits: &Limits) -> Result<NewRequest, Fie
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| FieldError::body("request body is not valid UTF-8"))?;
-    let value = parse_strict(text, limits)?;
+    let value = parse_strict(text, Some(limits))?;
     validate_request(value, limits)
+}
+
+/// Parses any other JSON body with the structural rules of the first pass: valid UTF-8 and
+/// JSON, no key given twice, no NUL character, at most 64 levels deep; each refusal names its
+/// field. The schema of the body is the caller's to check (the HTTP edge deserialises the
+/// value into its type).
+pub fn parse_strict_json(body: &[u8]) -> Result<Value, FieldError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| FieldError::body("request body is not valid UTF-8"))?;
+    parse_strict(text, None)
 }
 
 impl NewRequest {
@@ -467,7 +481,8 @@ enum Segment {
 /// aborted with an opaque serde error; the serde error text (which would
 /// carry serde's phrasing and a line/column suffix) is then discarded.
 struct StrictParse<'a> {
-    limits: &'a Limits,
+    /// The create body's limits; `None` for other bodies, which have no `action.params`.
+    limits: Option<&'a Limits>,
     path: Vec<Segment>,
     rejection: Option<FieldError>,
     numbers: NumberTokens<'a>,
@@ -487,13 +502,14 @@ impl StrictParse<'_> {
         self.field().unwrap_or_else(|| "request body".to_owned())
     }
 
-    /// Whether the current location is `action.params` or inside it.
+    /// Whether the current location is `action.params` or inside it (of a create body).
     fn in_params(&self) -> bool {
-        matches!(
-            self.path.as_slice(),
-            [Segment::Key(action), Segment::Key(params), ..]
-                if action == "action" && params == "params"
-        )
+        self.limits.is_some()
+            && matches!(
+                self.path.as_slice(),
+                [Segment::Key(action), Segment::Key(params), ..]
+                    if action == "action" && params == "params"
+            )
     }
 
     fn reject<E: de::Error>(&mut self, field: Option<String>, detail: String) -> E {
@@ -503,10 +519,13 @@ impl StrictParse<'_> {
 
     /// Called when an array or object starts at the current path.
     fn open_container<E: de::Error>(&mut self) -> Result<(), E> {
-        if self.in_params() {
+        let params_depth = self
+            .limits
+            .filter(|_| self.in_params())
+            .map(Limits::params_depth);
+        if let Some(max) = params_depth {
             // `action.params` itself has a path of length 2 and is level 1.
             let level = self.path.len().saturating_sub(1);
-            let max = self.limits.params_depth();
             if level > max {
                 return Err(self.reject(
                     Some("action.params".to_owned()),
@@ -514,9 +533,14 @@ impl StrictParse<'_> {
                 ));
             }
         } else if self.path.len() >= BODY_NESTING_CAP {
+            // Named where the limit is crossed, so the agent can find the runaway value.
+            let subject = self.subject();
             return Err(self.reject(
-                None,
-                format!("request body is nested deeper than {BODY_NESTING_CAP} levels"),
+                self.field(),
+                format!(
+                    "{subject} is nested too deep: a request body may be nested at most \
+                     {BODY_NESTING_CAP} levels"
+                ),
             ));
         }
         Ok(())
@@ -741,7 +765,7 @@ impl<'t> Iterator for NumberTokens<'t> {
     }
 }
 
-fn parse_strict(text: &str, limits: &Limits) -> Result<Value, FieldError> {
+fn parse_strict(text: &str, limits: Option<&Limits>) -> Result<Value, FieldError> {
     let mut state = StrictParse {
         limits,
         path: Vec::new(),
@@ -778,9 +802,29 @@ fn json_error(err: &serde_json::Error, state: &StrictParse<'_>) -> FieldError {
             ),
         };
     }
+    // A string that is not valid JSON text (a lone surrogate escape such as \ud800, an unknown
+    // escape, a raw control character) spoils that one value: name it. A key that is broken
+    // this way is named by the object that holds it.
+    let message = err.to_string();
+    if BROKEN_STRING.iter().any(|m| message.starts_with(m)) && !state.path.is_empty() {
+        let subject = state.subject();
+        return FieldError {
+            field: state.field(),
+            detail: format!("{subject} is not a valid JSON string: {message}"),
+        };
+    }
     // serde_json's message already ends in "at line L column C".
     FieldError::body(format!("request body is not valid JSON: {err}"))
 }
+
+/// serde_json's messages for a string whose content is not valid JSON text.
+const BROKEN_STRING: [&str; 5] = [
+    "lone leading surrogate in hex escape",
+    "unexpected end of hex escape",
+    "invalid unicode code point",
+    "invalid escape",
+    "control character (\\u0000-\\u001F) found while parsing a string",
+];
 
 /// Renders a path as `action.params.items[3].name`. Keys that are not plain
 /// identifiers are written as JSON strings in brackets (`params["a.b"]`) so
@@ -1552,8 +1596,66 @@ mod tests {
             let detail = rejected_whole(body);
             assert!(detail.contains("line"), "{body:?}: {detail}");
         }
-        // Lone surrogate escapes are malformed JSON text.
-        rejected_whole(br#"{"action":{"type":"a","target":"\ud800"}}"#);
+    }
+
+    #[test]
+    fn broken_strings_are_named_where_they_are() {
+        // Lone surrogate escapes are not Unicode text; an unknown escape or a raw control
+        // character is not a JSON string. Each spoils one value: that value is named.
+        for (body, field) in [
+            (
+                r#"{"action":{"type":"a","target":"\ud800"}}"#,
+                "action.target",
+            ),
+            (
+                r#"{"action":{"type":"a","target":"t","params":{"k":"x\udc00"}}}"#,
+                "action.params.k",
+            ),
+            (
+                r#"{"action":{"type":"a","target":"t","params":{"k":["ok","\ud83d\u0041"]}}}"#,
+                "action.params.k[1]",
+            ),
+            (r#"{"intent":{"goal":"\q"}}"#, "intent.goal"),
+            ("{\"intent\":{\"goal\":\"a\tb\"}}", "intent.goal"),
+            // A broken key is named by the object holding it.
+            (
+                r#"{"action":{"type":"a","target":"t","params":{"\ud800":1}}}"#,
+                "action.params",
+            ),
+        ] {
+            let err = parse(body).expect_err(body);
+            assert_eq!(err.field.as_deref(), Some(field), "{body}: {}", err.detail);
+            assert!(
+                err.detail
+                    .starts_with(&format!("{field} is not a valid JSON string: ")),
+                "{}",
+                err.detail
+            );
+        }
+        // At the top level there is nothing smaller to name.
+        rejected_whole(br#""\ud800""#);
+    }
+
+    #[test]
+    fn other_bodies_get_the_structural_rules() {
+        let value = parse_strict_json(br#"{"token":"a","n":[1,{"x":null}]}"#).expect("valid");
+        assert_eq!(value, json!({"token": "a", "n": [1, {"x": null}]}));
+        // No create-body rules: big integers are fine outside a create body's params.
+        parse_strict_json(br#"{"action":{"params":{"n":9007199254740993}}}"#).expect("valid");
+        for (body, field) in [
+            (&br#"{"token":"a","token":"b"}"#[..], Some("token")),
+            (br#"{"a":{"b":1,"b":2}}"#, Some("a.b")),
+            (br#"{"token":"\ud800"}"#, Some("token")),
+            (br#"{"token":"a\u0000"}"#, Some("token")),
+            (b"{\"token\":\"\xff\"}", None),
+            (b"{", None),
+        ] {
+            let err = parse_strict_json(body).expect_err("refused");
+            assert_eq!(err.field.as_deref(), field, "{}", err.detail);
+        }
+        let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
+        let err = parse_strict_json(deep.as_bytes()).expect_err("too deep");
+        assert_eq!(err.field, Some("[0]".repeat(64)));
     }
 
     #[test]
@@ -1600,17 +1702,22 @@ mod tests {
             ..Limits::default()
         };
         let parse = |body: &str| parse_new_request(body.as_bytes(), &limits);
-        let rejected_whole = |body: &str| {
+        // Refused where the 65th level opens (the body is level 1), and named there.
+        let rejected_at = |body: &str, field: &str| {
             let err = parse(body).expect_err("rejected");
-            assert_eq!(err.field, None, "{}", err.detail);
+            assert_eq!(err.field.as_deref(), Some(field), "{}", err.detail);
+            assert!(err.detail.contains("nested too deep"), "{}", err.detail);
             err.detail
         };
         let deep = "[".repeat(100_000);
-        let detail = rejected_whole(&deep);
-        assert!(detail.contains("nested deeper"), "{detail}");
+        let detail = rejected_at(&deep, &"[0]".repeat(64));
+        assert!(
+            detail.ends_with("a request body may be nested at most 64 levels"),
+            "{detail}"
+        );
 
         let closed = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        rejected_whole(&closed);
+        rejected_at(&closed, &"[0]".repeat(64));
 
         let in_params = format!(r#"{{"action":{{"type":"a","target":"t","params":{{"x":{deep}"#);
         let err = parse(&in_params).expect_err("too deep");
@@ -1618,10 +1725,10 @@ mod tests {
         assert_eq!(err.detail, "action.params is nested deeper than 16 levels");
 
         let in_goal = format!(r#"{{"intent":{{"goal":{deep}"#);
-        rejected_whole(&in_goal);
+        rejected_at(&in_goal, &format!("intent.goal{}", "[0]".repeat(62)));
 
         let objects = r#"{"a":"#.repeat(100_000);
-        rejected_whole(&objects);
+        rejected_at(&objects, &vec!["a"; 64].join("."));
 
         // With the default limits the same bodies are refused by size.
         assert_eq!(

@@ -1,24 +1,31 @@
 //! The agent-facing API (`/api/v1`), exactly as `agent-api.md` fixes it. Each handler parses,
 //! lets the [`AgentAuth`] extractor authenticate, calls one service method and maps its error.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Required;
+use utoipa::{IntoParams, ToSchema};
 
-use super::body::{parse_json, read_json_body};
+use super::body::{parse_json, read_json_body, Path, Query};
 use super::limits::{FailureGate, Failures};
+use super::openapi::{
+    InternalError, PayloadTooLarge, RateLimited, RedeemedDoc, ReportedDoc, RevokedDoc,
+    Unauthorized, UnsupportedMediaType,
+};
 use super::problem::{ApiError, Problem};
+use crate::domain::intake::NewRequest;
 use crate::service::agents::AgentIdentity;
-use crate::service::grants::{Outcome, Redeemed, Revoker};
-use crate::service::requests::RequestView;
+use crate::service::grants::{Outcome, Revoker};
+use crate::service::requests::{RequestView, MAX_WAIT_SECS};
 use crate::service::{Countersign, Error};
 
 /// An authenticated agent: taking this as an argument is how a handler requires one.
@@ -78,18 +85,23 @@ fn with_location(status: StatusCode, view: RequestView) -> Response {
 /// Ask before acting.
 #[utoipa::path(
     post, path = "/api/v1/requests", tag = "requests",
-    request_body(content = inline(CreateRequestDoc), content_type = "application/json",
+    request_body(content = NewRequest, content_type = "application/json",
         description = "The action, its intent and context. `action.type` and `action.target` are required."),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body return the same request; same key with another body is 409")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+        description = "1 to 255 visible ASCII characters. Same key and body return the same request; same key with another body is 409")),
     responses(
-        (status = 202, description = "Pending: a human must decide", body = RequestView),
-        (status = 200, description = "Approved at once by policy, with the grant", body = RequestView),
-        (status = 400, description = "invalid_request (with `field`)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "invalid_token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "denied_by_policy (with `rule`, `explanation`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflict: Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "payload_too_large (over 64 KiB)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "invalid_request: not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Pending: a human must decide", body = RequestView,
+            headers(("Location" = String, description = "Where to read the request"))),
+        (status = 200, description = "Approved at once by policy, with the grant", body = RequestView,
+            headers(("Location" = String, description = "Where to read the request"))),
+        (status = 400, description = "`invalid_request`, with the offending `field` when one is at fault", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "`denied_by_policy`, with `rule`, `explanation` and `request_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = RateLimited),
+        (status = 500, response = InternalError),
     ),
     security(("agent" = []))
 )]
@@ -118,19 +130,48 @@ pub async fn create_request(
     Ok(with_location(status, created.view))
 }
 
+/// `?wait=` of a read. Kept as text so a bad value is refused with our own sentence.
+#[derive(Debug, Default, Deserialize)]
+pub struct WaitQuery {
+    #[serde(default)]
+    wait: Option<String>,
+}
+
+impl IntoParams for WaitQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("wait")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(
+                "Hold the call up to this many seconds until the request is decided; \
+                 answered the moment it is",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .maximum(Some(MAX_WAIT_SECS))
+                    .default(Some(0.into())),
+            ))
+            .build()]
+    }
+}
+
 /// Read a request, optionally long-waiting for its decision.
 #[utoipa::path(
     get, path = "/api/v1/requests/{id}", tag = "requests",
-    params(
-        ("id" = String, Path, description = "The request id"),
-        ("wait" = Option<u32>, Query, description = "Hold the call up to this many seconds (0..=55) until the request is decided"),
-    ),
+    params(("id" = String, Path, description = "The request id"), WaitQuery),
     responses(
-        (status = 200, description = "The request's current state", body = RequestView),
-        (status = 400, description = "invalid_request (`wait` out of range)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "invalid_token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not_found: no such request, or another agent's", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "slow_down: polled sooner than `interval` without `wait`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The request's current state", body = RequestView,
+            headers(("Location" = String, description = "Where to read the request"))),
+        (status = 400, description = "`invalid_request`: `wait` out of range, or `id` not UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such request, or another agent's", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`slow_down` (with `interval`): polled sooner than `interval` without `wait`; or `rate_limited`: too many failed authentications from this address",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
+        (status = 500, response = InternalError),
     ),
     security(("agent" = []))
 )]
@@ -138,14 +179,14 @@ pub async fn get_request(
     State(core): State<Arc<Countersign>>,
     AgentAuth(agent): AgentAuth,
     Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let wait = match query.get("wait") {
+    let wait = match query.wait {
         None => 0,
         Some(w) => w.parse::<u32>().map_err(|_| {
             Error::invalid(
                 "wait",
-                "wait must be a whole number of seconds between 0 and 55",
+                format!("wait must be a whole number of seconds between 0 and {MAX_WAIT_SECS}"),
             )
         })?,
     };
@@ -158,10 +199,14 @@ pub async fn get_request(
     post, path = "/api/v1/requests/{id}/cancel", tag = "requests",
     params(("id" = String, Path, description = "The request id")),
     responses(
-        (status = 200, description = "Cancelled", body = RequestView),
-        (status = 401, description = "invalid_token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflict: already decided", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Cancelled", body = RequestView,
+            headers(("Location" = String, description = "Where to read the request"))),
+        (status = 400, description = "`invalid_request`: `id` not UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such request, or another agent's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: already decided", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = RateLimited),
+        (status = 500, response = InternalError),
     ),
     security(("agent" = []))
 )]
@@ -183,6 +228,7 @@ pub struct RedeemBody {
     pub token: String,
     /// When given, must equal the grant's `action_hash`.
     #[serde(default)]
+    #[schema(pattern = "^sha256:[0-9a-f]{64}$")]
     pub action_hash: Option<String>,
 }
 
@@ -191,10 +237,14 @@ pub struct RedeemBody {
     post, path = "/api/v1/grants/redeem", tag = "grants",
     request_body = RedeemBody,
     responses(
-        (status = 200, description = "First valid redemption", body = Redeemed),
-        (status = 400, description = "invalid_request: bad token, or a different action_hash", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "grant_already_redeemed", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "grant_expired or grant_revoked", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "First valid redemption: the grant is used now", body = RedeemedDoc),
+        (status = 400, description = "`invalid_request`: not a valid grant of this server (`field: token`), or issued for another action (`field: action_hash`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`grant_already_redeemed`", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`grant_expired` or `grant_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = RateLimited),
+        (status = 500, response = InternalError),
     )
 )]
 pub async fn redeem_grant(
@@ -216,12 +266,16 @@ pub async fn redeem_grant(
     post, path = "/api/v1/grants/{jti}/revoke", tag = "grants",
     params(("jti" = String, Path, description = "The grant id")),
     responses(
-        (status = 200, description = "Revoked"),
-        (status = 401, description = "invalid_token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not_found: no such grant, or not yours", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflict: no longer issued", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Revoked", body = RevokedDoc),
+        (status = 400, description = "`invalid_request`: `jti` not UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token`: a bearer credential that is not valid (with `WWW-Authenticate`), or neither a credential nor a signed-in session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: a browser call from another site", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such grant, or not yours", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: no longer issued", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = RateLimited),
+        (status = 500, response = InternalError),
     ),
-    security(("agent" = []))
+    security(("agent" = []), ("session" = []))
 )]
 pub async fn revoke_grant(
     State(core): State<Arc<Countersign>>,
@@ -247,6 +301,7 @@ pub struct ReportBody {
     pub outcome: Outcome,
     /// Optional detail (at most 2000 characters).
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub detail: Option<String>,
 }
 
@@ -256,11 +311,15 @@ pub struct ReportBody {
     params(("jti" = String, Path, description = "The grant id")),
     request_body = ReportBody,
     responses(
-        (status = 200, description = "Recorded"),
-        (status = 400, description = "invalid_request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "invalid_token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflict: not redeemed, or already reported", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Recorded", body = ReportedDoc),
+        (status = 400, description = "`invalid_request`, with the offending `field`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such grant, or another agent's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: not redeemed, or already reported", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = RateLimited),
+        (status = 500, response = InternalError),
     ),
     security(("agent" = []))
 )]
@@ -276,21 +335,4 @@ pub async fn report_outcome(
     core.report_outcome(&agent, &jti, req.outcome, req.detail.as_deref())
         .await?;
     Ok(Json(serde_json::json!({ "jti": jti, "outcome": req.outcome })).into_response())
-}
-
-/// Documentation-only shape of a create body (the server validates it in `domain::intake`).
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct CreateRequestDoc {
-    /// `{ "type": "^[a-z0-9_.-]{1,128}$", "target", "operation"?, "params"? }`
-    #[schema(value_type = Object)]
-    action: serde_json::Value,
-    /// `{ "goal"?, "rationale"? }`
-    #[schema(value_type = Object)]
-    intent: Option<serde_json::Value>,
-    /// `{ "environment"?, "data_sensitivity"?, "amount"? {value, currency}, "task_id"?, "delegation"? [...] }`
-    #[schema(value_type = Object)]
-    context: Option<serde_json::Value>,
-    /// Requested lifetime in seconds (1..=86400), capped by policy.
-    expires_in: Option<u32>,
 }

@@ -4,17 +4,20 @@
 pub mod agent_api;
 pub mod body;
 pub mod limits;
+pub mod openapi;
 pub mod ops;
 pub mod owner_api;
 pub mod problem;
 pub mod ui;
+
+pub use openapi::ApiDoc;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Router};
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
@@ -22,44 +25,12 @@ use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
 
 use crate::service::Countersign;
 use crate::store::sessions::DbSessionStore;
 
 /// The session cookie's name. `__Host-` makes browsers insist on Secure, Path=/ and no Domain.
 pub const SESSION_COOKIE: &str = "__Host-countersign";
-
-/// The OpenAPI 3.1 description of the agent API, generated from the handlers above.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Countersign agent API", version = "1",
-        description = "Ask a human before a high-impact action; receive a single-use grant bound to that exact action."),
-    paths(agent_api::create_request, agent_api::get_request, agent_api::cancel_request,
-          agent_api::redeem_grant, agent_api::revoke_grant, agent_api::report_outcome),
-    components(schemas(problem::Problem)),
-    modifiers(&AgentSecurity),
-    tags((name = "requests", description = "Approval requests"), (name = "grants", description = "Single-use grants"))
-)]
-pub struct ApiDoc;
-
-struct AgentSecurity;
-
-impl Modify for AgentSecurity {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "agent",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An agent API key (cs_agent_<id>_<secret>) or an EdDSA-signed JWT assertion (iss = sub = agent id, aud = server URL, exp - iat <= 60 s, unique jti)"))
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// The Leptos options for serving the app and its compiled assets.
 pub fn leptos_options(core: &Countersign) -> LeptosOptions {
@@ -174,6 +145,12 @@ pub fn router(core: Arc<Countersign>) -> Router {
         .route("/metrics", get(ops::metrics))
         .nest("/api/ui", owner)
         .merge(revoke)
+        // Under /api/ a path that is no endpoint is a problem+json 404, not the app's page.
+        .route("/api", any(problem::no_such_endpoint))
+        .route("/api/", any(problem::no_such_endpoint))
+        .route("/api/{*rest}", any(problem::no_such_endpoint))
+        // Whatever a layer below the handlers answers under /api is problem+json too.
+        .layer(axum::middleware::from_fn(problem::problem_json_only))
         .with_state(core.clone())
         // For the `AgentAuth` extractor, which counts failed authentications.
         .layer(Extension(limits));
@@ -207,7 +184,10 @@ pub fn router(core: Arc<Countersign>) -> Router {
         ))
         .layer(session_layer(&core));
 
-    api.merge(site).layer(TraceLayer::new_for_http())
+    api.merge(site)
+        // A method a path does not take: problem+json, with the `Allow` header axum adds.
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(TraceLayer::new_for_http())
 }
 
 /// Serves until `shutdown` completes (then finishes in-flight requests), with the sweeper
@@ -217,7 +197,18 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    spawn_background(core.clone());
+    serve_router(core.clone(), router(core), listener, shutdown).await
+}
+
+/// [`serve`] with a router of the caller's: [`router`], perhaps wrapped in a layer of its own
+/// (the tests record every call to check it against the OpenAPI document).
+pub async fn serve_router(
+    core: Arc<Countersign>,
+    app: Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    spawn_background(core);
     // `into_make_service_with_connect_info` shares one prepared router between connections
     // (as `into_make_service` does): each connection gets a clone of it (a reference count)
     // wrapped to add the peer's address to its requests, which the limits count by. Serving
@@ -225,7 +216,7 @@ pub async fn serve(
     // 18 KB each, which was most of what 10,000 long-waiting agents cost (see `make bench`).
     axum::serve(
         listener,
-        router(core).into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -35,12 +35,24 @@ pub async fn metrics(State(core): State<Arc<Countersign>>) -> Response {
 }
 
 /// `GET /.well-known/jwks.json`: the grant verification keys.
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "discovery",
+    responses(
+        (status = 200, description = "The keys that verify grants", body = super::openapi::JwkSetDoc,
+            headers(("Cache-Control" = String, description = "Cacheable for 5 minutes"))),
+        (status = 500, response = super::openapi::InternalError),
+    )
+)]
 pub async fn jwks(State(core): State<Arc<Countersign>>) -> Result<Response, ApiError> {
     let keys = core.jwks().await?;
     Ok(([(header::CACHE_CONTROL, "public, max-age=300")], Json(keys)).into_response())
 }
 
-/// `GET /api/v1/openapi.json`
+/// `GET /api/v1/openapi.json`: this document.
+#[utoipa::path(
+    get, path = "/api/v1/openapi.json", tag = "discovery",
+    responses((status = 200, description = "The OpenAPI 3.1 document of the agent API", body = Object))
+)]
 pub async fn openapi(State(core): State<Arc<Countersign>>) -> Response {
     let mut doc = super::ApiDoc::openapi();
     doc.servers = Some(vec![utoipa::openapi::Server::new(core.issuer())]);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
-use super::body::{parse_json, read_json_body};
+use super::body::{parse_json, read_json_body, Path, Query};
 use super::problem::ApiError;
 use crate::domain::secrets::random_hex;
 use crate::service::decisions::Decision;
@@ -394,7 +394,7 @@ pub struct AuditExportQuery {
 pub async fn audit_export(
     State(core): State<Arc<Countersign>>,
     OwnerSession(who): OwnerSession,
-    axum::extract::Query(q): axum::extract::Query<AuditExportQuery>,
+    Query(q): Query<AuditExportQuery>,
 ) -> Result<Response, ApiError> {
     let request = q
         .request

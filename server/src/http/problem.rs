@@ -1,26 +1,63 @@
 //! Errors on the wire: RFC 9457 problem+json with the agent contract's machine codes.
 //!
 //! This is the only place a service error becomes a status code. Internal causes are logged
-//! here, once, and the caller sees only "internal error".
+//! here, once, and the caller sees only "internal error". What the router answers by itself
+//! under `/api/` (a method a path does not take, a path that is no endpoint, an error from a
+//! layer below the handlers) is made problem+json here too.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::body::to_bytes;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::ToSchema;
 
 use crate::service::Error;
+
+/// The machine codes an answer can carry, with their titles: the agent contract's codes, and
+/// `internal_error` for a failure on our side.
+pub const CODES: [(&str, &str); 16] = [
+    ("invalid_request", "Invalid request"),
+    ("invalid_token", "Invalid credentials"),
+    ("forbidden", "Forbidden"),
+    ("not_found", "Not found"),
+    ("denied_by_policy", "Denied by policy"),
+    ("authorization_pending", "Authorization pending"),
+    ("slow_down", "Slow down"),
+    ("expired_token", "Expired"),
+    ("access_denied", "Access denied"),
+    ("grant_already_redeemed", "Grant already redeemed"),
+    ("grant_expired", "Grant expired"),
+    ("grant_revoked", "Grant revoked"),
+    ("rate_limited", "Rate limited"),
+    ("payload_too_large", "Payload too large"),
+    ("conflict", "Conflict"),
+    ("internal_error", "Internal error"),
+];
+
+/// The schema of [`Problem::error`]: one of [`CODES`].
+fn error_code_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(CODES.map(|(code, _)| code)))
+        .description(Some("The stable machine code (see the agent contract)."))
+}
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
     /// `/errors/<code>`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^/errors/[a-z_]+$")]
     pub kind: String,
     /// A short title for the code.
     pub title: String,
     /// The HTTP status.
     pub status: u16,
     /// The stable machine code (see the agent contract).
+    #[schema(schema_with = error_code_schema)]
     pub error: String,
     /// A human sentence.
     pub detail: String,
@@ -71,23 +108,42 @@ fn status_of(e: &Error) -> StatusCode {
 }
 
 fn title_of(code: &str) -> &'static str {
-    match code {
-        "invalid_request" => "Invalid request",
-        "invalid_token" => "Invalid credentials",
-        "forbidden" => "Forbidden",
-        "not_found" => "Not found",
-        "denied_by_policy" => "Denied by policy",
-        "authorization_pending" => "Authorization pending",
-        "slow_down" => "Slow down",
-        "expired_token" => "Expired",
-        "access_denied" => "Access denied",
-        "grant_already_redeemed" => "Grant already redeemed",
-        "grant_expired" => "Grant expired",
-        "grant_revoked" => "Grant revoked",
-        "rate_limited" => "Rate limited",
-        "payload_too_large" => "Payload too large",
-        "conflict" => "Conflict",
-        _ => "Internal error",
+    CODES
+        .iter()
+        .find(|(known, _)| *known == code)
+        .map_or("Internal error", |(_, title)| title)
+}
+
+impl Problem {
+    /// A problem with this status, code and sentence, naming no field.
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("/errors/{code}"),
+            title: title_of(code).into(),
+            status: status.as_u16(),
+            error: code.into(),
+            detail: detail.into(),
+            field: None,
+            rule: None,
+            explanation: None,
+            request_id: None,
+            interval: None,
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
     }
 }
 
@@ -98,19 +154,7 @@ impl IntoResponse for ApiError {
             tracing::error!(%cause, "internal error");
         }
         let status = status_of(&e);
-        let code = e.code();
-        let mut problem = Problem {
-            kind: format!("/errors/{code}"),
-            title: title_of(code).into(),
-            status: status.as_u16(),
-            error: code.into(),
-            detail: e.to_string(),
-            field: None,
-            rule: None,
-            explanation: None,
-            request_id: None,
-            interval: None,
-        };
+        let mut problem = Problem::new(status, e.code(), e.to_string());
         match &e {
             Error::InvalidRequest { field, .. } => problem.field = field.clone(),
             Error::DeniedByPolicy {
@@ -125,14 +169,8 @@ impl IntoResponse for ApiError {
             Error::SlowDown { interval } => problem.interval = Some(*interval),
             _ => {}
         }
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (status, body).into_response();
+        let mut response = problem.into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match &e {
             Error::InvalidToken(_) => {
                 headers.insert(
@@ -153,5 +191,212 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         response
+    }
+}
+
+/// The answer for a method a path does not take (every router's method-not-allowed fallback).
+/// axum adds the `Allow` header listing the methods the path does take.
+pub async fn method_not_allowed(method: Method) -> Response {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        format!("{method} is not allowed here; the Allow header lists what is"),
+    )
+    .into_response()
+}
+
+/// The answer for a path under `/api/` that is no endpoint (instead of the app's page).
+pub async fn no_such_endpoint(uri: Uri) -> Response {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("there is no endpoint at {}", uri.path()),
+    )
+    .into_response()
+}
+
+/// Makes sure an error answer under `/api` is problem+json even when no handler wrote it: a
+/// layer below the handlers (the session store failing, say) answers with an empty or plain
+/// text body. The status and headers stay; the body becomes a problem with the code the
+/// status means. Answers that are not errors, or are problem+json already, pass untouched.
+pub async fn problem_json_only(req: Request, next: Next) -> Response {
+    // Only the API: `/readyz` and friends keep their plain answers for probes.
+    if !req.uri().path().starts_with("/api") {
+        return next.run(req).await;
+    }
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = to_bytes(body, 4096).await.unwrap_or_default();
+    let plain = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    // A client error's text is written for the client (axum's rejections); a server error's
+    // may name internals, so it goes to the log only.
+    let detail = match std::str::from_utf8(&text) {
+        Ok(text) if plain && !text.trim().is_empty() && status.is_client_error() => {
+            text.trim().to_string()
+        }
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string(),
+    };
+    let code = match status {
+        StatusCode::UNAUTHORIZED => "invalid_token",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::GONE => "expired_token",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        s if s.is_server_error() => "internal_error",
+        _ => "invalid_request",
+    };
+    if status.is_server_error() {
+        let text = String::from_utf8_lossy(&text);
+        tracing::error!(%status, %text, "an error was answered below the handlers");
+    }
+    let (problem, body) = Problem::new(status, code, detail)
+        .into_response()
+        .into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in problem.headers {
+        if let Some(name) = name {
+            parts.headers.insert(name, value);
+        }
+    }
+    Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    async fn answer(router: Router, path: &str) -> (StatusCode, HeaderValue, serde_json::Value) {
+        let res = router
+            .layer(axum::middleware::from_fn(problem_json_only))
+            .oneshot(
+                axum::http::Request::get(path)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("answered");
+        let status = res.status();
+        let content_type = res.headers()[header::CONTENT_TYPE].clone();
+        let retry = res.headers().get(header::RETRY_AFTER).cloned();
+        let body = to_bytes(res.into_body(), 1 << 16).await.expect("body");
+        let mut value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(retry) = retry {
+            value["retry_after_header"] = retry.to_str().unwrap_or_default().into();
+        }
+        (status, content_type, value)
+    }
+
+    #[tokio::test]
+    async fn errors_answered_below_the_handlers_become_problems() {
+        let router = Router::new()
+            .route(
+                "/api/plain",
+                get(|| async { (StatusCode::BAD_REQUEST, "no good") }),
+            )
+            .route(
+                "/api/busy",
+                get(|| async { (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "7")]) }),
+            )
+            .route(
+                "/api/broken",
+                get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "db password is hunter2") }),
+            )
+            .route("/api/fine", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "database unreachable") }),
+            )
+            .route(
+                "/api/problem",
+                get(|| async { ApiError(Error::NotFound("none".into())) }),
+            );
+        let (status, content_type, p) = answer(router.clone(), "/api/plain").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(
+            (p["error"].as_str(), p["detail"].as_str()),
+            (Some("invalid_request"), Some("no good"))
+        );
+
+        let (status, _, p) = answer(router.clone(), "/api/busy").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(p["error"], "rate_limited");
+        assert_eq!(p["retry_after_header"], "7", "headers are kept");
+
+        // A server error's text stays in the log.
+        let (status, _, p) = answer(router.clone(), "/api/broken").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(p["error"], "internal_error");
+        assert!(!p.to_string().contains("hunter2"), "{p}");
+
+        let (status, content_type, _) = answer(router.clone(), "/api/fine").await;
+        assert_eq!(
+            (status, content_type),
+            (
+                StatusCode::OK,
+                HeaderValue::from_static("text/plain; charset=utf-8")
+            )
+        );
+        let (_, _, p) = answer(router.clone(), "/api/problem").await;
+        assert_eq!(
+            (p["error"].as_str(), p["detail"].as_str()),
+            (Some("not_found"), Some("none"))
+        );
+        // Outside /api nothing is touched.
+        let (status, content_type, _) = answer(router, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(content_type, "text/plain; charset=utf-8");
+    }
+
+    #[test]
+    fn every_service_code_has_a_title() {
+        for e in [
+            Error::invalid("f", "d"),
+            Error::InvalidToken(String::new()),
+            Error::SignInRequired,
+            Error::Forbidden(String::new()),
+            Error::NotFound(String::new()),
+            Error::DeniedByPolicy {
+                request_id: String::new(),
+                rule: String::new(),
+                explanation: String::new(),
+            },
+            Error::SlowDown { interval: 1 },
+            Error::ExpiredToken(String::new()),
+            Error::AccessDenied(String::new()),
+            Error::GrantAlreadyRedeemed,
+            Error::GrantExpired,
+            Error::GrantRevoked,
+            Error::RateLimited { retry_after: 1 },
+            Error::PayloadTooLarge { limit: 1 },
+            Error::Conflict(String::new()),
+            Error::Internal(String::new()),
+        ] {
+            assert!(
+                CODES.iter().any(|(code, _)| *code == e.code()),
+                "{} is not in CODES",
+                e.code()
+            );
+        }
     }
 }

@@ -53,6 +53,7 @@ pub struct RequestView {
     /// The request id.
     pub id: String,
     /// `pending`, `approved`, `denied`, `expired` or `cancelled`.
+    #[schema(schema_with = status_schema)]
     pub status: String,
     /// `sha256:` of the canonical `{agent_id, action, intent, context}`.
     pub action_hash: String,
@@ -75,6 +76,21 @@ pub struct RequestView {
     /// Present when the request was approved: the single-use grant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant: Option<GrantView>,
+}
+
+/// The states of a request, for the OpenAPI document.
+fn status_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([
+            "pending",
+            "approved",
+            "denied",
+            "expired",
+            "cancelled",
+        ]))
+        .description(Some("`pending` until decided; then final"))
 }
 
 /// The policy decision on a request.

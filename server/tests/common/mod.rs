@@ -1,7 +1,10 @@
 //! Test harness: starts the real server on port 0 against a temporary SQLite file or a fresh
 //! PostgreSQL database, and drives people through real passkey ceremonies (`SoftPasskey`) over
-//! HTTP, exactly as a browser would.
+//! HTTP, exactly as a browser would. Every call a test makes under `/api/` is checked against
+//! the served OpenAPI document when its server goes away ([`contract`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod contract;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +51,10 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub http: Client,
     pub backend: Backend,
+    /// Every call answered under `/api/`, checked against `openapi` on drop.
+    pub recorder: contract::Recorder,
+    /// The OpenAPI document this server serves.
+    pub openapi: Value,
     _dir: tempfile::TempDir,
     pg_db: Option<String>,
 }
@@ -118,26 +125,54 @@ impl TestApp {
         let clock = ManualClock::new();
         let core = Countersign::open(config, clock.clone()).await.unwrap();
         let served = core.clone();
+        let recorder = contract::Recorder::default();
+        let app = countersign::http::router(core.clone()).layer(
+            axum::middleware::from_fn_with_state(recorder.clone(), contract::record),
+        );
         tokio::spawn(async move {
-            countersign::http::serve(served, listener, std::future::pending())
+            countersign::http::serve_router(served, app, listener, std::future::pending())
                 .await
                 .unwrap();
         });
+        // A request the server never answers fails its test, naming the URL, instead of
+        // hanging the run (no test waits anywhere near this long on purpose).
+        let http = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .unwrap();
+        let base = format!("http://localhost:{port}");
+        let openapi = http
+            .get(format!("{base}/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         TestApp {
-            base: format!("http://localhost:{port}"),
+            base,
             core,
             clock,
-            // A request the server never answers fails its test, naming the URL, instead of
-            // hanging the run (no test waits anywhere near this long on purpose).
-            http: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(std::time::Duration::from_secs(120))
-                .build()
-                .unwrap(),
+            http,
             backend,
+            recorder,
+            openapi,
             _dir: dir,
             pg_db,
         }
+    }
+
+    /// Fails the test, listing them, if the calls so far show the OpenAPI document wrong (see
+    /// [`contract`]). Also done when the server goes away.
+    pub fn check_contract(&self) {
+        let violations = self.recorder.violations(&self.openapi);
+        assert!(
+            violations.is_empty(),
+            "the server answered what its OpenAPI document does not say ({} findings):\n  {}",
+            violations.len(),
+            violations.join("\n  ")
+        );
     }
 
     /// A server with its first admin, alice@example.com, who owns one agent.
@@ -398,6 +433,17 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        self.drop_database();
+        // Not while the test is failing already: a second panic would abort the run and hide
+        // the first failure.
+        if !std::thread::panicking() {
+            self.check_contract();
+        }
+    }
+}
+
+impl TestApp {
+    fn drop_database(&mut self) {
         if let Some(name) = self.pg_db.take() {
             // Drop the database from a separate thread with its own runtime: we may be inside
             // the test's runtime, which cannot block.
