@@ -36,6 +36,10 @@ pub struct Config {
     /// (10), `COUNTERSIGN_DENY_COOLDOWN_SECONDS` (600), `COUNTERSIGN_APPROVE_DELAY_MS` (1500),
     /// `COUNTERSIGN_COLLAPSE_IDENTICAL` (true).
     pub guard_defaults: Guards,
+    /// `COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS`, default 60 (1 to 86400): how often, at most,
+    /// the server signs an audit checkpoint while the chain grows. Important events get one
+    /// within a second whatever this says (see `service::checkpoints`).
+    pub checkpoint_interval: Duration,
 }
 
 /// A setting that cannot be used, named.
@@ -75,6 +79,10 @@ impl Config {
             )
         });
         let guard_defaults = guard_defaults(&lookup)?;
+        let checkpoint_interval = match lookup("COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS") {
+            Some(v) => parse_checkpoint_interval(&v)?,
+            None => Duration::from_secs(DEFAULT_CHECKPOINT_INTERVAL_SECS),
+        };
         let smtp_url = lookup("COUNTERSIGN_SMTP_URL")
             .map(|raw| SmtpUrl::parse(&raw))
             .transpose()?;
@@ -101,6 +109,7 @@ impl Config {
                 lookup("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
             ),
             guard_defaults,
+            checkpoint_interval,
         })
     }
 
@@ -259,6 +268,23 @@ fn default_mail_from(public_url: &Url) -> Result<String, ConfigError> {
     })
 }
 
+/// Seconds between audit checkpoints while the chain grows: the longest stretch of newest
+/// events (none of them important) that could be removed without a signed checkpoint showing it.
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+
+/// Whole seconds, 1 to a day.
+fn parse_checkpoint_interval(raw: &str) -> Result<Duration, ConfigError> {
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (1..=86_400).contains(s))
+        .map(Duration::from_secs)
+        .ok_or_else(|| ConfigError {
+            name: "COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS",
+            reason: format!("{raw:?} is not a whole number of seconds from 1 to 86400"),
+        })
+}
+
 /// Comma-separated seconds (fractions allowed), each above 0 and at most a day, at most 20.
 fn parse_retry_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
     let err = || ConfigError {
@@ -392,6 +418,20 @@ mod tests {
         assert_eq!(e.name, "COUNTERSIGN_APPROVE_DELAY_MS");
         let e = config(&[("COUNTERSIGN_COLLAPSE_IDENTICAL", "maybe")]).unwrap_err();
         assert_eq!(e.name, "COUNTERSIGN_COLLAPSE_IDENTICAL");
+        for bad in ["0", "86401", "1.5", "soon"] {
+            let e = config(&[("COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS", bad)]).unwrap_err();
+            assert_eq!(e.name, "COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS");
+        }
+        assert_eq!(
+            config(&[]).unwrap().checkpoint_interval,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            config(&[("COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS", "3600")])
+                .unwrap()
+                .checkpoint_interval,
+            Duration::from_secs(3600)
+        );
         let g = config(&[("COUNTERSIGN_DENY_COOLDOWN_SECONDS", "0")])
             .unwrap()
             .guard_defaults;

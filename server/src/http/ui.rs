@@ -729,6 +729,13 @@ fn chain_status(v: crate::service::audit::Verification) -> app::api::ChainStatus
             broken_seq: Some(b.seq),
             reason: Some(b.reason),
         },
+        Verification::Contradicted(c) => app::api::ChainStatus {
+            intact: false,
+            events: 0,
+            head: String::new(),
+            broken_seq: Some(c.checkpoint.seq),
+            reason: Some(c.to_string()),
+        },
     }
 }
 

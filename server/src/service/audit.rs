@@ -1,4 +1,5 @@
-//! Reading the audit chain: verifying it end to end, exporting it as JSON lines, and, for
+//! Reading the audit chain: verifying it end to end (and, given signed checkpoints, that it
+//! still extends each of them: see [`super::checkpoints`]), exporting it as JSON lines, and, for
 //! admins in the browser, searching it and reading one request's evidence as a timeline.
 //!
 //! Nothing here writes to the chain; events are appended by the use cases that cause them, in
@@ -16,6 +17,7 @@ use super::{Countersign, Error};
 use crate::clock::Millis;
 use crate::domain::audit::{AuditEvent, BrokenLink, ChainVerifier};
 use crate::domain::canonical::canonical_json;
+use crate::domain::checkpoint::{Contradiction, ExtensionCheck, SourcedCheckpoint};
 use crate::store::{self, audit, users};
 
 /// The result of `audit verify`.
@@ -30,14 +32,33 @@ pub enum Verification {
     },
     /// The first broken link.
     Broken(BrokenLink),
+    /// Every link holds, but the chain no longer extends a signed checkpoint: events after it
+    /// were removed (the chain is shorter than it was) or rewritten.
+    Contradicted(Contradiction),
 }
 
 const PAGE: i64 = 1000;
 
 impl Countersign {
     /// Recomputes the whole chain and reports the first broken link.
+    ///
+    /// On its own this cannot see the newest events removed together with the head row: what
+    /// is left is a shorter chain, linked perfectly. [`Countersign::verify_audit_extending`]
+    /// with signed checkpoints can.
     pub async fn verify_audit(&self) -> Result<Verification, Error> {
+        self.verify_audit_extending(Vec::new()).await
+    }
+
+    /// Recomputes the whole chain, reports the first broken link, and proves that the chain
+    /// still extends every checkpoint given (already verified against trusted keys): the event
+    /// at each checkpoint's `seq` is there with the checkpoint's hash, and every link from the
+    /// first event to the last holds. One pass, however many checkpoints.
+    pub async fn verify_audit_extending(
+        &self,
+        checkpoints: Vec<SourcedCheckpoint>,
+    ) -> Result<Verification, Error> {
         let mut v = ChainVerifier::new();
+        let mut extends = ExtensionCheck::new(checkpoints);
         let mut after = 0;
         loop {
             let page = audit::page(self.db.reader(), after, PAGE).await?;
@@ -48,10 +69,18 @@ impl Countersign {
                 if let Err(broken) = v.check(e) {
                     return Ok(Verification::Broken(broken));
                 }
+                if let Err(c) = extends.observe(e) {
+                    return Ok(Verification::Contradicted(c));
+                }
                 after = e.seq;
             }
         }
-        // The head row must agree with the last event: a truncated chain is broken too.
+        // A checkpoint past the end names what is missing better than the head row can.
+        if let Err(c) = extends.finish(v.checked()) {
+            return Ok(Verification::Contradicted(c));
+        }
+        // The head row must agree with the last event: a truncated chain is broken too (unless
+        // whoever truncated it set the head row back as well, which only a checkpoint shows).
         let (head_seq, head_hash) = audit::head(self.db.reader()).await?;
         if head_seq != v.checked() || head_hash != v.head() {
             return Ok(Verification::Broken(BrokenLink {
