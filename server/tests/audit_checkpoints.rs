@@ -404,8 +404,36 @@ async fn important_events_are_checkpointed_without_waiting_for_the_interval(back
     assert!(ok && out.contains("it extends all"), "{out}{err}");
 }
 
+/// The admin audit page checks the chain against this server's newest checkpoint: it says
+/// which one the chain extends, and after a truncation that the chain no longer does.
+async fn the_audit_page_checks_the_chain_against_the_newest_checkpoint(backend: Backend) {
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    app.ask_id(&agent, &transfer("1.00")).await;
+    let cp = checkpoint(&app).await;
+    app.ask_id(&agent, &transfer("2.00")).await;
+    let page = alice.server_json(&app.http, "admin/audit", &[]).await;
+    assert_eq!(page["chain"]["intact"], true, "{}", page["chain"]);
+    let shown = page["chain"]["checkpoint"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains(&format!("checkpoint at event {}", cp.seq)) && shown.contains(&cp.kid),
+        "{}",
+        page["chain"]
+    );
+
+    truncate(&app, cp.seq - 1).await;
+    let page = alice.server_json(&app.http, "admin/audit", &[]).await;
+    assert_eq!(page["chain"]["intact"], false, "{}", page["chain"]);
+    assert_eq!(page["chain"]["broken_seq"], cp.seq);
+    let reason = page["chain"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("the chain now ends at event {}", cp.seq - 1)),
+        "{reason}"
+    );
+}
+
 on_both_backends!(
     a_shortened_chain_is_caught_against_a_checkpoint_from_the_file_or_the_url,
+    the_audit_page_checks_the_chain_against_the_newest_checkpoint,
     a_chain_that_grew_after_its_checkpoints_verifies,
     checkpoints_that_do_not_verify_under_a_trusted_key_are_refused,
     the_feed_is_public_and_says_which_key_signs,

@@ -17,7 +17,9 @@ use super::{Countersign, Error};
 use crate::clock::Millis;
 use crate::domain::audit::{AuditEvent, BrokenLink, ChainVerifier};
 use crate::domain::canonical::canonical_json;
-use crate::domain::checkpoint::{Contradiction, ExtensionCheck, SourcedCheckpoint};
+use crate::domain::checkpoint::{
+    Contradiction, ExtensionCheck, SignedCheckpoint, SourcedCheckpoint,
+};
 use crate::store::{self, audit, users};
 
 /// The result of `audit verify`.
@@ -195,8 +197,10 @@ pub struct AuditListing {
     pub events: Vec<ListedEvent>,
     /// The cursor for the next (older) page, when there is one.
     pub older: Option<i64>,
-    /// Whether the chain checks out.
+    /// Whether the chain checks out (and extends `checkpoint`).
     pub verification: Verification,
+    /// This server's newest checkpoint, which the verification checked the chain against.
+    pub checkpoint: Option<SignedCheckpoint>,
 }
 
 /// A labelled value on a timeline step.
@@ -235,8 +239,10 @@ pub struct Timeline {
     pub status: Option<String>,
     /// Intent, policy decision, approvals, grant, redemption, outcome…
     pub steps: Vec<TimelineStep>,
-    /// Whether the chain checks out.
+    /// Whether the chain checks out (and extends `checkpoint`).
     pub verification: Verification,
+    /// This server's newest checkpoint, which the verification checked the chain against.
+    pub checkpoint: Option<SignedCheckpoint>,
 }
 
 /// Names shown instead of bare ids, looked up before describing events.
@@ -297,10 +303,12 @@ impl Countersign {
                 person,
             });
         }
+        let (verification, checkpoint) = self.verify_for_page().await?;
         Ok(AuditListing {
             events,
             older,
-            verification: self.verify_audit().await?,
+            verification,
+            checkpoint,
         })
     }
 
@@ -351,12 +359,29 @@ impl Countersign {
             }
         }
         let steps = events.iter().flat_map(|e| describe(e, &names)).collect();
+        let (verification, checkpoint) = self.verify_for_page().await?;
         Ok(Timeline {
             request_id: request_id.to_string(),
             status,
             steps,
-            verification: self.verify_audit().await?,
+            verification,
+            checkpoint,
         })
+    }
+
+    /// The verification the admin pages show: the whole chain, and that it still extends this
+    /// server's newest checkpoint. That one comes from our own file and was signed by our own
+    /// key, so there is no key to choose; a verifier elsewhere uses `audit verify --checkpoint`.
+    async fn verify_for_page(&self) -> Result<(Verification, Option<SignedCheckpoint>), Error> {
+        let latest = self.latest_checkpoint().await?;
+        let given = latest
+            .iter()
+            .map(|c| SourcedCheckpoint {
+                checkpoint: c.clone(),
+                source: format!("this server's {}", super::checkpoints::FILE_NAME),
+            })
+            .collect();
+        Ok((self.verify_audit_extending(given).await?, latest))
     }
 
     /// The JSON lines `countersign audit export [--request ID]` writes, for an admin's
