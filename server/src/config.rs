@@ -17,7 +17,8 @@ pub struct Config {
     /// `COUNTERSIGN_PUBLIC_URL`, default `http://localhost:3000`. It is the WebAuthn origin, its
     /// host the relying-party id, the `iss` of every grant and the `aud` agents sign for.
     pub public_url: Url,
-    /// `COUNTERSIGN_DATA_DIR`, default `./data`: the SQLite file and the grant-signing key.
+    /// `COUNTERSIGN_DATA_DIR`, default `./data`: the SQLite file, the grant-signing key, the
+    /// audit checkpoint key and the checkpoint file.
     pub data_dir: PathBuf,
     /// `DATABASE_URL`, default a SQLite file in the data directory.
     pub database_url: String,
