@@ -483,6 +483,9 @@ pub struct ChainStatus {
     pub broken_seq: Option<i64>,
     /// What is wrong with it.
     pub reason: Option<String>,
+    /// When intact: the server's newest signed checkpoint, which the chain still extends, in
+    /// words (position, hash, time, key).
+    pub checkpoint: Option<String>,
 }
 
 /// One row of the audit list.

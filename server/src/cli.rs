@@ -154,8 +154,22 @@ enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute the chain; name the first broken link.
-    Verify,
+    /// Recompute the chain; name the first broken link. With checkpoints, also prove that the
+    /// chain still extends each one (no events removed or rewritten since it was signed).
+    Verify {
+        /// Signed checkpoints: a file (`audit-checkpoints.jsonl` from the data directory, or a
+        /// monitor's copy) or a URL (`https://HOST/api/v1/audit/checkpoints`). Repeatable.
+        #[arg(long = "checkpoint", value_name = "FILE|URL")]
+        checkpoints: Vec<String>,
+        /// A key to trust for the checkpoints' signatures: a JWK or JWK Set file, or a URL
+        /// serving one (the checkpoint feed does). Repeatable. Without it, the key in this
+        /// data directory is trusted; never a key from the database.
+        #[arg(long = "checkpoint-key", value_name = "JWK_FILE|URL")]
+        checkpoint_keys: Vec<String>,
+    },
+    /// Print the public key this data directory's server signs audit checkpoints with (a JWK),
+    /// for verifiers to pin.
+    CheckpointKey,
     /// Write events as JSON lines to standard output.
     Export {
         /// Only this request's evidence.
@@ -401,18 +415,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&g)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCommand::Verify) => {
+        Command::Audit(AuditCommand::Verify {
+            checkpoints,
+            checkpoint_keys,
+        }) => {
             let core = open().await?;
-            match core.verify_audit().await.map_err(describe)? {
-                Verification::Intact { events, head } => {
-                    println!("Audit chain intact: {events} events, head {head}.");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Verification::Broken(b) => {
-                    println!("Audit chain BROKEN at event {}: {}", b.seq, b.reason);
-                    Ok(ExitCode::FAILURE)
-                }
-            }
+            audit_verify(&core, &checkpoints, &checkpoint_keys).await
+        }
+        Command::Audit(AuditCommand::CheckpointKey) => {
+            let core = open().await?;
+            println!("{}", serde_json::to_string(&core.checkpoints.public_jwk())?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Export { request }) => {
             let core = open().await?;
@@ -422,6 +435,69 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .map_err(describe)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `audit verify [--checkpoint FILE|URL]... [--checkpoint-key JWK_FILE|URL]...`: exits 0 only
+/// when the chain is intact and extends every checkpoint given.
+async fn audit_verify(
+    core: &Countersign,
+    sources: &[String],
+    key_sources: &[String],
+) -> anyhow::Result<ExitCode> {
+    use crate::service::checkpoints::{read_checkpoints, read_trusted_keys, TrustedKey};
+    let mut checkpoints = Vec::new();
+    if !sources.is_empty() {
+        // The trust decision: keys named on the command line, else the one in this data
+        // directory. A checkpoint never brings its own key.
+        let trusted = if key_sources.is_empty() {
+            vec![TrustedKey {
+                jwk: core.checkpoints.public_jwk(),
+                from: core.checkpoints.key_path().display().to_string(),
+            }]
+        } else {
+            read_trusted_keys(key_sources).await.map_err(describe)?
+        };
+        let read = read_checkpoints(sources, &trusted)
+            .await
+            .map_err(describe)?;
+        for place in &read.skipped {
+            eprintln!("warning: {place} is not a checkpoint; skipped");
+        }
+        checkpoints = read.checkpoints;
+    } else if !key_sources.is_empty() {
+        anyhow::bail!(
+            "--checkpoint-key says whom to trust for --checkpoint; give a checkpoint too"
+        );
+    }
+    let newest = checkpoints
+        .iter()
+        .max_by_key(|c| c.checkpoint.seq)
+        .map(|c| c.checkpoint.to_string());
+    let given = checkpoints.len();
+    match core
+        .verify_audit_extending(checkpoints)
+        .await
+        .map_err(describe)?
+    {
+        Verification::Intact { events, head } => {
+            match newest {
+                None => println!("Audit chain intact: {events} events, head {head}."),
+                Some(newest) => println!(
+                    "Audit chain intact: {events} events, head {head}; it extends all {given} \
+                     checkpoints given (the newest: {newest})."
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Verification::Broken(b) => {
+            println!("Audit chain BROKEN at event {}: {}", b.seq, b.reason);
+            Ok(ExitCode::FAILURE)
+        }
+        Verification::Contradicted(c) => {
+            println!("Audit chain TAMPERED: {c}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }

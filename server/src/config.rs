@@ -18,7 +18,8 @@ pub struct Config {
     /// `COUNTERSIGN_PUBLIC_URL`, default `http://localhost:3000`. It is the WebAuthn origin, its
     /// host the relying-party id, the `iss` of every grant and the `aud` agents sign for.
     pub public_url: Url,
-    /// `COUNTERSIGN_DATA_DIR`, default `./data`: the SQLite file and the grant-signing key.
+    /// `COUNTERSIGN_DATA_DIR`, default `./data`: the SQLite file, the grant-signing key, the
+    /// audit checkpoint key and the checkpoint file.
     pub data_dir: PathBuf,
     /// `DATABASE_URL`, default a SQLite file in the data directory.
     pub database_url: String,
@@ -40,6 +41,10 @@ pub struct Config {
     /// Per-client-address limits on unauthenticated traffic, and whose forwarding headers
     /// name the client (see `http::limits`).
     pub edge_limits: EdgeLimits,
+    /// `COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS`, default 60 (1 to 86400): how often, at most,
+    /// the server signs an audit checkpoint while the chain grows. Important events get one
+    /// within a second whatever this says (see `service::checkpoints`).
+    pub checkpoint_interval: Duration,
 }
 
 /// A setting that cannot be used, named.
@@ -80,6 +85,10 @@ impl Config {
         });
         let guard_defaults = guard_defaults(&lookup)?;
         let edge_limits = EdgeLimits::from_lookup(&lookup)?;
+        let checkpoint_interval = match lookup("COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS") {
+            Some(v) => parse_checkpoint_interval(&v)?,
+            None => Duration::from_secs(DEFAULT_CHECKPOINT_INTERVAL_SECS),
+        };
         let smtp_url = lookup("COUNTERSIGN_SMTP_URL")
             .map(|raw| SmtpUrl::parse(&raw))
             .transpose()?;
@@ -107,6 +116,7 @@ impl Config {
             ),
             guard_defaults,
             edge_limits,
+            checkpoint_interval,
         })
     }
 
@@ -394,6 +404,23 @@ fn default_mail_from(public_url: &Url) -> Result<String, ConfigError> {
     })
 }
 
+/// Seconds between audit checkpoints while the chain grows: the longest stretch of newest
+/// events (none of them important) that could be removed without a signed checkpoint showing it.
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+
+/// Whole seconds, 1 to a day.
+fn parse_checkpoint_interval(raw: &str) -> Result<Duration, ConfigError> {
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (1..=86_400).contains(s))
+        .map(Duration::from_secs)
+        .ok_or_else(|| ConfigError {
+            name: "COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS",
+            reason: format!("{raw:?} is not a whole number of seconds from 1 to 86400"),
+        })
+}
+
 /// Comma-separated seconds (fractions allowed), each above 0 and at most a day, at most 20.
 fn parse_retry_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
     let err = || ConfigError {
@@ -527,6 +554,20 @@ mod tests {
         assert_eq!(e.name, "COUNTERSIGN_APPROVE_DELAY_MS");
         let e = config(&[("COUNTERSIGN_COLLAPSE_IDENTICAL", "maybe")]).unwrap_err();
         assert_eq!(e.name, "COUNTERSIGN_COLLAPSE_IDENTICAL");
+        for bad in ["0", "86401", "1.5", "soon"] {
+            let e = config(&[("COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS", bad)]).unwrap_err();
+            assert_eq!(e.name, "COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS");
+        }
+        assert_eq!(
+            config(&[]).unwrap().checkpoint_interval,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            config(&[("COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS", "3600")])
+                .unwrap()
+                .checkpoint_interval,
+            Duration::from_secs(3600)
+        );
         let g = config(&[("COUNTERSIGN_DENY_COOLDOWN_SECONDS", "0")])
             .unwrap()
             .guard_defaults;

@@ -260,6 +260,7 @@ fn ChainBanner(chain: ChainStatus) -> impl IntoView {
             <p class="chain ok" role="status">
                 {format!("Chain verified: {} events, head ", chain.events)}
                 <code class="hash">{chain.head}</code>
+                {chain.checkpoint.map(|c| view! { <br/>{format!("It extends {c}.")} })}
             </p>
         }
         .into_any()
@@ -271,7 +272,7 @@ fn ChainBanner(chain: ChainStatus) -> impl IntoView {
                 <p>{chain.reason.unwrap_or_default()}</p>
                 <p>
                     {format!("Event #{seq} and every event after it cannot be trusted: the stored log was changed outside Countersign. ")}
-                    "Run " <code>"countersign audit verify"</code> " and compare with an earlier export."
+                    "Run " <code>"countersign audit verify --checkpoint FILE|URL"</code> " with the signed checkpoints kept elsewhere (a monitor's copy), and compare with an earlier export."
                 </p>
             </div>
         }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod canonical;
+pub mod checkpoint;
 pub mod client_data;
 pub mod diff;
 pub mod display;

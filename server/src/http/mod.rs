@@ -140,6 +140,7 @@ pub fn router(core: Arc<Countersign>) -> Router {
         )
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/.well-known/jwks.json", get(ops::jwks))
+        .route("/api/v1/audit/checkpoints", get(ops::audit_checkpoints))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -222,8 +223,13 @@ pub async fn serve_router(
     .await
 }
 
-/// Starts the background tasks: the sweeper, and on PostgreSQL the cross-replica listener.
+/// Starts the background tasks: the sweeper, the audit checkpoints (on every replica), and on
+/// PostgreSQL the cross-replica listener.
 pub fn spawn_background(core: Arc<Countersign>) {
+    tokio::spawn(crate::service::checkpoints::run(
+        core.clone(),
+        Duration::from_secs(1),
+    ));
     if core.db.backend() == crate::store::Backend::Postgres {
         tokio::spawn(crate::service::waiters::listen(
             core.db.url().to_string(),

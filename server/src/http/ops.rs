@@ -1,8 +1,9 @@
-//! Discovery and operations: health, readiness, metrics, the JWKS and the OpenAPI document.
+//! Discovery and operations: health, readiness, metrics, the JWKS, the audit checkpoint feed
+//! and the OpenAPI document.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -46,6 +47,25 @@ pub async fn metrics(State(core): State<Arc<Countersign>>) -> Response {
 pub async fn jwks(State(core): State<Arc<Countersign>>) -> Result<Response, ApiError> {
     let keys = core.jwks().await?;
     Ok(([(header::CACHE_CONTROL, "public, max-age=300")], Json(keys)).into_response())
+}
+
+/// `GET /api/v1/audit/checkpoints[?limit=N]`: this replica's newest signed audit checkpoints
+/// (100 unless asked, at most 1000) and the key they are signed with. Public on purpose: see
+/// `service::checkpoints` on who may read them.
+pub async fn audit_checkpoints(
+    State(core): State<Arc<Countersign>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut limit = crate::service::checkpoints::DEFAULT_FEED;
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if name == "limit" {
+            limit = value
+                .parse()
+                .map_err(|_| crate::service::Error::invalid("limit", "limit is a whole number"))?;
+        }
+    }
+    let feed = core.checkpoint_feed(limit).await?;
+    Ok(([(header::CACHE_CONTROL, "no-cache")], Json(feed)).into_response())
 }
 
 /// `GET /api/v1/openapi.json`: this document.

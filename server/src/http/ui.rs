@@ -668,7 +668,7 @@ impl Backend for UiBackend {
                 })
                 .collect(),
             older: listing.older,
-            chain: chain_status(listing.verification),
+            chain: chain_status(listing.verification, listing.checkpoint),
         })
     }
 
@@ -705,14 +705,17 @@ impl Backend for UiBackend {
                     evidence: s.event.data,
                 })
                 .collect(),
-            chain: chain_status(t.verification),
+            chain: chain_status(t.verification, t.checkpoint),
         })
     }
 }
 
 // --- audit ---
 
-fn chain_status(v: crate::service::audit::Verification) -> app::api::ChainStatus {
+fn chain_status(
+    v: crate::service::audit::Verification,
+    checkpoint: Option<crate::domain::checkpoint::SignedCheckpoint>,
+) -> app::api::ChainStatus {
     use crate::service::audit::Verification;
     match v {
         Verification::Intact { events, head } => app::api::ChainStatus {
@@ -721,6 +724,7 @@ fn chain_status(v: crate::service::audit::Verification) -> app::api::ChainStatus
             head,
             broken_seq: None,
             reason: None,
+            checkpoint: checkpoint.map(|c| c.to_string()),
         },
         Verification::Broken(b) => app::api::ChainStatus {
             intact: false,
@@ -728,6 +732,15 @@ fn chain_status(v: crate::service::audit::Verification) -> app::api::ChainStatus
             head: String::new(),
             broken_seq: Some(b.seq),
             reason: Some(b.reason),
+            checkpoint: None,
+        },
+        Verification::Contradicted(c) => app::api::ChainStatus {
+            intact: false,
+            events: 0,
+            head: String::new(),
+            broken_seq: Some(c.checkpoint.seq),
+            reason: Some(c.to_string()),
+            checkpoint: None,
         },
     }
 }

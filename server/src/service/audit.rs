@@ -1,4 +1,5 @@
-//! Reading the audit chain: verifying it end to end, exporting it as JSON lines, and, for
+//! Reading the audit chain: verifying it end to end (and, given signed checkpoints, that it
+//! still extends each of them: see [`super::checkpoints`]), exporting it as JSON lines, and, for
 //! admins in the browser, searching it and reading one request's evidence as a timeline.
 //!
 //! Nothing here writes to the chain; events are appended by the use cases that cause them, in
@@ -16,6 +17,9 @@ use super::{Countersign, Error};
 use crate::clock::Millis;
 use crate::domain::audit::{AuditEvent, BrokenLink, ChainVerifier};
 use crate::domain::canonical::canonical_json;
+use crate::domain::checkpoint::{
+    Contradiction, ExtensionCheck, SignedCheckpoint, SourcedCheckpoint,
+};
 use crate::store::{self, audit, users};
 
 /// The result of `audit verify`.
@@ -30,14 +34,33 @@ pub enum Verification {
     },
     /// The first broken link.
     Broken(BrokenLink),
+    /// Every link holds, but the chain no longer extends a signed checkpoint: events after it
+    /// were removed (the chain is shorter than it was) or rewritten.
+    Contradicted(Contradiction),
 }
 
 const PAGE: i64 = 1000;
 
 impl Countersign {
     /// Recomputes the whole chain and reports the first broken link.
+    ///
+    /// On its own this cannot see the newest events removed together with the head row: what
+    /// is left is a shorter chain, linked perfectly. [`Countersign::verify_audit_extending`]
+    /// with signed checkpoints can.
     pub async fn verify_audit(&self) -> Result<Verification, Error> {
+        self.verify_audit_extending(Vec::new()).await
+    }
+
+    /// Recomputes the whole chain, reports the first broken link, and proves that the chain
+    /// still extends every checkpoint given (already verified against trusted keys): the event
+    /// at each checkpoint's `seq` is there with the checkpoint's hash, and every link from the
+    /// first event to the last holds. One pass, however many checkpoints.
+    pub async fn verify_audit_extending(
+        &self,
+        checkpoints: Vec<SourcedCheckpoint>,
+    ) -> Result<Verification, Error> {
         let mut v = ChainVerifier::new();
+        let mut extends = ExtensionCheck::new(checkpoints);
         let mut after = 0;
         loop {
             let page = audit::page(self.db.reader(), after, PAGE).await?;
@@ -48,10 +71,18 @@ impl Countersign {
                 if let Err(broken) = v.check(e) {
                     return Ok(Verification::Broken(broken));
                 }
+                if let Err(c) = extends.observe(e) {
+                    return Ok(Verification::Contradicted(c));
+                }
                 after = e.seq;
             }
         }
-        // The head row must agree with the last event: a truncated chain is broken too.
+        // A checkpoint past the end names what is missing better than the head row can.
+        if let Err(c) = extends.finish(v.checked()) {
+            return Ok(Verification::Contradicted(c));
+        }
+        // The head row must agree with the last event: a truncated chain is broken too (unless
+        // whoever truncated it set the head row back as well, which only a checkpoint shows).
         let (head_seq, head_hash) = audit::head(self.db.reader()).await?;
         if head_seq != v.checked() || head_hash != v.head() {
             return Ok(Verification::Broken(BrokenLink {
@@ -166,8 +197,10 @@ pub struct AuditListing {
     pub events: Vec<ListedEvent>,
     /// The cursor for the next (older) page, when there is one.
     pub older: Option<i64>,
-    /// Whether the chain checks out.
+    /// Whether the chain checks out (and extends `checkpoint`).
     pub verification: Verification,
+    /// This server's newest checkpoint, which the verification checked the chain against.
+    pub checkpoint: Option<SignedCheckpoint>,
 }
 
 /// A labelled value on a timeline step.
@@ -206,8 +239,10 @@ pub struct Timeline {
     pub status: Option<String>,
     /// Intent, policy decision, approvals, grant, redemption, outcome…
     pub steps: Vec<TimelineStep>,
-    /// Whether the chain checks out.
+    /// Whether the chain checks out (and extends `checkpoint`).
     pub verification: Verification,
+    /// This server's newest checkpoint, which the verification checked the chain against.
+    pub checkpoint: Option<SignedCheckpoint>,
 }
 
 /// Names shown instead of bare ids, looked up before describing events.
@@ -268,10 +303,12 @@ impl Countersign {
                 person,
             });
         }
+        let (verification, checkpoint) = self.verify_for_page().await?;
         Ok(AuditListing {
             events,
             older,
-            verification: self.verify_audit().await?,
+            verification,
+            checkpoint,
         })
     }
 
@@ -322,12 +359,29 @@ impl Countersign {
             }
         }
         let steps = events.iter().flat_map(|e| describe(e, &names)).collect();
+        let (verification, checkpoint) = self.verify_for_page().await?;
         Ok(Timeline {
             request_id: request_id.to_string(),
             status,
             steps,
-            verification: self.verify_audit().await?,
+            verification,
+            checkpoint,
         })
+    }
+
+    /// The verification the admin pages show: the whole chain, and that it still extends this
+    /// server's newest checkpoint. That one comes from our own file and was signed by our own
+    /// key, so there is no key to choose; a verifier elsewhere uses `audit verify --checkpoint`.
+    async fn verify_for_page(&self) -> Result<(Verification, Option<SignedCheckpoint>), Error> {
+        let latest = self.latest_checkpoint().await?;
+        let given = latest
+            .iter()
+            .map(|c| SourcedCheckpoint {
+                checkpoint: c.clone(),
+                source: format!("this server's {}", super::checkpoints::FILE_NAME),
+            })
+            .collect();
+        Ok((self.verify_audit_extending(given).await?, latest))
     }
 
     /// The JSON lines `countersign audit export [--request ID]` writes, for an admin's

@@ -10,6 +10,7 @@ pub mod account;
 pub mod agent_admin;
 pub mod agents;
 pub mod audit;
+pub mod checkpoints;
 pub mod decisions;
 pub mod error;
 pub mod grants;
@@ -66,6 +67,8 @@ pub struct Countersign {
     pub guards_cache: guards::GuardsCache,
     /// Sends mail (or writes it to the log) in the background.
     pub mailer: crate::mail::Mailer,
+    /// Signed checkpoints of the audit chain: their key, file and schedule.
+    pub checkpoints: checkpoints::Checkpoints,
 }
 
 impl std::fmt::Debug for Countersign {
@@ -89,6 +92,7 @@ impl Countersign {
         })?;
         let db = Db::connect(&config.database_url).await?;
         let signer = load_or_create_signing_key(&config.data_dir)?;
+        let checkpoints = checkpoints::Checkpoints::open(&config)?;
         let public = serde_json::to_string(&signer.public_jwk()).map_err(Error::internal)?;
         crate::store::grants::register_signing_key(
             db.writer(),
@@ -118,6 +122,7 @@ impl Countersign {
             intake: writer::IntakeWriter::start(db),
             guards_cache: guards::GuardsCache::default(),
             mailer,
+            checkpoints,
         }))
     }
 
@@ -146,35 +151,61 @@ fn relying_party(config: &Config) -> Result<Webauthn, Error> {
 /// created on first start; we never log it and never store it in the database (only its public
 /// half goes there, so every replica can verify every grant).
 fn load_or_create_signing_key(dir: &Path) -> Result<GrantSigningKey, Error> {
-    use std::io::Write;
     let path = dir.join("grant-signing-key");
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let seed = zeroize::Zeroizing::new(bytes);
-            GrantSigningKey::from_secret_bytes(&seed)
-                .map_err(|e| Error::internal(format!("{} is not a valid key: {e}", path.display())))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = GrantSigningKey::generate(&mut OsRng);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options
-                .open(&path)
-                .map_err(|e| Error::internal(format!("cannot create {}: {e}", path.display())))?;
-            file.write_all(&*key.secret_bytes())
-                .and_then(|_| file.sync_all())
-                .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
-            tracing::info!(kid = key.kid(), "created a new grant-signing key");
-            Ok(key)
-        }
-        Err(e) => Err(Error::internal(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
+    let (seed, created) = load_or_create_seed(&path, || {
+        GrantSigningKey::generate(&mut OsRng).secret_bytes()
+    })?;
+    let key = GrantSigningKey::from_secret_bytes(&seed)
+        .map_err(|e| Error::internal(format!("{} is not a valid key: {e}", path.display())))?;
+    if created {
+        tracing::info!(kid = key.kid(), "created a new grant-signing key");
     }
+    Ok(key)
+}
+
+/// Reads a key's secret seed from `path`, or, when there is no such file, writes a fresh one
+/// from `fresh` there (mode 0600, created exclusively and fsync'd) and says so. If another
+/// process creates it first, theirs is read.
+pub(crate) fn load_or_create_seed(
+    path: &Path,
+    fresh: impl FnOnce() -> zeroize::Zeroizing<[u8; 32]>,
+) -> Result<(zeroize::Zeroizing<Vec<u8>>, bool), Error> {
+    use std::io::Write;
+    let read = |path: &Path| {
+        std::fs::read(path)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| Error::internal(format!("cannot read {}: {e}", path.display())))
+    };
+    match std::fs::metadata(path) {
+        Ok(_) => return Ok((read(path)?, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::internal(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
+    }
+    let seed = fresh();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = match options.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok((read(path)?, false)),
+        Err(e) => {
+            return Err(Error::internal(format!(
+                "cannot create {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    file.write_all(&*seed)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
+    Ok((zeroize::Zeroizing::new(seed.to_vec()), true))
 }

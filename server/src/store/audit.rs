@@ -195,6 +195,72 @@ pub async fn head<'e, E: Executor<'e, Database = Any>>(ex: E) -> Result<(i64, St
     Ok((col(&row, "seq")?, col(&row, "hash")?))
 }
 
+/// The newest event's `seq` and `hash`, read from the events themselves (not from the head row,
+/// which is only bookkeeping for appends); `None` for an empty chain.
+pub async fn last_event<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+) -> Result<Option<(i64, String)>, StoreError> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(ex)
+        .await?;
+    row.map(|r| Ok((col(&r, "seq")?, col(&r, "hash")?)))
+        .transpose()
+}
+
+/// The stored hash of the event at `seq`, if there is one.
+pub async fn hash_at<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    seq: i64,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT hash FROM audit_events WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(ex)
+        .await?;
+    row.map(|r| col(&r, "hash")).transpose()
+}
+
+/// The first event with `after < seq <= upto` that is of one of `kinds`, or caused by one of
+/// `actors`, or by an actor starting with `actor_prefix` (the rule of
+/// [`crate::domain::checkpoint::is_important`]). A range walk on the primary key: the caller
+/// asks only about the events appended since it last asked.
+pub async fn first_of<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    after: i64,
+    upto: i64,
+    kinds: &[&str],
+    actors: &[&str],
+    actor_prefix: &str,
+) -> Result<Option<i64>, StoreError> {
+    let mut sql = String::from(
+        "SELECT seq FROM audit_events WHERE seq > $1 AND seq <= $2 \
+         AND (actor LIKE $3 ESCAPE '\\'",
+    );
+    let mut next = 4;
+    if !kinds.is_empty() {
+        sql.push_str(&format!(
+            " OR kind IN ({})",
+            list_placeholders(next, kinds.len())
+        ));
+        next += kinds.len();
+    }
+    if !actors.is_empty() {
+        sql.push_str(&format!(
+            " OR actor IN ({})",
+            list_placeholders(next, actors.len())
+        ));
+    }
+    sql.push_str(") ORDER BY seq LIMIT 1");
+    let mut q = sqlx::query(&sql)
+        .bind(after)
+        .bind(upto)
+        .bind(format!("{}%", like_escape(actor_prefix)));
+    for k in kinds.iter().chain(actors) {
+        q = q.bind(*k);
+    }
+    let row = q.fetch_optional(ex).await?;
+    row.map(|r| col(&r, "seq")).transpose()
+}
+
 /// Which events an audit listing asks for. Empty strings mean "any".
 #[derive(Debug, Clone)]
 pub struct EventQuery {
