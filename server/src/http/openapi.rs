@@ -30,7 +30,7 @@ Every error is `application/problem+json` (RFC 9457) with a stable `error` code 
 A method a path does not take is answered `405` with `Allow`; a path that is no endpoint `404 not_found`."),
     paths(agent_api::create_request, agent_api::get_request, agent_api::cancel_request,
           agent_api::redeem_grant, agent_api::revoke_grant, agent_api::report_outcome,
-          ops::openapi, ops::jwks),
+          ops::openapi, ops::jwks, ops::audit_checkpoints),
     components(
         schemas(Problem, NewRequest),
         responses(Unauthorized, RateLimited, PayloadTooLarge, UnsupportedMediaType, InternalError),
@@ -38,7 +38,8 @@ A method a path does not take is answered `405` with `Allow`; a path that is no 
     modifiers(&Security),
     tags((name = "requests", description = "Approval requests"),
          (name = "grants", description = "Single-use grants"),
-         (name = "discovery", description = "This document and the grant verification keys"))
+         (name = "discovery", description = "This document and the grant verification keys"),
+         (name = "audit", description = "Signed checkpoints of the audit chain's head, for monitors"))
 )]
 pub struct ApiDoc;
 
@@ -323,4 +324,38 @@ pub struct JwkDoc {
     /// `sig`.
     #[schema(nullable = false, rename = "use")]
     r#use: Option<String>,
+}
+
+/// `GET /api/v1/audit/checkpoints`: this replica's newest signed checkpoints of the audit
+/// chain's head, and the key they are signed with (so the answer is also a JWK Set).
+#[derive(ToSchema)]
+#[schema(as = CheckpointFeed)]
+#[allow(dead_code)]
+pub struct CheckpointFeedDoc {
+    /// The public URL of this server.
+    issuer: String,
+    /// The key this replica signs checkpoints with (never the grant key).
+    keys: Vec<JwkDoc>,
+    /// The newest checkpoints, oldest first.
+    checkpoints: Vec<CheckpointDoc>,
+}
+
+/// One signed checkpoint: the compact JWS (`typ: countersign-checkpoint+jwt`) and, for
+/// reading, what it says. Verifiers trust only `jws`, checked against a key they pinned.
+#[derive(ToSchema)]
+#[schema(as = Checkpoint)]
+#[allow(dead_code)]
+pub struct CheckpointDoc {
+    /// The newest event's position when it was signed.
+    seq: i64,
+    /// That event's hash (`sha256:<hex>`).
+    hash: String,
+    /// When it was signed (unix milliseconds).
+    time: i64,
+    /// The public URL of the server that signed it.
+    iss: String,
+    /// The signing key's RFC 7638 thumbprint.
+    kid: String,
+    /// The compact JWS.
+    jws: String,
 }

@@ -52,6 +52,18 @@ pub async fn jwks(State(core): State<Arc<Countersign>>) -> Result<Response, ApiE
 /// `GET /api/v1/audit/checkpoints[?limit=N]`: this replica's newest signed audit checkpoints
 /// (100 unless asked, at most 1000) and the key they are signed with. Public on purpose: see
 /// `service::checkpoints` on who may read them.
+#[utoipa::path(
+    get, path = "/api/v1/audit/checkpoints", tag = "audit",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
+        description = "How many of the newest checkpoints (default 100)")),
+    responses(
+        (status = 200, description = "The newest checkpoints and the key that signs them",
+            body = super::openapi::CheckpointFeedDoc),
+        (status = 400, description = "invalid_request: `limit` is not a whole number from 1 to 1000",
+            body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::InternalError),
+    )
+)]
 pub async fn audit_checkpoints(
     State(core): State<Arc<Countersign>>,
     RawQuery(query): RawQuery,
