@@ -7,24 +7,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{problem, transfer, Backend, TestApp};
 use countersign::domain::checkpoint::{CheckpointKey, Head, SignedCheckpoint};
 use countersign::service::checkpoints::Tick;
 use reqwest::StatusCode;
 use serde_json::Value;
-
-fn cli(app: &TestApp, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(args)
-        .env("DATABASE_URL", &app.core.config.database_url)
-        .env("COUNTERSIGN_DATA_DIR", &app.core.config.data_dir)
-        .env("COUNTERSIGN_PUBLIC_URL", &app.base)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
 
 /// Standard output and error, for assertions and their messages.
 fn texts(o: &Output) -> (String, String) {
@@ -37,7 +26,7 @@ fn texts(o: &Output) -> (String, String) {
 fn verify(app: &TestApp, extra: &[&str]) -> (bool, String, String) {
     let mut args = vec!["audit", "verify"];
     args.extend_from_slice(extra);
-    let o = cli(app, &args);
+    let o = app.cli(&args);
     let (out, err) = texts(&o);
     (o.status.success(), out, err)
 }
@@ -275,7 +264,7 @@ async fn checkpoints_that_do_not_verify_under_a_trusted_key_are_refused(backend:
     // The key to pin: printed by the command line, served by the feed, named by every
     // checkpoint; its seed is readable by this user only.
     let printed: Value =
-        serde_json::from_str(&texts(&cli(&app, &["audit", "checkpoint-key"])).0).unwrap();
+        serde_json::from_str(&texts(&app.cli(&["audit", "checkpoint-key"])).0).unwrap();
     assert_eq!(printed["kid"], cp.kid.as_str());
     assert!(printed.get("d").is_none(), "never the private part");
     #[cfg(unix)]
@@ -381,7 +370,7 @@ async fn important_events_are_checkpointed_without_waiting_for_the_interval(back
         "[[rule]]\nid = \"everything\"\noutcome = \"require\"\napprovals = 1\napprovers = [\"owner\"]\n",
     )
     .unwrap();
-    let (out, err) = texts(&cli(&app, &["policy", "apply", policy.to_str().unwrap()]));
+    let (out, err) = texts(&app.cli(&["policy", "apply", policy.to_str().unwrap()]));
     assert!(out.contains("is active"), "{out}{err}");
     assert_eq!(checkpoint(&app).await.seq, head(&app).await.0);
 

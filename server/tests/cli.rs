@@ -11,17 +11,6 @@ use std::time::{Duration, Instant};
 use common::{transfer, Backend, TestApp};
 use serde_json::Value;
 
-fn cli(app: &TestApp, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(args)
-        .env("DATABASE_URL", &app.core.config.database_url)
-        .env("COUNTERSIGN_DATA_DIR", &app.core.config.data_dir)
-        .env("COUNTERSIGN_PUBLIC_URL", &app.base)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
 fn stdout(o: &Output) -> String {
     assert!(
         o.status.success(),
@@ -46,7 +35,7 @@ async fn policy_apply_show_check_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("policy.toml");
     std::fs::write(&file, POLICY).unwrap();
-    let out = stdout(&cli(&app, &["policy", "apply", file.to_str().unwrap()]));
+    let out = stdout(&app.cli(&["policy", "apply", file.to_str().unwrap()]));
     assert!(out.contains("Policy version 1 is active"), "{out}");
     // The server picks the new version up at the next request.
     let r = app
@@ -55,23 +44,20 @@ async fn policy_apply_show_check_round_trip() {
     assert_eq!(r.status(), 200);
 
     // show prints exactly what apply takes: applying it again changes nothing.
-    let shown = stdout(&cli(&app, &["policy", "show"]));
+    let shown = stdout(&app.cli(&["policy", "show"]));
     std::fs::write(&file, &shown).unwrap();
-    let again = stdout(&cli(&app, &["policy", "apply", file.to_str().unwrap()]));
+    let again = stdout(&app.cli(&["policy", "apply", file.to_str().unwrap()]));
     assert!(again.contains("Policy version 1 is active"), "{again}");
-    assert_eq!(stdout(&cli(&app, &["policy", "show"])), shown);
+    assert_eq!(stdout(&app.cli(&["policy", "show"])), shown);
 
     let body = serde_json::to_string(&transfer("500.00")).unwrap();
-    let check = stdout(&cli(
-        &app,
-        &[
-            "policy",
-            "check",
-            file.to_str().unwrap(),
-            "--request",
-            &body,
-        ],
-    ));
+    let check = stdout(&app.cli(&[
+        "policy",
+        "check",
+        file.to_str().unwrap(),
+        "--request",
+        &body,
+    ]));
     assert!(check.contains("passed over small-payments"), "{check}");
     assert!(check.contains("matched default"), "{check}");
 
@@ -81,32 +67,29 @@ async fn policy_apply_show_check_round_trip() {
         "[[rule]]\nid = \"bad\"\noutcome = \"require\"\napprovals = 99\n",
     )
     .unwrap();
-    let refused = cli(&app, &["policy", "apply", file.to_str().unwrap()]);
+    let refused = app.cli(&["policy", "apply", file.to_str().unwrap()]);
     assert!(!refused.status.success());
     let err = String::from_utf8(refused.stderr).unwrap();
     assert!(err.contains("bad") && err.contains("approvals"), "{err}");
-    assert_eq!(stdout(&cli(&app, &["policy", "show"])), shown);
+    assert_eq!(stdout(&app.cli(&["policy", "show"])), shown);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn guards_show_and_set_from_the_command_line() {
     let (app, _alice, agent) = TestApp::with_alice(Backend::Sqlite).await;
     let shown: serde_json::Value =
-        serde_json::from_str(&stdout(&cli(&app, &["guards", "show"]))).unwrap();
+        serde_json::from_str(&stdout(&app.cli(&["guards", "show"]))).unwrap();
     // The CLI reads the environment's defaults, not the test server's.
     assert_eq!(shown["approve_delay_ms"], 1500);
     assert_eq!(shown["max_pending_per_agent"], 100);
-    let set: serde_json::Value = serde_json::from_str(&stdout(&cli(
-        &app,
-        &[
-            "guards",
-            "set",
-            "--max-pending-per-agent",
-            "1",
-            "--approve-delay-ms",
-            "0",
-        ],
-    )))
+    let set: serde_json::Value = serde_json::from_str(&stdout(&app.cli(&[
+        "guards",
+        "set",
+        "--max-pending-per-agent",
+        "1",
+        "--approve-delay-ms",
+        "0",
+    ])))
     .unwrap();
     assert_eq!(set["max_pending_per_agent"], 1);
     assert_eq!(set["approve_delay_ms"], 0);
@@ -123,7 +106,7 @@ async fn guards_show_and_set_from_the_command_line() {
         .await;
     assert_eq!(r.status(), 429);
     // Out of range: refused, naming the setting; nothing changes.
-    let refused = cli(&app, &["guards", "set", "--approve-delay-ms", "999999"]);
+    let refused = app.cli(&["guards", "set", "--approve-delay-ms", "999999"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("approve_delay_ms"));
     assert!(app
@@ -135,18 +118,15 @@ async fn guards_show_and_set_from_the_command_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agents_users_and_the_audit_chain_from_the_command_line() {
     let (app, _alice, _agent) = TestApp::with_alice(Backend::Sqlite).await;
-    let created: Value = serde_json::from_str(&stdout(&cli(
-        &app,
-        &[
-            "agent",
-            "create",
-            "--name",
-            "cli-bot",
-            "--owner",
-            "alice@example.com",
-            "--json",
-        ],
-    )))
+    let created: Value = serde_json::from_str(&stdout(&app.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "cli-bot",
+        "--owner",
+        "alice@example.com",
+        "--json",
+    ])))
     .unwrap();
     let key = created["api_key"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap().to_string();
@@ -167,35 +147,29 @@ async fn agents_users_and_the_audit_chain_from_the_command_line() {
         .to_string();
 
     // Unknown owner: a clear error, non-zero exit.
-    let bad = cli(
-        &app,
-        &[
-            "agent",
-            "create",
-            "--name",
-            "x",
-            "--owner",
-            "nobody@example.com",
-        ],
-    );
+    let bad = app.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "x",
+        "--owner",
+        "nobody@example.com",
+    ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("nobody@example.com"));
 
-    let invite = stdout(&cli(
-        &app,
-        &[
-            "user",
-            "invite",
-            "--email",
-            "bob@example.com",
-            "--group",
-            "finance",
-        ],
-    ));
+    let invite = stdout(&app.cli(&[
+        "user",
+        "invite",
+        "--email",
+        "bob@example.com",
+        "--group",
+        "finance",
+    ]));
     assert!(invite.contains(&format!("{}/enrol/", app.base)), "{invite}");
 
     // The kill switch, from another process while the server runs.
-    let out = stdout(&cli(&app, &["agent", "suspend", &id]));
+    let out = stdout(&app.cli(&["agent", "suspend", &id]));
     assert!(out.contains("1 pending requests cancelled"), "{out}");
     let r = app
         .http
@@ -208,7 +182,7 @@ async fn agents_users_and_the_audit_chain_from_the_command_line() {
     assert_eq!(r.status(), 401);
 
     // One request's evidence, then the whole chain, then a tampered chain.
-    let lines = stdout(&cli(&app, &["audit", "export", "--request", &request_id]));
+    let lines = stdout(&app.cli(&["audit", "export", "--request", &request_id]));
     let kinds: Vec<String> = lines
         .lines()
         .map(|l| {
@@ -219,12 +193,12 @@ async fn agents_users_and_the_audit_chain_from_the_command_line() {
         })
         .collect();
     assert_eq!(kinds, ["request.created", "request.cancelled"]);
-    assert!(stdout(&cli(&app, &["audit", "verify"])).contains("Audit chain intact"));
+    assert!(stdout(&app.cli(&["audit", "verify"])).contains("Audit chain intact"));
     sqlx::query("UPDATE audit_events SET actor = 'user:mallory' WHERE seq = 2")
         .execute(app.core.db.writer())
         .await
         .unwrap();
-    let verify = cli(&app, &["audit", "verify"]);
+    let verify = app.cli(&["audit", "verify"]);
     assert!(!verify.status.success());
     assert!(String::from_utf8_lossy(&verify.stdout).contains("BROKEN at event 2"));
 }
@@ -312,20 +286,9 @@ async fn concurrent_writers_on_sqlite_never_see_a_locked_database() {
     // Meanwhile other processes write to the same file.
     let invites: Vec<_> = (0..4)
         .map(|i| {
-            let (url, dir, base) = (
-                app.core.config.database_url.clone(),
-                app.core.config.data_dir.clone(),
-                app.base.clone(),
-            );
-            std::thread::spawn(move || {
-                Command::new(env!("CARGO_BIN_EXE_countersign"))
-                    .args(["user", "invite", "--email", &format!("p{i}@example.com")])
-                    .env("DATABASE_URL", url)
-                    .env("COUNTERSIGN_DATA_DIR", dir)
-                    .env("COUNTERSIGN_PUBLIC_URL", base)
-                    .output()
-                    .unwrap()
-            })
+            let mut invite = app.cli_command();
+            invite.args(["user", "invite", "--email", &format!("p{i}@example.com")]);
+            std::thread::spawn(move || invite.output().unwrap())
         })
         .collect();
     for r in requests {
@@ -362,10 +325,12 @@ async fn agent_keys_are_rotated_and_replaced_from_the_command_line() {
                 .status()
         }
     };
-    let rotated: Value = serde_json::from_str(&stdout(&cli(
-        &app,
-        &["agent", "rotate-key", &agent.id, "--json"],
-    )))
+    let rotated: Value = serde_json::from_str(&stdout(&app.cli(&[
+        "agent",
+        "rotate-key",
+        &agent.id,
+        "--json",
+    ])))
     .unwrap();
     let key = rotated["api_key"].as_str().unwrap().to_string();
     assert_eq!(
@@ -379,16 +344,13 @@ async fn agent_keys_are_rotated_and_replaced_from_the_command_line() {
     let file = dir.path().join("agent.jwk");
     let signer = countersign::domain::jose::GrantSigningKey::generate(&mut rand_core::OsRng);
     std::fs::write(&file, serde_json::to_string(&signer.public_jwk()).unwrap()).unwrap();
-    let out = stdout(&cli(
-        &app,
-        &[
-            "agent",
-            "set-key",
-            &agent.id,
-            "--jwk",
-            file.to_str().unwrap(),
-        ],
-    ));
+    let out = stdout(&app.cli(&[
+        "agent",
+        "set-key",
+        &agent.id,
+        "--jwk",
+        file.to_str().unwrap(),
+    ]));
     assert!(out.contains(&signer.public_jwk().thumbprint()), "{out}");
     assert_eq!(
         post(key).await,
@@ -398,16 +360,13 @@ async fn agent_keys_are_rotated_and_replaced_from_the_command_line() {
 
     // A bad key file: a clear error naming the field, non-zero exit.
     std::fs::write(&file, r#"{"kty":"RSA"}"#).unwrap();
-    let bad = cli(
-        &app,
-        &[
-            "agent",
-            "set-key",
-            &agent.id,
-            "--jwk",
-            file.to_str().unwrap(),
-        ],
-    );
+    let bad = app.cli(&[
+        "agent",
+        "set-key",
+        &agent.id,
+        "--jwk",
+        file.to_str().unwrap(),
+    ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("jwk"));
 }

@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -191,14 +190,7 @@ async fn suspend_under_load(backend: Backend, how: Switch) {
             app.core.suspend_agent(&agent.id, "test").await.unwrap();
         }
         Switch::Cli => {
-            let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
-                .args(["agent", "suspend", &agent.id])
-                .env("DATABASE_URL", &app.core.config.database_url)
-                .env("COUNTERSIGN_DATA_DIR", &app.core.config.data_dir)
-                .env("COUNTERSIGN_PUBLIC_URL", &app.base)
-                .env("RUST_LOG", "warn")
-                .output()
-                .unwrap();
+            let out = app.cli(&["agent", "suspend", &agent.id]);
             assert!(
                 out.status.success(),
                 "{}",
@@ -694,17 +686,6 @@ async fn a_ceremony_finished_at_another_requests_url_is_refused(backend: Backend
 
 // --- the command line ------------------------------------------------------------------------
 
-fn cli(app: &TestApp, args: &[&str], rust_log: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(args)
-        .env("DATABASE_URL", &app.core.config.database_url)
-        .env("COUNTERSIGN_DATA_DIR", &app.core.config.data_dir)
-        .env("COUNTERSIGN_PUBLIC_URL", &app.base)
-        .env("RUST_LOG", rust_log)
-        .output()
-        .unwrap()
-}
-
 /// `agent create --owner` says why the owner cannot own an agent, in words that tell the
 /// operator what to do; and whatever the log level, standard output carries only the answer.
 async fn the_cli_names_an_owner_who_has_not_enrolled(backend: Backend) {
@@ -714,36 +695,28 @@ async fn the_cli_names_an_owner_who_has_not_enrolled(backend: Backend) {
         .invite("bob@example.com", "owner", &[], "test")
         .await
         .unwrap();
-    let out = cli(
-        &app,
-        &[
-            "agent",
-            "create",
-            "--name",
-            "b",
-            "--owner",
-            "bob@example.com",
-        ],
-        "warn",
-    );
+    let out = app.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "b",
+        "--owner",
+        "bob@example.com",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("bob@example.com has been invited but has not enrolled yet"),
         "{err}"
     );
-    let out = cli(
-        &app,
-        &[
-            "agent",
-            "create",
-            "--name",
-            "c",
-            "--owner",
-            "carol@example.com",
-        ],
-        "warn",
-    );
+    let out = app.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "c",
+        "--owner",
+        "carol@example.com",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("no one with e-mail carol@example.com has enrolled"),
@@ -751,9 +724,10 @@ async fn the_cli_names_an_owner_who_has_not_enrolled(backend: Backend) {
     );
 
     // Debug logging on: stdout is still exactly the JSON answer.
-    let out = cli(
-        &app,
-        &[
+    let out = app
+        .cli_command()
+        .env("RUST_LOG", "debug")
+        .args(&[
             "agent",
             "create",
             "--name",
@@ -761,9 +735,9 @@ async fn the_cli_names_an_owner_who_has_not_enrolled(backend: Backend) {
             "--owner",
             "alice@example.com",
             "--json",
-        ],
-        "debug",
-    );
+        ])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -779,7 +753,12 @@ async fn the_cli_names_an_owner_who_has_not_enrolled(backend: Backend) {
         .as_str()
         .unwrap()
         .starts_with("cs_agent_"));
-    let out = cli(&app, &["audit", "verify"], "debug");
+    let out = app
+        .cli_command()
+        .env("RUST_LOG", "debug")
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.starts_with("Audit chain intact"), "{stdout}");

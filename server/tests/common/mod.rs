@@ -323,6 +323,23 @@ impl TestApp {
         Self::start(vars, dir, listener, self.backend, None).await
     }
 
+    /// The `countersign` command line, set up to run as a separate process against this
+    /// server's database, data directory and public URL, as operators run it (warnings only
+    /// in its log unless the caller sets `RUST_LOG`).
+    pub fn cli_command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
+        cmd.env("DATABASE_URL", &self.core.config.database_url)
+            .env("COUNTERSIGN_DATA_DIR", &self.core.config.data_dir)
+            .env("COUNTERSIGN_PUBLIC_URL", &self.base)
+            .env("RUST_LOG", "warn");
+        cmd
+    }
+
+    /// Runs the command line with these arguments (see [`Self::cli_command`]).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_command().args(args).output().unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
