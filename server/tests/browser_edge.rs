@@ -193,12 +193,8 @@ async fn every_page_carries_a_policy_with_its_scripts_nonce(backend: Backend) {
 
     let mut seen = Vec::new();
     for path in pages(&id) {
+        // Whatever the status (404 for no such page, 410 for a spent invitation): a page.
         let r = alice.get(&app.http, &path).await;
-        assert!(
-            r.status() == StatusCode::OK || r.status() == StatusCode::NOT_FOUND,
-            "{path}: {}",
-            r.status()
-        );
         seen.push(page_nonce(&path, r).await);
     }
     // Signed out too (the sign-in page, and a page that sends you there).
@@ -246,7 +242,12 @@ async fn every_api_answer_carries_the_edge_headers(backend: Backend) {
         .agent_get(&agent, &format!("/api/v1/requests/{id}"))
         .await;
     answers.push(("get request".into(), r.headers().clone()));
-    let r = app.http.get(app.url("/api/v1/requests/x")).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/api/v1/requests/x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     answers.push(("unauthenticated".into(), r.headers().clone()));
     let r = app.redeem("not-a-token").await;
@@ -272,8 +273,13 @@ async fn every_api_answer_carries_the_edge_headers(backend: Backend) {
     let r = alice.server_fn(&app.http, "inbox", &[]).await;
     assert_eq!(r.status(), StatusCode::OK);
     answers.push(("/api/app/inbox".into(), r.headers().clone()));
-    let r = alice.server_fn(&app.http, "create_agent", &[("name", "x")]).await;
-    answers.push(("/api/app/create_agent (an API key)".into(), r.headers().clone()));
+    let r = alice
+        .server_fn(&app.http, "create_agent", &[("name", "x")])
+        .await;
+    answers.push((
+        "/api/app/create_agent (an API key)".into(),
+        r.headers().clone(),
+    ));
     let r = app.stranger().server_fn(&app.http, "inbox", &[]).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     answers.push(("/api/app/inbox signed out".into(), r.headers().clone()));
@@ -304,7 +310,11 @@ async fn every_api_answer_carries_the_edge_headers(backend: Backend) {
 async fn compiled_assets_stay_cacheable(backend: Backend) {
     let site = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(site.path().join("pkg")).unwrap();
-    std::fs::write(site.path().join("pkg/countersign.css"), "main { margin: 0 }").unwrap();
+    std::fs::write(
+        site.path().join("pkg/countersign.css"),
+        "main { margin: 0 }",
+    )
+    .unwrap();
     let app = TestApp::spawn_with(
         backend,
         &[("LEPTOS_SITE_ROOT", site.path().to_str().unwrap())],
