@@ -280,3 +280,36 @@ export function collectPageProblems(page) {
     ].join('\n');
   return { pageErrors, consoleErrors, failedRequests, summary };
 }
+
+/**
+ * Collects every Content Security Policy violation in a browser context, on every page and
+ * frame it opens: the `securitypolicyviolation` events documents fire, and console messages
+ * that mention the policy (Chromium also reports a refused frame and a refused inline script
+ * there). Attach before the first navigation.
+ * @returns {Promise<{ violations: object[], summary: () => string }>}
+ */
+export async function collectCspViolations(context) {
+  const violations = [];
+  await context.exposeBinding('__countersignCspViolation', ({ frame }, report) => {
+    violations.push({ frame: frame?.url(), ...report });
+  });
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__countersignCspViolation?.({
+        document: e.documentURI,
+        directive: e.effectiveDirective,
+        blocked: e.blockedURI,
+        source: `${e.sourceFile}:${e.lineNumber}`,
+        sample: e.sample,
+      });
+    });
+  });
+  context.on('console', (msg) => {
+    if (/content.security.policy/i.test(msg.text())) {
+      violations.push({ page: msg.page()?.url(), console: msg.text() });
+    }
+  });
+  const summary = () =>
+    `CSP violations (${violations.length}):${violations.map((v) => `\n  ${JSON.stringify(v)}`).join('')}`;
+  return { violations, summary };
+}

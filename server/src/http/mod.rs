@@ -3,6 +3,7 @@
 
 pub mod agent_api;
 pub mod body;
+pub mod headers;
 pub mod limits;
 pub mod openapi;
 pub mod ops;
@@ -166,13 +167,19 @@ pub fn router(core: Arc<Countersign>) -> Router {
         .leptos_routes_with_context(
             &options,
             routes,
-            move || leptos::prelude::provide_context(backend.clone()),
+            move || {
+                leptos::prelude::provide_context(backend.clone());
+                headers::provide_page_nonce();
+            },
             {
                 let options = options.clone();
                 move || app::shell(options.clone())
             },
         )
-        .fallback(leptos_axum::file_and_error_handler(app::shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context(
+            headers::provide_page_nonce,
+            app::shell,
+        ))
         .with_state(options)
         // Pages and the wasm bundle go out gzipped (the bundle is about a third of its size
         // then, which matters on a phone). Not the agent API: its bodies are small, and a
@@ -185,9 +192,14 @@ pub fn router(core: Arc<Countersign>) -> Router {
         ))
         .layer(session_layer(&core));
 
+    // The security headers on every answer, and the nonce the page render puts on its scripts.
     api.merge(site)
         // A method a path does not take: problem+json, with the `Allow` header axum adds.
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            headers::BrowserEdge::new(&core.config),
+            headers::browser_edge,
+        ))
         .layer(TraceLayer::new_for_http())
 }
 
