@@ -727,7 +727,7 @@ async fn the_cli_names_an_owner_who_has_not_enrolled(backend: Backend) {
     let out = app
         .cli_command()
         .env("RUST_LOG", "debug")
-        .args(&[
+        .args([
             "agent",
             "create",
             "--name",
