@@ -324,6 +324,69 @@ async fn approvals_racing_the_kill_switch_leave_no_grant(backend: Backend) {
     );
 }
 
+/// Redemptions racing the kill switch: a redemption that answers 200 committed before the
+/// suspension did (its `grant.redeemed` event comes first on the chain); every other one is
+/// refused as revoked, and nothing is left redeemable.
+async fn redemptions_racing_the_kill_switch_commit_before_it_or_not_at_all(backend: Backend) {
+    let (app, _alice, agent) = under_load(backend).await;
+    app.core.apply_policy(POLICY, "test").await.unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..24 {
+        let r = app
+            .agent_post(
+                &agent,
+                "/api/v1/requests",
+                &transfer(&format!("{}.00", i + 1)),
+            )
+            .await;
+        let v: Value = r.json().await.unwrap();
+        tokens.push(v["grant"]["token"].as_str().unwrap().to_string());
+    }
+    let answered = Arc::new(AtomicUsize::new(0));
+    let redeemers: Vec<_> = tokens
+        .into_iter()
+        .map(|token| {
+            let req = app
+                .http
+                .post(app.url("/api/v1/grants/redeem"))
+                .json(&json!({ "token": token }));
+            let answered = answered.clone();
+            tokio::spawn(async move {
+                let r = req.send().await.unwrap();
+                answered.fetch_add(1, Ordering::SeqCst);
+                let status = r.status();
+                let v: Value = r.json().await.unwrap();
+                (status, v)
+            })
+        })
+        .collect();
+    // Pulled once the first redemptions are through, while the rest are still on their way.
+    after_answers(&answered, 2).await;
+    app.core.suspend_agent(&agent.id, "test").await.unwrap();
+    let mut redeemed = Vec::new();
+    for r in redeemers {
+        let (status, v) = r.await.unwrap();
+        match status {
+            StatusCode::OK => redeemed.push(v["claims"]["jti"].as_str().unwrap().to_string()),
+            StatusCode::GONE => assert_eq!(v["error"], "grant_revoked", "{v}"),
+            other => panic!("redemption answered {other}: {v}"),
+        }
+    }
+    let events = chain(&app).await;
+    let suspended = events
+        .iter()
+        .position(|e| e["kind"] == "agent.suspended")
+        .unwrap();
+    for jti in &redeemed {
+        let at = events
+            .iter()
+            .position(|e| e["kind"] == "grant.redeemed" && e["data"]["jti"] == jti.as_str())
+            .unwrap();
+        assert!(at < suspended, "grant {jti} redeemed after the suspension");
+    }
+    assert_eq!(issued_grants_of(&app, &agent).await, Vec::<String>::new());
+}
+
 /// A request with `params` of `n` bytes in canonical form (`{"blob":"x…"}`), `amount` in EUR.
 fn with_params(n: usize, amount: &str) -> Value {
     let mut body = transfer(amount);
@@ -769,6 +832,7 @@ on_both_backends!(
     suspending_from_the_cli_under_load_stops_everything_at_once,
     rotating_the_key_under_load_retires_what_the_old_key_obtained,
     approvals_racing_the_kill_switch_leave_no_grant,
+    redemptions_racing_the_kill_switch_commit_before_it_or_not_at_all,
     grants_for_large_params_carry_their_digest,
     the_largest_accepted_request_still_gets_a_grant_that_fits,
     assertions_made_in_a_cross_origin_frame_are_refused,
