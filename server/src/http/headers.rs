@@ -92,15 +92,29 @@ fn is_public_asset(path: &str) -> bool {
     path.starts_with("/pkg/") || matches!(path, "/favicon.ico" | "/robots.txt")
 }
 
-/// The middleware: draws the answer's nonce, lets the request through, and sets the headers.
+/// Paths that never answer with a page: the API (whose every answer is JSON or problem+json),
+/// the discovery and operations endpoints, and the assets. They get no nonce: the agent API is
+/// the hot path, and a nonce nobody uses is a system call for nothing.
+fn never_a_page(path: &str) -> bool {
+    is_public_asset(path)
+        || path.starts_with("/api/")
+        || path.starts_with("/.well-known/")
+        || matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// The middleware: draws the answer's nonce (for what may be a page), lets the request
+/// through, and sets the headers.
 pub async fn browser_edge(
     State(edge): State<BrowserEdge>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let nonce = ScriptNonce::fresh();
-    let public_asset = is_public_asset(req.uri().path());
-    req.extensions_mut().insert(nonce.clone());
+    let path = req.uri().path();
+    let public_asset = is_public_asset(path);
+    let nonce = (!never_a_page(path)).then(ScriptNonce::fresh);
+    if let Some(nonce) = &nonce {
+        req.extensions_mut().insert(nonce.clone());
+    }
     let mut res = next.run(req).await;
     let headers = res.headers_mut();
 
@@ -108,14 +122,12 @@ pub async fn browser_edge(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/html"));
-    let policy = if is_page {
-        // A base64url nonce makes a valid header value; were it ever not, the page gets the
-        // policy that runs nothing rather than none at all.
-        HeaderValue::try_from(page_policy(&nonce))
-            .unwrap_or(HeaderValue::from_static(NOT_A_PAGE_POLICY))
-    } else {
-        HeaderValue::from_static(NOT_A_PAGE_POLICY)
-    };
+    // A page gets the policy naming its nonce. Anything else, and a page where none was drawn
+    // (or whose policy would not make a header value), gets the policy that runs nothing.
+    let policy = nonce
+        .filter(|_| is_page)
+        .and_then(|nonce| HeaderValue::try_from(page_policy(&nonce)).ok())
+        .unwrap_or(HeaderValue::from_static(NOT_A_PAGE_POLICY));
     headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::X_FRAME_OPTIONS, "DENY");
