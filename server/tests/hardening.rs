@@ -284,15 +284,7 @@ async fn approvals_racing_the_kill_switch_leave_no_grant(backend: Backend) {
             .start_decision(&app.http, &id, &json!({ "decision": "approve" }))
             .await;
         let start: Value = start.json().await.unwrap();
-        let options = serde_json::from_value(start["options"].clone()).unwrap();
-        let credential = alice
-            .authenticator
-            .do_authentication(alice.origin.clone(), options)
-            .unwrap();
-        finishes.push((
-            id,
-            json!({ "ceremony_id": start["ceremony_id"], "credential": credential }),
-        ));
+        finishes.push((id, alice.answer(&start)));
     }
     let cookie = alice.cookie.clone().unwrap();
     let mut tasks = Vec::new();
@@ -668,16 +660,12 @@ async fn cookie_calls_without_origin_headers_are_refused(backend: Backend) {
         .start_decision(&app.http, &id, &json!({ "decision": "approve" }))
         .await;
     let start: Value = start.json().await.unwrap();
-    let options = serde_json::from_value(start["options"].clone()).unwrap();
-    let credential = alice
-        .authenticator
-        .do_authentication(alice.origin.clone(), options)
-        .unwrap();
+    let answer = alice.answer(&start);
     let cookie = alice.cookie.clone().unwrap();
     let bare = |path: &str| app.http.post(app.url(path)).header("cookie", &cookie);
 
     let r = bare(&format!("/api/ui/requests/{id}/decision/finish"))
-        .json(&json!({ "ceremony_id": start["ceremony_id"], "credential": credential }))
+        .json(&answer)
         .send()
         .await
         .unwrap();

@@ -591,6 +591,17 @@ impl Person {
         .await
     }
 
+    /// This person's passkey answer to a started decision: the body of the finish call, not
+    /// yet sent.
+    pub fn answer(&mut self, start: &Value) -> Value {
+        let options = serde_json::from_value(start["options"].clone()).unwrap();
+        let credential = self
+            .authenticator
+            .do_authentication(self.origin.clone(), options)
+            .unwrap();
+        json!({ "ceremony_id": start["ceremony_id"], "credential": credential })
+    }
+
     /// Answers a started decision with this person's passkey.
     pub async fn finish_decision(
         &mut self,
@@ -598,15 +609,11 @@ impl Person {
         request_id: &str,
         start: &Value,
     ) -> Response {
-        let options = serde_json::from_value(start["options"].clone()).unwrap();
-        let credential = self
-            .authenticator
-            .do_authentication(self.origin.clone(), options)
-            .unwrap();
+        let body = self.answer(start);
         self.post(
             http,
             &format!("/api/ui/requests/{request_id}/decision/finish"),
-            &json!({ "ceremony_id": start["ceremony_id"], "credential": credential }),
+            &body,
         )
         .await
     }
