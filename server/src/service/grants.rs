@@ -64,6 +64,15 @@ pub(crate) struct BuiltGrant {
     pub token: String,
 }
 
+/// A stored grant and its signed token, as the agent receives them.
+pub(crate) fn delivered(g: &GrantRow, token: String) -> GrantView {
+    GrantView {
+        token,
+        jti: g.jti.clone(),
+        expires_at: rfc3339(g.expires_at),
+    }
+}
+
 /// Only reachable with a grant naming dozens of approvers next to a maximal target and
 /// operation: refused before anything is stored, so no approved request is left without a
 /// grant it can receive.
@@ -198,11 +207,7 @@ impl Countersign {
             .signer
             .sign_compact(GRANT_TYP, &claims)
             .map_err(Error::internal)?;
-        Ok(GrantView {
-            token,
-            jti: g.jti.clone(),
-            expires_at: rfc3339(g.expires_at),
-        })
+        Ok(delivered(g, token))
     }
 
     /// The downstream system redeems a grant, just before acting. The first valid call wins.

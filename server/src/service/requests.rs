@@ -506,11 +506,7 @@ impl Countersign {
             });
         }
         // Just created: no approvals yet, and the grant (if policy allowed it) is in hand.
-        let grant = grant.map(|(g, token)| GrantView {
-            token,
-            jti: g.jti,
-            expires_at: rfc3339(g.expires_at),
-        });
+        let grant = grant.map(|(g, token)| super::grants::delivered(&g, token));
         let mut view = self.assemble_view(&row, 0, grant);
         view.expires_in = Some(i64::from(ttl));
         Ok(view)
