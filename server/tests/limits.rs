@@ -70,24 +70,6 @@ async fn sign_in_ceremonies(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-/// One line of `/metrics`, by its name and labels.
-async fn metric(app: &TestApp, series: &str) -> u64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} not in /metrics:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 async fn a_sign_in_flood_is_refused_and_other_addresses_are_not(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("COUNTERSIGN_LIMIT_SIGN_IN", "5/h")]).await;
     let flooder = client_from("127.0.0.2");
@@ -121,7 +103,8 @@ async fn a_sign_in_flood_is_refused_and_other_addresses_are_not(backend: Backend
     );
     assert_eq!(sign_in_ceremonies(&app).await, 6);
     assert_eq!(
-        metric(&app, "countersign_rate_limited_total{limit=\"sign_in\"}").await,
+        app.metric("countersign_rate_limited_total{limit=\"sign_in\"}")
+            .await,
         21
     );
 }
@@ -154,7 +137,8 @@ async fn an_enrolment_flood_is_refused(backend: Backend) {
     // The first admin enrols from another address all the same.
     app.enrol_first_admin("alice@example.com").await;
     assert_eq!(
-        metric(&app, "countersign_rate_limited_total{limit=\"enrol\"}").await,
+        app.metric("countersign_rate_limited_total{limit=\"enrol\"}")
+            .await,
         2
     );
 }
@@ -185,10 +169,7 @@ async fn failed_agent_authentication_is_limited_per_address(backend: Backend) {
         assert_rate_limited(guess(wrong.clone()).await.unwrap()).await;
     }
     // Refused before any work: the credential was not even checked.
-    assert_eq!(
-        metric(&app, "countersign_agent_auth_failures_total").await,
-        3
-    );
+    assert_eq!(app.metric("countersign_agent_auth_failures_total").await, 3);
     // The address is over its limit, so even a valid key from it waits.
     assert_rate_limited(guess(agent.bearer.clone()).await.unwrap()).await;
     // A valid agent elsewhere keeps creating requests, more of them than the failure limit:
@@ -214,7 +195,8 @@ async fn failed_agent_authentication_is_limited_per_address(backend: Backend) {
         .unwrap();
     assert_rate_limited(r).await;
     assert_eq!(
-        metric(&app, "countersign_rate_limited_total{limit=\"agent_auth\"}").await,
+        app.metric("countersign_rate_limited_total{limit=\"agent_auth\"}")
+            .await,
         12
     );
 }
@@ -249,11 +231,9 @@ async fn refused_redemptions_are_limited_and_valid_ones_are_not(backend: Backend
     }
     // Someone replaying and guessing is.
     let replayer = client_from("127.0.0.2");
-    let refused_before = metric(
-        &app,
-        "countersign_grant_redemptions_total{result=\"refused\"}",
-    )
-    .await;
+    let refused_before = app
+        .metric("countersign_grant_redemptions_total{result=\"refused\"}")
+        .await;
     for bad in [tokens[0].as_str(), "a.b.c", tokens[1].as_str()] {
         let r = redeem(&replayer, bad).await.unwrap();
         assert!(r.status().is_client_error() && r.status() != 429, "{bad}");
@@ -262,11 +242,8 @@ async fn refused_redemptions_are_limited_and_valid_ones_are_not(backend: Backend
         assert_rate_limited(redeem(&replayer, &tokens[0]).await.unwrap()).await;
     }
     assert_eq!(
-        metric(
-            &app,
-            "countersign_grant_redemptions_total{result=\"refused\"}"
-        )
-        .await,
+        app.metric("countersign_grant_redemptions_total{result=\"refused\"}")
+            .await,
         refused_before + 3,
         "refused before any work"
     );
@@ -276,7 +253,8 @@ async fn refused_redemptions_are_limited_and_valid_ones_are_not(backend: Backend
         StatusCode::OK
     );
     assert_eq!(
-        metric(&app, "countersign_rate_limited_total{limit=\"redeem\"}").await,
+        app.metric("countersign_rate_limited_total{limit=\"redeem\"}")
+            .await,
         5
     );
 }

@@ -364,18 +364,10 @@ async fn a_relay_down_at_first_gets_the_mail_on_a_retry_and_the_agent_never_wait
     assert!(app.core.mailer.flush(Duration::from_secs(10)).await);
     assert_eq!(mail.sent.load(Ordering::SeqCst), 1);
     assert_eq!(mail.failed.load(Ordering::SeqCst), 0);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("countersign_mails_total{outcome=\"sent\"} 1"),
-        "{metrics}"
+    assert_eq!(
+        app.metric("countersign_mails_total{outcome=\"sent\"}")
+            .await,
+        1
     );
 }
 

@@ -340,6 +340,25 @@ impl TestApp {
         self.cli_command().args(args).output().unwrap()
     }
 
+    /// One series of `/metrics`, by its name and labels, e.g.
+    /// `countersign_mails_total{outcome="sent"}`.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{series} not in /metrics:\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
