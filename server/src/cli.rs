@@ -200,7 +200,8 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            // `{:#}`: the error and each of its causes, e.g. "database error: connection refused".
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::domain::guards::Guards;
+use crate::store::DatabaseUrl;
 
 /// What the server and the command line need to know about their surroundings.
 #[derive(Debug, Clone)]
@@ -21,8 +22,9 @@ pub struct Config {
     /// `COUNTERSIGN_DATA_DIR`, default `./data`: the SQLite file, the grant-signing key, the
     /// audit checkpoint key and the checkpoint file.
     pub data_dir: PathBuf,
-    /// `DATABASE_URL`, default a SQLite file in the data directory.
-    pub database_url: String,
+    /// `DATABASE_URL`, default a SQLite file in the data directory. Its password stays out of
+    /// `Debug`.
+    pub database_url: DatabaseUrl,
     /// `COUNTERSIGN_SMTP_URL`; unset means mail goes to the log.
     pub smtp_url: Option<SmtpUrl>,
     /// `COUNTERSIGN_MAIL_FROM`, default `Countersign <countersign@HOST>` with the public URL's
@@ -77,12 +79,12 @@ impl Config {
         )?;
         let data_dir =
             PathBuf::from(lookup("COUNTERSIGN_DATA_DIR").unwrap_or_else(|| "./data".into()));
-        let database_url = lookup("DATABASE_URL").unwrap_or_else(|| {
+        let database_url = DatabaseUrl::new(lookup("DATABASE_URL").unwrap_or_else(|| {
             format!(
                 "sqlite://{}?mode=rwc",
                 data_dir.join("countersign.db").display()
             )
-        });
+        }));
         let guard_defaults = guard_defaults(&lookup)?;
         let edge_limits = EdgeLimits::from_lookup(&lookup)?;
         let checkpoint_interval = match lookup("COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS") {
@@ -535,7 +537,29 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
         assert_eq!(c.issuer(), "http://localhost:3000");
-        assert!(c.database_url.starts_with("sqlite://./data/countersign.db"));
+        assert!(c
+            .database_url
+            .expose()
+            .starts_with("sqlite://./data/countersign.db"));
+    }
+
+    #[test]
+    fn the_database_password_never_shows_in_debug() {
+        let c = config(&[(
+            "DATABASE_URL",
+            "postgres://countersign:hunter2-s3cret@db.internal:5432/cs",
+        )])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2-s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://countersign:%3Credacted%3E@db.internal:5432/cs"),
+            "{shown}"
+        );
+        assert_eq!(
+            c.database_url.expose(),
+            "postgres://countersign:hunter2-s3cret@db.internal:5432/cs"
+        );
     }
 
     #[test]

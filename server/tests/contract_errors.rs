@@ -420,7 +420,7 @@ async fn suspending_an_agent_cancels_revokes_and_refuses(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.status, "cancelled");
+    assert_eq!(row.status.as_str(), "cancelled");
 }
 
 async fn an_agent_past_its_pending_cap_is_rate_limited(backend: Backend) {

@@ -815,6 +815,25 @@ async fn the_cli_names_an_owner_who_has_not_enrolled(backend: Backend) {
     assert!(stdout.starts_with("Audit chain intact"), "{stdout}");
 }
 
+/// A PostgreSQL password in `DATABASE_URL` never shows in `Debug` of the configuration or the
+/// open database (what a panic message or a careless log line would print).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_password_stays_out_of_debug_output() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    // Trust authentication ignores the password, so the same database opens with one.
+    let url = app.core.config.database_url.expose().replacen(
+        "postgres://postgres@",
+        "postgres://postgres:pw-8c1f-secret@",
+        1,
+    );
+    assert!(url.contains("pw-8c1f-secret"), "{url}");
+    let db = countersign::store::Db::connect(&url).await.unwrap();
+    let shown = format!("{db:?}");
+    assert!(!shown.contains("pw-8c1f-secret"), "{shown}");
+    assert!(shown.contains("redacted"), "{shown}");
+    assert_eq!(db.url().expose(), url);
+}
+
 on_both_backends!(
     suspending_under_load_stops_everything_at_once,
     suspending_from_the_cli_under_load_stops_everything_at_once,

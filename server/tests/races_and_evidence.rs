@@ -78,7 +78,7 @@ async fn approve_deny_cancel_race_has_one_winner(backend: Backend) {
         let grants = countersign::store::grants::for_request(app.core.db.reader(), &id)
             .await
             .unwrap();
-        assert_eq!(grants.is_some(), row.status == "approved");
+        assert_eq!(grants.is_some(), row.status.as_str() == "approved");
     }
 }
 
@@ -100,7 +100,7 @@ async fn expiry_beats_a_late_approval(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.status, "expired");
+    assert_eq!(row.status.as_str(), "expired");
     assert_eq!(terminal_events(&app, &id).await, 1);
     assert!(
         countersign::store::grants::for_request(app.core.db.reader(), &id)

@@ -2,6 +2,7 @@
 //! SQL or Leptos, or reads the clock; callers pass the current time in.
 
 pub mod audit;
+pub mod audit_kind;
 pub mod canonical;
 pub mod checkpoint;
 pub mod client_data;
@@ -10,6 +11,7 @@ pub mod display;
 pub mod guards;
 pub mod intake;
 pub mod jose;
+pub mod lifecycle;
 pub mod policy;
 pub mod policy_form;
 pub mod quorum;

@@ -23,6 +23,7 @@ use super::openapi::{
 };
 use super::problem::{ApiError, Problem};
 use crate::domain::intake::NewRequest;
+use crate::domain::lifecycle::RequestStatus;
 use crate::service::agents::AgentIdentity;
 use crate::service::grants::{Outcome, Revoker};
 use crate::service::requests::{RequestView, MAX_WAIT_SECS};
@@ -122,7 +123,7 @@ pub async fn create_request(
         None => None,
     };
     let created = core.create_request(&agent, &bytes, key).await?;
-    let status = if created.view.status == "pending" {
+    let status = if created.view.status == RequestStatus::Pending {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK

@@ -244,7 +244,7 @@ pub fn spawn_background(core: Arc<Countersign>) {
     ));
     if core.db.backend() == crate::store::Backend::Postgres {
         tokio::spawn(crate::service::waiters::listen(
-            core.db.url().to_string(),
+            core.db.url().expose().to_string(),
             core.waiters.clone(),
         ));
     }

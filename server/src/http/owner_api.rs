@@ -19,6 +19,7 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::body::{parse_json, read_json_body, Path, Query};
 use super::problem::ApiError;
+use crate::domain::lifecycle::UserStatus;
 use crate::domain::secrets::random_hex;
 use crate::service::decisions::Decision;
 use crate::service::people::SignedIn;
@@ -73,7 +74,7 @@ pub async fn signed_in(core: &Countersign, session: &Session) -> Result<SignedIn
     let person = core
         .person(&uid)
         .await?
-        .filter(|p| p.status == "active")
+        .filter(|p| p.status == UserStatus::Active)
         .ok_or(Error::SignInRequired)?;
     Ok(SignedIn {
         person,

@@ -150,7 +150,7 @@ impl IntoResponse for Problem {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
-        if let Error::Internal(cause) = &e {
+        if let Some(cause) = e.internal_cause() {
             tracing::error!(%cause, "internal error");
         }
         let status = status_of(&e);
@@ -390,7 +390,7 @@ mod tests {
             Error::RateLimited { retry_after: 1 },
             Error::PayloadTooLarge { limit: 1 },
             Error::Conflict(String::new()),
-            Error::Internal(String::new()),
+            Error::internal("test"),
         ] {
             assert!(
                 CODES.iter().any(|(code, _)| *code == e.code()),

@@ -23,6 +23,7 @@ use tower_sessions::Session;
 use super::owner_api::signed_in;
 use crate::domain::diff;
 use crate::domain::guards::Guards;
+use crate::domain::lifecycle::UserStatus;
 use crate::domain::policy_form::RuleForm;
 use crate::domain::risk;
 use crate::service::inbox::{self, deny_reasons};
@@ -95,7 +96,8 @@ impl From<Error> for AppError {
             e @ (Error::RateLimited { .. } | Error::SlowDown { .. }) => {
                 AppError::RateLimited(e.to_string())
             }
-            Error::Internal(cause) => {
+            e @ Error::Internal(_) => {
+                let cause = e.internal_cause().unwrap_or_default();
                 tracing::error!(%cause, "server function failed");
                 AppError::Server("internal error".into())
             }
@@ -144,7 +146,7 @@ fn recent(r: &RequestRow) -> Recent {
         id: r.id.clone(),
         action_type: r.action_type.clone(),
         target: r.target.clone(),
-        status: r.status.clone(),
+        status: r.status.to_string(),
         created_at: r.created_at,
     }
 }
@@ -157,7 +159,7 @@ impl Backend for UiBackend {
                 id: w.person.id,
                 email: w.person.email,
                 display_name: w.person.display_name,
-                role: w.person.role,
+                role: w.person.role.to_string(),
             })),
             Err(AppError::SignInRequired) => Ok(None),
             Err(e) => Err(e),
@@ -247,7 +249,7 @@ impl Backend for UiBackend {
                 expires_at: v.expires_at,
             },
             display_hash: d.display_hash,
-            status: d.request.status.clone(),
+            status: d.request.status.to_string(),
             created_at: d.request.created_at,
             expires_at: d.request.expires_at,
             decisions,
@@ -282,7 +284,7 @@ impl Backend for UiBackend {
                 agent_name: h.agent_name,
                 action_type: h.request.action_type.clone(),
                 target: h.request.target.clone(),
-                status: h.request.status.clone(),
+                status: h.request.status.to_string(),
                 created_at: h.request.created_at,
                 decided_at: h.request.decided_at,
                 events: h
@@ -310,7 +312,7 @@ impl Backend for UiBackend {
             .map(|a| AgentItem {
                 id: a.id,
                 name: a.name,
-                status: a.status,
+                status: a.status.to_string(),
                 key_type: a.key_type,
                 created_at: a.created_at,
                 last_seen_at: a.last_seen_at,
@@ -375,14 +377,14 @@ impl Backend for UiBackend {
         let info = self.core.enrolment_info(&token).await?;
         Ok(EnrolmentInfo {
             email: info.email,
-            role: info.role,
+            role: info.role.to_string(),
             expires_at: info.expires_at,
         })
     }
 
     async fn guards(&self, req: &Parts) -> Result<GuardSettings, AppError> {
         let who = self.who(req).await?;
-        if who.person.role != "admin" {
+        if !who.person.role.is_admin() {
             return Err(AppError::Forbidden("only admins can see the guards".into()));
         }
         Ok(to_settings(self.core.guards().await?))
@@ -571,7 +573,7 @@ impl Backend for UiBackend {
                 name: a.name,
                 owner_email: a.owner_email,
                 owner_name: a.owner_name,
-                status: a.status,
+                status: a.status.to_string(),
                 key_type: a.key_type,
                 jkt: a.jwk_thumbprint,
                 created_at: a.created_at,
@@ -681,7 +683,7 @@ impl Backend for UiBackend {
         let t = self.core.audit_timeline(&who, &id).await?;
         Ok(app::api::AuditTimeline {
             request_id: t.request_id,
-            status: t.status,
+            status: t.status.map(|s| s.to_string()),
             steps: t
                 .steps
                 .into_iter()
@@ -756,11 +758,11 @@ fn comma_list(text: &str) -> Vec<String> {
 
 fn person_item(r: PersonRecord) -> PersonItem {
     PersonItem {
-        active: r.person.status == "active",
+        active: r.person.status == UserStatus::Active,
         id: r.person.id,
         email: r.person.email,
         name: r.person.display_name,
-        role: r.person.role,
+        role: r.person.role.to_string(),
         groups: r.person.groups,
         created_at: r.created_at,
         last_sign_in_at: r.last_sign_in_at,

@@ -13,6 +13,8 @@ use super::people::{
     CeremonyState, SignedIn, CEREMONY_TTL_MS,
 };
 use super::{Countersign, Error};
+use crate::domain::audit_kind::EventKind;
+use crate::domain::lifecycle::Role;
 use crate::domain::secrets;
 use crate::store::ceremonies::{self, CeremonyRow};
 use crate::store::users::{self, PasskeyRow};
@@ -23,8 +25,8 @@ use crate::store::{self, audit};
 pub struct EnrolmentInfo {
     /// The invited address; None for the first-admin link.
     pub email: Option<String>,
-    /// `owner` or `admin`.
-    pub role: String,
+    /// What they will be.
+    pub role: Role,
     /// Unix ms.
     pub expires_at: i64,
 }
@@ -62,7 +64,7 @@ impl Countersign {
         role: &str,
         groups: &[String],
     ) -> Result<super::people::Invitation, Error> {
-        if who.person.role != "admin" {
+        if !who.person.role.is_admin() {
             return Err(Error::Forbidden("only admins can invite people".into()));
         }
         self.invite(email, role, groups, &format!("user:{}", who.person.id))
@@ -104,7 +106,7 @@ impl Countersign {
             &mut tx,
             now,
             &format!("user:{}", who.person.id),
-            "passkey.renamed",
+            EventKind::PasskeyRenamed,
             None,
             &json!({ "user_id": who.person.id, "passkey_id": id, "name": name }),
         )
@@ -130,7 +132,7 @@ impl Countersign {
             &mut tx,
             now,
             &format!("user:{}", who.person.id),
-            "passkey.removed",
+            EventKind::PasskeyRemoved,
             None,
             &json!({ "user_id": who.person.id, "passkey_id": id }),
         )
@@ -231,7 +233,7 @@ impl Countersign {
             &mut tx,
             now,
             &format!("user:{}", who.person.id),
-            "passkey.added",
+            EventKind::PasskeyAdded,
             None,
             &json!({ "user_id": who.person.id, "passkey_id": row.id, "credential_id": row.credential_id, "name": row.name }),
         )

@@ -43,6 +43,7 @@ use serde_json::json;
 use super::agents::revoke_outstanding_grants;
 use super::people::SignedIn;
 use super::{Countersign, Error};
+use crate::domain::audit_kind::EventKind;
 use crate::domain::jose::PublicJwk;
 use crate::domain::secrets::{self, Secret};
 use crate::store::agents::{self as rows, AgentListing, Credential};
@@ -88,7 +89,7 @@ pub struct StatusChange {
 }
 
 fn require_admin(who: &SignedIn, what: &str) -> Result<(), Error> {
-    if who.person.role == "admin" {
+    if who.person.role.is_admin() {
         Ok(())
     } else {
         Err(Error::Forbidden(format!("only admins can {what}")))
@@ -173,7 +174,7 @@ impl Countersign {
                 agent_id,
                 new,
                 actor,
-                "agent.key_rotated",
+                EventKind::AgentKeyRotated,
                 "agent_key_rotated",
             )
             .await?;
@@ -215,7 +216,7 @@ impl Countersign {
                 agent_id,
                 new,
                 actor,
-                "agent.public_key_set",
+                EventKind::AgentPublicKeySet,
                 "agent_key_replaced",
             )
             .await?;
@@ -234,7 +235,7 @@ impl Countersign {
         agent_id: &str,
         new: Credential<'_>,
         actor: &str,
-        kind: &str,
+        kind: EventKind,
         grant_reason: &str,
     ) -> Result<usize, Error> {
         let now = self.now();

@@ -25,10 +25,12 @@ use rand_core::OsRng;
 use serde_json::json;
 
 use super::{requests::announce, Countersign, Error};
+use crate::domain::audit_kind::EventKind;
 use crate::domain::jose::{self, AssertionCheck, PublicJwk};
+use crate::domain::lifecycle::{AgentStatus, RequestStatus, UserStatus};
 use crate::domain::secrets::{self, Secret};
 use crate::store::agents::{self as rows, AgentRow};
-use crate::store::requests::Transition;
+use crate::store::requests::Change;
 use crate::store::{self, audit, users};
 use crate::telemetry::bump;
 
@@ -125,7 +127,7 @@ impl Countersign {
         let mut tx = self.db.begin().await?;
         let email = owner_email.trim().to_lowercase();
         let owner = match users::get_by_email(&mut tx, &email).await? {
-            Some(u) if u.status == "active" => u,
+            Some(u) if u.status == UserStatus::Active => u,
             Some(_) => {
                 return Err(Error::invalid(
                     "owner",
@@ -169,7 +171,7 @@ impl Countersign {
             id: id.clone(),
             name: name.to_string(),
             owner_id: owner.id.clone(),
-            status: "active".into(),
+            status: AgentStatus::Active,
             key_type: if jwk_json.is_some() {
                 "public_key"
             } else {
@@ -188,7 +190,7 @@ impl Countersign {
             &mut tx,
             now,
             actor,
-            "agent.created",
+            EventKind::AgentCreated,
             None,
             &json!({ "agent_id": id, "name": name, "owner_id": owner.id, "key_type": row.key_type, "jkt": jkt }),
         )
@@ -213,25 +215,23 @@ impl Countersign {
     pub async fn suspend_agent(&self, id: &str, actor: &str) -> Result<SuspendReport, Error> {
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        let changed = rows::set_status(&mut tx, id, "active", "suspended").await?;
+        let changed =
+            rows::set_status(&mut tx, id, AgentStatus::Active, AgentStatus::Suspended).await?;
         if !changed && rows::get(&mut *tx, id).await?.is_none() {
             return Err(Error::NotFound(format!("no agent {id}")));
         }
-        let t = Transition {
-            to: "cancelled",
-            at: now,
-            by: "system",
+        let change = Change {
             reason_code: Some("agent_suspended"),
             reason: Some("The agent was suspended."),
-            expected_hash: None,
+            ..Change::from_pending(RequestStatus::Cancelled, now, "system")
         };
-        let cancelled = store::requests::cancel_all_of_agent(&mut tx, id, &t).await?;
+        let cancelled = store::requests::cancel_all_of_agent(&mut tx, id, &change).await?;
         let events: Vec<audit::NewEvent> = cancelled
             .iter()
             .map(|rid| audit::NewEvent {
                 at: now,
                 actor: actor.to_string(),
-                kind: "request.cancelled".into(),
+                kind: EventKind::RequestCancelled,
                 request_id: Some(rid.clone()),
                 data: json!({ "by": actor, "reason": "agent_suspended" }),
             })
@@ -245,7 +245,7 @@ impl Countersign {
             &mut tx,
             now,
             actor,
-            "agent.suspended",
+            EventKind::AgentSuspended,
             None,
             &json!({ "agent_id": id, "cancelled_requests": cancelled.len(), "revoked_grants": revoked }),
         )
@@ -268,13 +268,14 @@ impl Countersign {
         if rows::get(&mut *tx, id).await?.is_none() {
             return Err(Error::NotFound(format!("no agent {id}")));
         }
-        let changed = rows::set_status(&mut tx, id, "suspended", "active").await?;
+        let changed =
+            rows::set_status(&mut tx, id, AgentStatus::Suspended, AgentStatus::Active).await?;
         if changed {
             audit::append(
                 &mut tx,
                 now,
                 actor,
-                "agent.resumed",
+                EventKind::AgentResumed,
                 None,
                 &json!({ "agent_id": id }),
             )
@@ -298,7 +299,8 @@ impl Countersign {
         if let Some((id, secret)) = secrets::parse_api_key(bearer) {
             let agent = rows::get(self.db.reader(), id).await?.ok_or_else(refused)?;
             let stored = agent.api_key_hash.as_deref().ok_or_else(refused)?;
-            if agent.status != "active" || !secrets::digests_match(&secrets::digest(secret), stored)
+            if agent.status != AgentStatus::Active
+                || !secrets::digests_match(&secrets::digest(secret), stored)
             {
                 return Err(refused());
             }
@@ -314,7 +316,7 @@ impl Countersign {
                 .await?
                 .ok_or_else(refused)?;
             let jwk_text = agent.public_jwk.as_deref().ok_or_else(refused)?;
-            if agent.status != "active" {
+            if agent.status != AgentStatus::Active {
                 return Err(refused());
             }
             let jwk = PublicJwk::parse(jwk_text).map_err(Error::internal)?;
@@ -366,7 +368,7 @@ pub(crate) async fn revoke_outstanding_grants(
         .map(|(jti, request_id)| audit::NewEvent {
             at: now,
             actor: actor.to_string(),
-            kind: "grant.revoked".into(),
+            kind: EventKind::GrantRevoked,
             request_id: Some(request_id.clone()),
             data: json!({ "jti": jti, "reason": reason }),
         })

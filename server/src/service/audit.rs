@@ -20,6 +20,7 @@ use crate::domain::canonical::canonical_json;
 use crate::domain::checkpoint::{
     Contradiction, ExtensionCheck, SignedCheckpoint, SourcedCheckpoint,
 };
+use crate::domain::lifecycle::RequestStatus;
 use crate::store::{self, audit, users};
 
 /// The result of `audit verify`.
@@ -141,7 +142,7 @@ impl Countersign {
 
 /// Admins only: the audit trail names every person and agent, and carries approval evidence.
 fn require_admin(who: &SignedIn) -> Result<(), Error> {
-    if who.person.role == "admin" {
+    if who.person.role.is_admin() {
         Ok(())
     } else {
         Err(Error::Forbidden(
@@ -236,7 +237,7 @@ pub struct Timeline {
     /// The request.
     pub request_id: String,
     /// Its status now, if the request row still exists.
-    pub status: Option<String>,
+    pub status: Option<RequestStatus>,
     /// Intent, policy decision, approvals, grant, redemption, outcome…
     pub steps: Vec<TimelineStep>,
     /// Whether the chain checks out (and extends `checkpoint`).

@@ -383,7 +383,7 @@ pub async fn run(core: Arc<Countersign>, period: Duration) {
     loop {
         tick.tick().await;
         if let Err(e) = core.checkpoint_tick().await {
-            tracing::warn!(error = %e, "audit checkpoint failed");
+            tracing::warn!(error = %e.for_log(), "audit checkpoint failed");
         }
     }
 }

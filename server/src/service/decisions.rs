@@ -36,11 +36,13 @@ use super::people::{load_passkeys, used_passkey, CeremonyState, SignedIn, CEREMO
 use super::requests::{announce, stored_body, ApprovalCount};
 use super::{Countersign, Error};
 use crate::clock::rfc3339;
+use crate::domain::audit_kind::EventKind;
 use crate::domain::client_data;
 use crate::domain::display::{ApprovalView, VIEW_VERSION};
+use crate::domain::lifecycle::{AgentStatus, RequestStatus, UserStatus};
 use crate::domain::quorum::{ApproverRule, Candidate};
 use crate::store::ceremonies::{self, CeremonyRow};
-use crate::store::requests::{self as rows, RequestRow, Transition};
+use crate::store::requests::{self as rows, Change, RequestRow};
 use crate::store::{self, agents, audit, users};
 use crate::telemetry::bump;
 
@@ -86,7 +88,7 @@ pub struct DecisionStart {
 #[derive(Debug, Clone, Serialize)]
 pub struct DecisionResult {
     /// Its status now.
-    pub status: String,
+    pub status: RequestStatus,
     /// Approvals so far.
     pub approvals: ApprovalCount,
 }
@@ -132,7 +134,7 @@ impl Countersign {
     ) -> Result<ApprovalView, Error> {
         let j = self.judgement(request_id).await?;
         let me = candidate(&who.person);
-        let may_see = who.person.role == "admin"
+        let may_see = who.person.role.is_admin()
             || who.person.id == j.owner_id
             || j.rule.is_eligible(&me, &j.owner_id);
         if !may_see {
@@ -277,16 +279,18 @@ impl Countersign {
         if !j.rule.is_eligible(&me, &j.owner_id) {
             // An owner or admin who may see the request but not decide gets a clear 403; anyone
             // else learns nothing.
-            if who.person.role == "admin" || who.person.id == j.owner_id {
+            if who.person.role.is_admin() || who.person.id == j.owner_id {
                 return Err(Error::Forbidden(
                     "you are not one of the approvers this request needs".into(),
                 ));
             }
             return Err(Error::NotFound("no such request".into()));
         }
-        match j.request.status.as_str() {
-            "pending" => {}
-            "expired" => return Err(Error::ExpiredToken("this request has expired".into())),
+        match j.request.status {
+            RequestStatus::Pending => {}
+            RequestStatus::Expired => {
+                return Err(Error::ExpiredToken("this request has expired".into()))
+            }
             other => return Err(Error::Conflict(format!("this request was already {other}"))),
         }
         if *decision == Decision::Approve
@@ -366,16 +370,16 @@ impl Countersign {
                 .await?
                 .remove(agent_id)
                 .ok_or_else(|| Error::internal("request without agent"))?;
-        let still_open = agent_now.status == "active"
+        let still_open = agent_now.status == AgentStatus::Active
             && rows::lock_pending(&mut tx, &request_id, &bound_hash, now).await?;
         if !still_open {
             drop(tx);
             let now_row = self.read_fresh(&request_id).await?;
             return Err(match now_row.map(|r| r.status) {
-                Some(s) if s == "expired" => {
+                Some(RequestStatus::Expired) => {
                     Error::ExpiredToken("this request expired before your decision arrived".into())
                 }
-                Some(s) if s == "pending" => {
+                Some(RequestStatus::Pending) => {
                     Error::Conflict("the request changed since you opened it".into())
                 }
                 Some(s) => Error::Conflict(format!("this request was already {s} by someone else")),
@@ -389,9 +393,9 @@ impl Countersign {
             .ok_or_else(|| Error::AccessDenied("unknown person".into()))?;
         let me = Candidate {
             user_id: &me_row.id,
-            is_admin: me_row.role == "admin",
+            is_admin: me_row.role.is_admin(),
             groups: &me_row.groups,
-            active: me_row.status == "active",
+            active: me_row.status == UserStatus::Active,
         };
         if !j.rule.is_eligible(&me, &j.owner_id) {
             return Err(Error::Forbidden(
@@ -428,7 +432,7 @@ impl Countersign {
                     &mut tx,
                     now,
                     &actor,
-                    "approval.recorded",
+                    EventKind::ApprovalRecorded,
                     Some(&request_id),
                     &evidence,
                 )
@@ -443,9 +447,9 @@ impl Countersign {
                     if let Some(u) = users::get(&mut tx, &uid).await? {
                         let c = Candidate {
                             user_id: &u.id,
-                            is_admin: u.role == "admin",
+                            is_admin: u.role.is_admin(),
                             groups: &u.groups,
-                            active: u.status == "active",
+                            active: u.status == UserStatus::Active,
                         };
                         let of = j.rule.sources_of(&c, &j.owner_id);
                         if !of.is_empty() {
@@ -455,15 +459,11 @@ impl Countersign {
                     }
                 }
                 if j.rule.is_met(&sources) {
-                    let t = Transition {
-                        to: "approved",
-                        at: now,
-                        by: &actor,
-                        reason_code: None,
-                        reason: None,
+                    let change = Change {
                         expected_hash: Some(&bound_hash),
+                        ..Change::from_pending(RequestStatus::Approved, now, &actor)
                     };
-                    if !rows::decide(&mut tx, &request_id, &t).await? {
+                    if !rows::change(&mut tx, &request_id, &change).await? {
                         return Err(Error::Conflict(
                             "the request changed during the decision".into(),
                         ));
@@ -472,7 +472,7 @@ impl Countersign {
                         &mut tx,
                         now,
                         &actor,
-                        "request.approved",
+                        EventKind::RequestApproved,
                         Some(&request_id),
                         &json!({ "approvers": approvers }),
                     )
@@ -491,10 +491,10 @@ impl Countersign {
                     )
                     .await?;
                     announce(&mut tx, self.db.backend(), &request_id).await?;
-                    "approved"
+                    RequestStatus::Approved
                 } else {
                     announce(&mut tx, self.db.backend(), &request_id).await?;
-                    "pending"
+                    RequestStatus::Pending
                 }
             }
             Decision::Deny {
@@ -511,15 +511,13 @@ impl Countersign {
                             .map(|(_, t)| t.to_string())
                             .unwrap_or_default()
                     });
-                let t = Transition {
-                    to: "denied",
-                    at: now,
-                    by: &actor,
+                let change = Change {
                     reason_code: Some(reason_code),
                     reason: Some(&text),
                     expected_hash: Some(&bound_hash),
+                    ..Change::from_pending(RequestStatus::Denied, now, &actor)
                 };
-                if !rows::decide(&mut tx, &request_id, &t).await? {
+                if !rows::change(&mut tx, &request_id, &change).await? {
                     return Err(Error::Conflict(
                         "the request changed during the decision".into(),
                     ));
@@ -531,25 +529,25 @@ impl Countersign {
                     &mut tx,
                     now,
                     &actor,
-                    "request.denied",
+                    EventKind::RequestDenied,
                     Some(&request_id),
                     &evidence,
                 )
                 .await?;
                 announce(&mut tx, self.db.backend(), &request_id).await?;
-                "denied"
+                RequestStatus::Denied
             }
         };
         tx.commit().await.map_err(store::StoreError::from)?;
         match status {
-            "approved" => bump(&self.metrics.requests_approved),
-            "denied" => bump(&self.metrics.requests_denied),
+            RequestStatus::Approved => bump(&self.metrics.requests_approved),
+            RequestStatus::Denied => bump(&self.metrics.requests_denied),
             _ => {}
         }
         self.waiters.wake(&request_id);
         let received = rows::approvers(self.db.reader(), &request_id).await?.len() as i64;
         Ok(DecisionResult {
-            status: status.into(),
+            status,
             approvals: ApprovalCount {
                 required: j.request.approvals_required,
                 received,
@@ -562,8 +560,8 @@ impl Countersign {
 pub(crate) fn candidate(p: &super::people::Person) -> Candidate<'_> {
     Candidate {
         user_id: &p.id,
-        is_admin: p.role == "admin",
+        is_admin: p.role.is_admin(),
         groups: &p.groups,
-        active: p.status == "active",
+        active: p.status == UserStatus::Active,
     }
 }

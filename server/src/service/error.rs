@@ -73,9 +73,10 @@ pub enum Error {
     /// The state does not allow this (already decided, key reused with another body…).
     #[error("{0}")]
     Conflict(String),
-    /// Something on our side failed; details are in the log.
+    /// Something on our side failed. The cause, with its chain of sources (a database error
+    /// and the I/O error under it, say), is for the log; callers see only "internal error".
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] anyhow::Error),
 }
 
 impl Error {
@@ -87,9 +88,28 @@ impl Error {
         }
     }
 
-    /// An internal failure, with the cause for the log.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        Self::Internal(cause.to_string())
+    /// An internal failure, with the cause for the log. Takes anything displayable (a
+    /// sentence, or an error whose message says enough); errors whose sources matter convert
+    /// with `From` instead, which keeps the whole chain (see [`StoreError`]).
+    pub fn internal<C>(cause: C) -> Self
+    where
+        C: std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
+    {
+        Self::Internal(anyhow::Error::msg(cause))
+    }
+
+    /// The cause of an internal failure as one line for the log, every source included
+    /// (`outer: inner: innermost`); None for other errors.
+    pub fn internal_cause(&self) -> Option<String> {
+        match self {
+            Self::Internal(cause) => Some(format!("{cause:#}")),
+            _ => None,
+        }
+    }
+
+    /// One line for the log: the cause chain of an internal failure, else the message.
+    pub fn for_log(&self) -> String {
+        self.internal_cause().unwrap_or_else(|| self.to_string())
     }
 
     /// The agent-contract error code.
@@ -115,8 +135,47 @@ impl Error {
     }
 }
 
+/// An error and each of its sources on one line, `outer: inner: innermost`, for the log.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    line
+}
+
 impl From<StoreError> for Error {
+    /// Keeps the store error as the source, and with it sqlx's error and whatever is under it.
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        Self::Internal(anyhow::Error::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_keeps_the_causes_under_it() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let store = StoreError::Database(sqlx::Error::Io(io));
+        let e = Error::from(store);
+        // Callers see nothing of it…
+        assert_eq!(e.to_string(), "internal error");
+        // …the log sees all of it, and so does anything walking the sources.
+        let cause = e.internal_cause().unwrap();
+        assert!(cause.starts_with("database error: "), "{cause}");
+        assert!(cause.ends_with("connection refused"), "{cause}");
+        let mut depth = 0;
+        let mut next = std::error::Error::source(&e);
+        while let Some(s) = next {
+            depth += 1;
+            next = s.source();
+        }
+        assert!(depth >= 3, "{depth} sources under {cause}");
+        assert_eq!(chain(&e), format!("internal error: {cause}"));
     }
 }

@@ -12,8 +12,10 @@ use utoipa::ToSchema;
 use super::requests::{stored_body, GrantView};
 use super::{Countersign, Error};
 use crate::clock::{rfc3339, Millis};
+use crate::domain::audit_kind::EventKind;
 use crate::domain::canonical::{canonical_json, sha256_prefixed};
 use crate::domain::jose::{self, Jwks, PublicJwk, GRANT_TYP};
+use crate::domain::lifecycle::GrantStatus;
 use crate::service::agents::AgentIdentity;
 use crate::store::grants::{self as rows, GrantRow};
 use crate::store::requests::RequestRow;
@@ -168,7 +170,7 @@ impl Countersign {
             jti: jti.clone(),
             request_id: request.id.clone(),
             agent_id: request.agent_id.clone(),
-            status: "issued".into(),
+            status: GrantStatus::Issued,
             claims: claims.to_string(),
             issued_at: now,
             expires_at: exp * 1000,
@@ -181,7 +183,7 @@ impl Countersign {
         let event = audit::NewEvent {
             at: now,
             actor: "system".into(),
-            kind: "grant.issued".into(),
+            kind: EventKind::GrantIssued,
             request_id: Some(request.id.clone()),
             data: json!({ "jti": jti, "kid": self.signer.kid(), "claims": claims }),
         };
@@ -268,7 +270,7 @@ impl Countersign {
                 &mut tx,
                 now,
                 "downstream",
-                "grant.redeemed",
+                EventKind::GrantRedeemed,
                 g.as_ref().map(|g| g.request_id.as_str()),
                 &json!({ "jti": jti }),
             )
@@ -283,13 +285,13 @@ impl Countersign {
         let g = rows::get(self.db.reader(), &jti)
             .await?
             .ok_or_else(|| invalid("unknown grant"))?;
-        Err(match g.status.as_str() {
-            "redeemed" => Error::GrantAlreadyRedeemed,
-            "revoked" => Error::GrantRevoked,
+        Err(match g.status {
+            GrantStatus::Redeemed => Error::GrantAlreadyRedeemed,
+            GrantStatus::Revoked => Error::GrantRevoked,
             // Still issued and in time, yet refused: the agent was suspended or its key
             // changed after the grant was issued (see `store::grants::redeem`).
-            "issued" if g.expires_at > now => Error::GrantRevoked,
-            _ => Error::GrantExpired,
+            GrantStatus::Issued if g.expires_at > now => Error::GrantRevoked,
+            GrantStatus::Issued | GrantStatus::Expired => Error::GrantExpired,
         })
     }
 
@@ -322,7 +324,7 @@ impl Countersign {
                 let agent = crate::store::agents::get(self.db.reader(), &g.agent_id)
                     .await?
                     .ok_or_else(not_found)?;
-                if who.person.role != "admin" && who.person.id != agent.owner_id {
+                if !who.person.role.is_admin() && who.person.id != agent.owner_id {
                     return Err(not_found());
                 }
                 format!("user:{}", who.person.id)
@@ -341,7 +343,7 @@ impl Countersign {
             &mut tx,
             now,
             &actor,
-            "grant.revoked",
+            EventKind::GrantRevoked,
             Some(&g.request_id),
             &json!({ "jti": jti, "by": actor }),
         )
@@ -388,7 +390,7 @@ impl Countersign {
             &mut tx,
             now,
             &format!("agent:{}", agent.id),
-            "grant.outcome",
+            EventKind::GrantOutcome,
             Some(&g.request_id),
             &json!({ "jti": jti, "outcome": outcome_text, "detail": detail }),
         )

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::people::SignedIn;
 use super::{Countersign, Error};
 use crate::clock::Millis;
+use crate::domain::audit_kind::EventKind;
 use crate::domain::guards::{action_key, Guards};
 use crate::store::guards::{self as rows, IntakeLoad};
 use crate::store::{self, audit};
@@ -48,7 +49,7 @@ impl Countersign {
 
     /// An admin changes the guards; recorded on the audit chain with the old and new values.
     pub async fn set_guards(&self, who: &SignedIn, new: Guards) -> Result<Guards, Error> {
-        if who.person.role != "admin" {
+        if !who.person.role.is_admin() {
             return Err(Error::Forbidden("only admins can change the guards".into()));
         }
         self.apply_guards(new, &format!("user:{}", who.person.id))
@@ -69,7 +70,7 @@ impl Countersign {
             &mut tx,
             now,
             actor,
-            "settings.changed",
+            EventKind::SettingsChanged,
             None,
             &json!({ "guards": { "from": old, "to": new } }),
         )

@@ -17,6 +17,7 @@ use super::requests::stored_body;
 use super::{Countersign, Error};
 use crate::domain::audit::AuditEvent;
 use crate::domain::display::ApprovalView;
+use crate::domain::lifecycle::RequestStatus;
 use crate::domain::quorum::ApproverRule;
 use crate::domain::risk::{self, Risk};
 use crate::store::agents::{self, AgentRow};
@@ -174,8 +175,8 @@ impl Countersign {
             Err(Error::Internal(e)) => return Err(Error::Internal(e)),
             Err(e) => Err(e.to_string()),
         };
-        let denied_by = match (&request.status[..], &request.decided_by) {
-            ("denied", Some(by)) if by != "policy" => self
+        let denied_by = match (request.status, &request.decided_by) {
+            (RequestStatus::Denied, Some(by)) if by != "policy" => self
                 .person(by)
                 .await?
                 .map(|p| format!("{} ({})", p.display_name, p.email)),
@@ -209,13 +210,20 @@ impl Countersign {
         who: &SignedIn,
         filter: &HistoryFilter,
     ) -> Result<Vec<HistoryEntry>, Error> {
-        const STATUSES: [&str; 5] = ["", "approved", "denied", "expired", "cancelled"];
-        if !STATUSES.contains(&filter.status.as_str()) {
-            return Err(Error::invalid(
-                "status",
-                "status is one of approved, denied, expired, cancelled",
-            ));
-        }
+        let status = match filter.status.as_str() {
+            "" => None,
+            text => Some(
+                text.parse::<RequestStatus>()
+                    .ok()
+                    .filter(|s| s.is_final())
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "status",
+                            "status is one of approved, denied, expired, cancelled",
+                        )
+                    })?,
+            ),
+        };
         if filter.within_hours < 0 {
             return Err(Error::invalid("within_hours", "within_hours is 0 or more"));
         }
@@ -226,9 +234,9 @@ impl Countersign {
         };
         let query = HistoryQuery {
             agent_id: filter.agent_id.clone(),
-            status: filter.status.clone(),
+            status,
             since,
-            visible_to: (who.person.role != "admin").then(|| who.person.id.clone()),
+            visible_to: (!who.person.role.is_admin()).then(|| who.person.id.clone()),
             limit: HISTORY_SHOWN,
         };
         let finished = listings::finished(self.db.reader(), &query).await?;
@@ -262,7 +270,7 @@ impl Countersign {
         let agent = agents::get(self.db.reader(), agent_id)
             .await?
             .ok_or_else(|| Error::NotFound("no such agent".into()))?;
-        if agent.owner_id != who.person.id && who.person.role != "admin" {
+        if agent.owner_id != who.person.id && !who.person.role.is_admin() {
             return Err(Error::NotFound("no such agent".into()));
         }
         let actor = format!("user:{}", who.person.id);

@@ -90,7 +90,7 @@ impl Countersign {
                 config.data_dir.display()
             ))
         })?;
-        let db = Db::connect(&config.database_url).await?;
+        let db = Db::connect(config.database_url.expose()).await?;
         let signer = load_or_create_signing_key(&config.data_dir)?;
         let checkpoints = checkpoints::Checkpoints::open(&config)?;
         let public = serde_json::to_string(&signer.public_jwk()).map_err(Error::internal)?;

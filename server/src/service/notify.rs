@@ -20,6 +20,7 @@ use super::people::{Invitation, Person};
 use super::requests::stored_body;
 use super::{Countersign, Error};
 use crate::clock::rfc3339;
+use crate::domain::lifecycle::Role;
 use crate::domain::policy::ApproverSource;
 use crate::domain::quorum::ApproverRule;
 use crate::mail::{one_line, Mail, MailKind};
@@ -119,9 +120,13 @@ impl Countersign {
     }
 
     /// Mails an invitation's enrolment link to the invited address (already committed).
-    pub(crate) fn mail_invitation(&self, invitation: &Invitation, role: &str, groups: &[String]) {
-        self.mailer
-            .enqueue(invitation_mail(&self.issuer(), invitation, role, groups));
+    pub(crate) fn mail_invitation(&self, invitation: &Invitation, role: Role, groups: &[String]) {
+        self.mailer.enqueue(invitation_mail(
+            &self.issuer(),
+            invitation,
+            role.as_str(),
+            groups,
+        ));
     }
 }
 
@@ -272,7 +277,7 @@ mod tests {
         RequestRow {
             id: "0190-req".into(),
             agent_id: "agent-1".into(),
-            status: "pending".into(),
+            status: crate::domain::lifecycle::RequestStatus::Pending,
             action_hash: "sha256:00".into(),
             body: body.to_string(),
             action_type: "payments.transfer".into(),
@@ -298,9 +303,9 @@ mod tests {
             id: "u1".into(),
             email: "alice@example.com".into(),
             display_name: "Alice".into(),
-            role: "owner".into(),
+            role: crate::domain::lifecycle::Role::Owner,
             groups: vec![],
-            status: "active".into(),
+            status: crate::domain::lifecycle::UserStatus::Active,
         }
     }
 

@@ -17,6 +17,7 @@
 //!    | <-- signed in (new session id)
 //! ```
 
+use crate::domain::lifecycle::{Role, UserStatus};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand_core::OsRng;
@@ -28,6 +29,7 @@ use webauthn_rs::prelude::{
 };
 
 use super::{Countersign, Error};
+use crate::domain::audit_kind::EventKind;
 use crate::domain::secrets::{self, Secret};
 use crate::store::ceremonies::{self, CeremonyRow};
 use crate::store::users::{self, EnrolmentRow, PasskeyRow, UserRow};
@@ -49,12 +51,12 @@ pub struct Person {
     pub email: String,
     /// Display name.
     pub display_name: String,
-    /// `owner` or `admin`.
-    pub role: String,
+    /// What they may do.
+    pub role: Role,
     /// Groups.
     pub groups: Vec<String>,
-    /// `active` or `deactivated`.
-    pub status: String,
+    /// Whether their account works.
+    pub status: UserStatus,
 }
 
 impl From<UserRow> for Person {
@@ -206,9 +208,7 @@ impl Countersign {
         actor: &str,
     ) -> Result<Invitation, Error> {
         let email = validate_email(email)?;
-        if role != "owner" && role != "admin" {
-            return Err(Error::invalid("role", "role must be owner or admin"));
-        }
+        let role = parse_role(role)?;
         for g in groups {
             validate_group(g)?;
         }
@@ -226,7 +226,7 @@ impl Countersign {
             &EnrolmentRow {
                 token_hash,
                 email: email.clone(),
-                role: role.into(),
+                role,
                 groups: groups.clone(),
                 created_by: actor.into(),
                 created_at: now,
@@ -238,7 +238,7 @@ impl Countersign {
             &mut tx,
             now,
             actor,
-            "user.invited",
+            EventKind::UserInvited,
             None,
             &json!({ "email": email, "role": role, "groups": groups }),
         )
@@ -269,7 +269,7 @@ impl Countersign {
             &EnrolmentRow {
                 token_hash,
                 email: String::new(),
-                role: "admin".into(),
+                role: Role::Admin,
                 groups: vec![],
                 created_by: "system".into(),
                 created_at: now,
@@ -371,8 +371,8 @@ impl Countersign {
             id: enrol.user_id.clone(),
             email: email.clone(),
             display_name: enrol.display_name.clone(),
-            role: invite.role.clone(),
-            status: "active".into(),
+            role: invite.role,
+            status: UserStatus::Active,
             created_at: now,
             last_sign_in_at: Some(now),
             groups: invite.groups.clone(),
@@ -396,7 +396,7 @@ impl Countersign {
             &mut tx,
             now,
             &format!("user:{}", user.id),
-            "user.enrolled",
+            EventKind::UserEnrolled,
             None,
             &json!({ "user_id": user.id, "email": email, "role": user.role, "groups": user.groups, "credential_id": credential_id, "invited_by": invite.created_by }),
         )
@@ -419,7 +419,7 @@ impl Countersign {
             let mut conn = self.db.read_conn().await?;
             if let Some(u) = users::get_by_email(&mut conn, &email)
                 .await?
-                .filter(|u| u.status == "active")
+                .filter(|u| u.status == UserStatus::Active)
             {
                 passkeys = load_passkeys(&users::passkeys(&mut *conn, &u.id).await?)?;
                 user_id = Some(u.id);
@@ -513,7 +513,7 @@ impl Countersign {
                 return Err(Error::internal("sign-in ceremony holds a registration"))
             }
         };
-        if user.status != "active" {
+        if user.status != UserStatus::Active {
             return Err(refused("this account is deactivated".into()));
         }
         if let Some(UsedPasskey {
@@ -529,7 +529,7 @@ impl Countersign {
             &mut tx,
             now,
             &format!("user:{}", user.id),
-            "user.signed_in",
+            EventKind::UserSignedIn,
             None,
             &json!({ "user_id": user.id }),
         )
@@ -606,6 +606,12 @@ pub(crate) fn used_passkey(
         }
     }
     Ok(None)
+}
+
+/// A role named by a caller (the invite form, the CLI, the people page): `owner` or `admin`.
+pub(crate) fn parse_role(role: &str) -> Result<Role, Error> {
+    role.parse()
+        .map_err(|_| Error::invalid("role", "role must be owner or admin"))
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use super::people::{validate_group, Person, SignedIn};
 use super::policies::require_admin;
 use super::{Countersign, Error};
 use crate::clock::Millis;
-use crate::store::{self, audit, users, Backend};
+use crate::domain::audit_kind::EventKind;
+use crate::domain::lifecycle::UserStatus;
+use crate::store::{self, audit, users};
 
 /// One of a person's passkeys, as the people list shows it (never the key material).
 #[derive(Debug, Clone, Serialize)]
@@ -79,9 +81,7 @@ impl Countersign {
         groups: &[String],
     ) -> Result<Person, Error> {
         require_admin(who)?;
-        if role != "owner" && role != "admin" {
-            return Err(Error::invalid("role", "role must be owner or admin"));
-        }
+        let role = super::people::parse_role(role)?;
         let mut groups: Vec<String> = groups.iter().map(|g| g.trim().to_string()).collect();
         for g in &groups {
             validate_group(g).map_err(|e| match e {
@@ -97,7 +97,7 @@ impl Countersign {
         let before = users::get(&mut tx, id)
             .await?
             .ok_or_else(|| Error::NotFound("no such person".into()))?;
-        if before.role == "admin" && role != "admin" && before.status == "active" {
+        if before.role.is_admin() && !role.is_admin() && before.status == UserStatus::Active {
             refuse_if_last_admin(&mut tx).await?;
         }
         users::set_role_and_groups(&mut tx, id, role, &groups).await?;
@@ -105,7 +105,7 @@ impl Countersign {
             &mut tx,
             now,
             &format!("user:{}", who.person.id),
-            "user.updated",
+            EventKind::UserUpdated,
             None,
             &json!({
                 "user_id": id,
@@ -137,9 +137,17 @@ impl Countersign {
             ));
         }
         let (from, to, kind) = if active {
-            ("deactivated", "active", "user.reactivated")
+            (
+                UserStatus::Deactivated,
+                UserStatus::Active,
+                EventKind::UserReactivated,
+            )
         } else {
-            ("active", "deactivated", "user.deactivated")
+            (
+                UserStatus::Active,
+                UserStatus::Deactivated,
+                EventKind::UserDeactivated,
+            )
         };
         let now = self.now();
         let mut tx = self.db.begin().await?;
@@ -150,7 +158,7 @@ impl Countersign {
         if before.status == to {
             return Ok(before.into());
         }
-        if !active && before.role == "admin" {
+        if !active && before.role.is_admin() {
             refuse_if_last_admin(&mut tx).await?;
         }
         // Conditional on the status read above: of two admins racing, one changes it.
@@ -175,20 +183,14 @@ impl Countersign {
             self.waiters.changed("");
         }
         Ok(Person {
-            status: to.into(),
+            status: to,
             ..before.into()
         })
     }
 
     /// Serialises changes that could leave no active admin. SQLite has one writer already.
     async fn lock_admin_changes(&self, tx: &mut store::WriteTx) -> Result<(), Error> {
-        if self.db.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(ADMIN_CHANGE_LOCK)
-                .execute(&mut **tx)
-                .await
-                .map_err(store::StoreError::from)?;
-        }
+        store::coordination::lock(tx, self.db.backend(), ADMIN_CHANGE_LOCK).await?;
         Ok(())
     }
 }

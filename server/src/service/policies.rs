@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::people::SignedIn;
 use super::{Countersign, Error};
+use crate::domain::audit_kind::EventKind;
 use crate::domain::diff;
 use crate::domain::intake::{parse_new_request, Limits};
 use crate::domain::policy::{Policy, PolicyDecision, PolicyInput};
@@ -36,12 +37,7 @@ pub struct PolicyCache {
 impl Countersign {
     /// The policy in force now.
     pub async fn active_policy(&self) -> Result<Arc<ActivePolicy>, Error> {
-        let newest: Option<(i64, String)> = sqlx::query_as(
-            "SELECT version, hash FROM policy_versions ORDER BY version DESC LIMIT 1",
-        )
-        .fetch_optional(self.db.reader())
-        .await
-        .map_err(store::StoreError::from)?;
+        let newest = store::policies::newest_version(self.db.reader()).await?;
         let (version, hash) = match newest {
             Some(v) => v,
             None => {
@@ -339,7 +335,7 @@ impl Countersign {
             &mut tx,
             now,
             actor,
-            "policy.applied",
+            EventKind::PolicyApplied,
             None,
             &json!({ "version": version, "hash": hash, "rules": policy.rules.len() }),
         )
@@ -421,7 +417,7 @@ fn dry_run_sample(
 /// Refuses anyone but an admin. Every admin-only use case calls this first, whatever the
 /// HTTP edge already checked.
 pub(crate) fn require_admin(who: &SignedIn) -> Result<(), Error> {
-    if who.person.role == "admin" {
+    if who.person.role.is_admin() {
         Ok(())
     } else {
         Err(Error::Forbidden("this is for admins only".into()))

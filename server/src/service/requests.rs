@@ -24,17 +24,20 @@ use utoipa::ToSchema;
 
 use super::{Countersign, Error};
 use crate::clock::{rfc3339, Millis};
+use crate::domain::audit_kind::EventKind;
 use crate::domain::canonical::{canonical_json, sha256_prefixed};
 use crate::domain::intake::{parse_new_request, Limits, NewRequest};
+use crate::domain::lifecycle::RequestStatus;
 use crate::domain::policy::{PolicyInput, RuleOutcome};
 use crate::domain::quorum::ApproverRule;
 use crate::service::agents::AgentIdentity;
 use crate::service::writer::{IntakeJob, Written};
 use crate::store::audit::NewEvent;
 use crate::store::guards::IntakeLoad;
-use crate::store::requests::{self as rows, IdempotencyClaim, RequestRow, Transition};
+use crate::store::requests::{self as rows, Change, IdempotencyClaim, RequestRow};
 use crate::store::{self, audit, Backend, WriteTx};
 use crate::telemetry::bump;
+use strum::VariantArray;
 
 /// Seconds an agent should leave between polls without `wait`.
 pub const POLL_INTERVAL_SECS: u32 = 5;
@@ -54,7 +57,7 @@ pub struct RequestView {
     pub id: String,
     /// `pending`, `approved`, `denied`, `expired` or `cancelled`.
     #[schema(schema_with = status_schema)]
-    pub status: String,
+    pub status: RequestStatus,
     /// `sha256:` of the canonical `{agent_id, action, intent, context}`.
     pub action_hash: String,
     /// When a pending request expires (RFC 3339).
@@ -83,13 +86,7 @@ fn status_schema() -> utoipa::openapi::schema::ObjectBuilder {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some([
-            "pending",
-            "approved",
-            "denied",
-            "expired",
-            "cancelled",
-        ]))
+        .enum_values(Some(RequestStatus::VARIANTS.iter().map(|s| s.as_str())))
         .description(Some("`pending` until decided; then final"))
 }
 
@@ -176,14 +173,7 @@ pub(crate) async fn announce(
     backend: Backend,
     request_id: &str,
 ) -> Result<(), Error> {
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(super::waiters::CHANNEL)
-            .bind(request_id)
-            .execute(&mut **tx)
-            .await
-            .map_err(store::StoreError::from)?;
-    }
+    store::coordination::notify(tx, backend, super::waiters::CHANNEL, request_id).await?;
     Ok(())
 }
 
@@ -280,10 +270,12 @@ impl Countersign {
         match row {
             Some(row) => {
                 let mut view = self.view(&row).await?;
-                if row.status == "pending" {
+                if row.status == RequestStatus::Pending {
                     view.expires_in = Some((row.expires_at - self.now()).max(0) / 1000);
                 }
-                if row.status == "denied" && row.decided_by.as_deref() == Some("policy") {
+                if row.status == RequestStatus::Denied
+                    && row.decided_by.as_deref() == Some("policy")
+                {
                     return Err(Error::DeniedByPolicy {
                         request_id: row.id,
                         rule: row.rule_id,
@@ -323,7 +315,7 @@ impl Countersign {
 
         let (status, approver_rule, ttl_cap, grant_ttl, deny_reason) = match &decision.outcome {
             RuleOutcome::Allow { grant_ttl_seconds } => (
-                "approved",
+                RequestStatus::Approved,
                 ApproverRule {
                     approvals: 0,
                     approvers: vec![],
@@ -342,7 +334,7 @@ impl Countersign {
                 request_ttl_seconds,
                 grant_ttl_seconds,
             } => (
-                "pending",
+                RequestStatus::Pending,
                 ApproverRule {
                     approvals: *approvals,
                     approvers: approvers.iter().map(|a| a.to_string()).collect(),
@@ -354,7 +346,7 @@ impl Countersign {
                 None,
             ),
             RuleOutcome::Deny { reason } => (
-                "denied",
+                RequestStatus::Denied,
                 ApproverRule {
                     approvals: 0,
                     approvers: vec![],
@@ -366,7 +358,7 @@ impl Countersign {
                 Some(reason.clone()),
             ),
         };
-        if status == "pending" {
+        if status == RequestStatus::Pending {
             let guards = self.guards().await?;
             let load = self
                 .intake_load(&guards, &agent.id, &action_hash, now)
@@ -374,7 +366,7 @@ impl Countersign {
             if let Some(existing) = &load.identical_pending {
                 // The same agent already waits for exactly this: nobody is asked twice.
                 if let Some(row) = self.read_fresh(existing).await? {
-                    if row.status == "pending" {
+                    if row.status == RequestStatus::Pending {
                         let mut view = self.view(&row).await?;
                         view.expires_in = Some((row.expires_at - now).max(0) / 1000);
                         return Ok(view);
@@ -393,11 +385,11 @@ impl Countersign {
             .unwrap_or(DEFAULT_REQUEST_TTL_SECS)
             .min(ttl_cap);
         let id = uuid::Uuid::now_v7().to_string();
-        let decided = status != "pending";
+        let decided = status.is_final();
         let row = RequestRow {
             id: id.clone(),
             agent_id: agent.id.clone(),
-            status: status.to_string(),
+            status,
             action_hash: action_hash.clone(),
             body: canonical_json(&serde_json::to_value(new).map_err(Error::internal)?),
             action_type: new.action.r#type.clone(),
@@ -420,16 +412,16 @@ impl Countersign {
         // Everything this request writes is computed here, outside the transaction; the
         // intake writer then commits it together with other requests (see `writer`).
         let agent_actor = format!("agent:{}", agent.id);
-        let event = |actor: &str, kind: &str, data: Value| NewEvent {
+        let event = |actor: &str, kind: EventKind, data: Value| NewEvent {
             at: now,
             actor: actor.to_string(),
-            kind: kind.to_string(),
+            kind,
             request_id: Some(id.clone()),
             data,
         };
         let mut events = vec![event(
             &agent_actor,
-            "request.created",
+            EventKind::RequestCreated,
             json!({
                 "agent_id": agent.id,
                 "action_hash": action_hash,
@@ -446,19 +438,19 @@ impl Countersign {
             }),
         )];
         let mut grant = None;
-        if status == "approved" {
+        if status == RequestStatus::Approved {
             events.push(event(
                 "policy",
-                "request.approved",
+                EventKind::RequestApproved,
                 json!({ "by": "policy", "rule": decision.rule_id }),
             ));
             let built = self.build_grant(&row, agent.jkt.as_deref(), agent.epoch, &[], now)?;
             events.push(built.event);
             grant = Some((built.row, built.token));
-        } else if status == "denied" {
+        } else if status == RequestStatus::Denied {
             events.push(event(
                 "policy",
-                "request.denied",
+                EventKind::RequestDenied,
                 json!({ "by": "policy", "rule": decision.rule_id, "reason": deny_reason }),
             ));
         }
@@ -486,7 +478,7 @@ impl Countersign {
             // credential it came with no longer counts, and nothing was written.
             Written::AgentChanged => return Err(super::agents::refused_credential()),
         }
-        if status == "pending" {
+        if status == RequestStatus::Pending {
             // Committed: tell the approvers, off the agent's path (see `notify`), and refresh
             // their open inboxes.
             self.announce_pending(&row, agent).await;
@@ -494,11 +486,11 @@ impl Countersign {
         }
 
         match status {
-            "approved" => bump(&self.metrics.requests_allowed),
-            "denied" => bump(&self.metrics.requests_denied_by_policy),
+            RequestStatus::Approved => bump(&self.metrics.requests_allowed),
+            RequestStatus::Denied => bump(&self.metrics.requests_denied_by_policy),
             _ => bump(&self.metrics.requests_pending),
         }
-        if status == "denied" {
+        if status == RequestStatus::Denied {
             return Err(Error::DeniedByPolicy {
                 request_id: id,
                 rule: decision.rule_id,
@@ -517,7 +509,7 @@ impl Countersign {
         let Some(row) = rows::get(self.db.reader(), id).await? else {
             return Ok(None);
         };
-        if row.status == "pending" && row.expires_at <= self.now() {
+        if row.status == RequestStatus::Pending && row.expires_at <= self.now() {
             self.expire_request(id).await?;
             return Ok(rows::get(self.db.reader(), id).await?);
         }
@@ -536,7 +528,7 @@ impl Countersign {
             &mut tx,
             now,
             "system",
-            "request.expired",
+            EventKind::RequestExpired,
             Some(id),
             &json!({}),
         )
@@ -569,7 +561,9 @@ impl Countersign {
                 .await?
                 .filter(|r| r.agent_id == agent.id)
                 .ok_or_else(not_found)?;
-            if row.status == "pending" && !self.polls.check(id, self.now(), POLL_INTERVAL_SECS) {
+            if row.status == RequestStatus::Pending
+                && !self.polls.check(id, self.now(), POLL_INTERVAL_SECS)
+            {
                 return Err(Error::SlowDown {
                     interval: POLL_INTERVAL_SECS,
                 });
@@ -590,7 +584,7 @@ impl Countersign {
                 .await?
                 .filter(|r| r.agent_id == agent.id)
                 .ok_or_else(not_found)?;
-            if row.status != "pending" {
+            if row.status.is_final() {
                 let view = self.view(&row).await;
                 if let Some(woken) = registration.woken_at() {
                     self.metrics.decision_delivery.record(woken.elapsed());
@@ -625,7 +619,7 @@ impl Countersign {
             .await?
             .filter(|r| r.agent_id == agent.id)
             .ok_or_else(|| Error::NotFound("no such request".into()))?;
-        if row.status != "pending" {
+        if row.status.is_final() {
             return Err(Error::Conflict(format!(
                 "the request is already {}",
                 row.status
@@ -633,28 +627,20 @@ impl Countersign {
         }
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        let t = Transition {
-            to: "cancelled",
-            at: now,
-            by: "agent",
-            reason_code: None,
-            reason: None,
-            expected_hash: None,
-        };
-        if !rows::decide(&mut tx, id, &t).await? {
+        let change = Change::from_pending(RequestStatus::Cancelled, now, "agent");
+        if !rows::change(&mut tx, id, &change).await? {
             drop(tx);
             let status = self
                 .read_fresh(id)
                 .await?
-                .map(|r| r.status)
-                .unwrap_or_default();
+                .map_or("gone", |r| r.status.as_str());
             return Err(Error::Conflict(format!("the request is already {status}")));
         }
         audit::append(
             &mut tx,
             now,
             &format!("agent:{}", agent.id),
-            "request.cancelled",
+            EventKind::RequestCancelled,
             Some(id),
             &json!({ "by": "agent" }),
         )
@@ -676,7 +662,7 @@ impl Countersign {
         } else {
             0
         };
-        let grant = if row.status == "approved" {
+        let grant = if row.status == RequestStatus::Approved {
             self.grant_for_request(&row.id).await?
         } else {
             None
@@ -691,14 +677,14 @@ impl Countersign {
         received: i64,
         grant: Option<GrantView>,
     ) -> RequestView {
-        let decision = (row.status == "denied").then(|| DecisionView {
+        let decision = (row.status == RequestStatus::Denied).then(|| DecisionView {
             reason: row.reason.clone().unwrap_or_default(),
             reason_code: row.reason_code.clone().unwrap_or_default(),
             decided_at: rfc3339(row.decided_at.unwrap_or(row.created_at)),
         });
         RequestView {
             id: row.id.clone(),
-            status: row.status.clone(),
+            status: row.status,
             action_hash: row.action_hash.clone(),
             expires_at: rfc3339(row.expires_at),
             expires_in: None,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Countersign, Error};
+use crate::domain::audit_kind::EventKind;
 use crate::store::{
     self, agents, audit, ceremonies, grants, requests, sessions::DbSessionStore, Backend,
 };
@@ -32,12 +33,7 @@ impl Countersign {
     pub async fn sweep(&self) -> Result<SweepReport, Error> {
         if self.db.backend() == Backend::Postgres {
             let mut tx = self.db.begin().await?;
-            let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
-                .bind(SWEEPER_LOCK)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(store::StoreError::from)?;
-            if !got {
+            if !store::coordination::try_lock(&mut tx, Backend::Postgres, SWEEPER_LOCK).await? {
                 return Ok(SweepReport::default());
             }
             let report = self.sweep_once().await;
@@ -63,7 +59,7 @@ impl Countersign {
                     &mut tx,
                     now,
                     "system",
-                    "grant.expired",
+                    EventKind::GrantExpired,
                     g.as_ref().map(|g| g.request_id.as_str()),
                     &json!({ "jti": jti }),
                 )
@@ -88,7 +84,7 @@ pub async fn run(core: Arc<Countersign>, period: Duration) {
     loop {
         tick.tick().await;
         if let Err(e) = core.sweep().await {
-            tracing::warn!(error = %e, "sweep failed");
+            tracing::warn!(error = %e.for_log(), "sweep failed");
         }
     }
 }

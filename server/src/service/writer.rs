@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Error;
 use crate::clock::Millis;
+use crate::domain::lifecycle::{AgentStatus, RequestStatus};
 use crate::store::audit::{self, NewEvent};
 use crate::store::grants::{self, GrantRow};
 use crate::store::requests::{self, IdempotencyClaim, RequestRow};
@@ -112,7 +113,7 @@ async fn run(db: Db, mut jobs: mpsc::Receiver<(IntakeJob, Reply)>) {
             }
             Err(e) => {
                 if batch.len() > 1 {
-                    tracing::warn!(error = %e, size = batch.len(), "intake batch failed; writing its requests one by one");
+                    tracing::warn!(error = %super::error::chain(&e), size = batch.len(), "intake batch failed; writing its requests one by one");
                 }
                 for (job, reply) in batch {
                     let result = match write_batch(&db, &[&job]).await {
@@ -138,7 +139,7 @@ async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, Store
     let live = |j: &IntakeJob| {
         current
             .get(&j.request.agent_id)
-            .is_some_and(|a| a.status == "active" && a.epoch == j.agent_epoch)
+            .is_some_and(|a| a.status == AgentStatus::Active && a.epoch == j.agent_epoch)
     };
     let claims: Vec<IdempotencyClaim> = jobs
         .iter()
@@ -181,14 +182,12 @@ async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, Store
     }
     // Other replicas' open inboxes learn of new requests that wait for people the same way
     // their waiting agents learn of decisions (see `waiters`).
-    if db.backend() == crate::store::Backend::Postgres {
-        for j in kept.iter().filter(|j| j.request.status == "pending") {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(super::waiters::CHANNEL)
-                .bind(&j.request.id)
-                .execute(&mut *tx)
-                .await?;
-        }
+    for j in kept
+        .iter()
+        .filter(|j| j.request.status == RequestStatus::Pending)
+    {
+        let channel = super::waiters::CHANNEL;
+        crate::store::coordination::notify(&mut tx, db.backend(), channel, &j.request.id).await?;
     }
     tx.commit().await?;
     Ok(results)

@@ -3,8 +3,9 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor};
 
-use super::{col, StoreError};
+use super::{col, text_col, StoreError};
 use crate::clock::Millis;
+use crate::domain::lifecycle::AgentStatus;
 
 /// One row of `agents`.
 #[derive(Debug, Clone)]
@@ -16,7 +17,7 @@ pub struct AgentRow {
     /// The person responsible for it.
     pub owner_id: String,
     /// `active` or `suspended`.
-    pub status: String,
+    pub status: AgentStatus,
     /// `api_key` or `public_key`.
     pub key_type: String,
     /// SHA-256 (hex) of the API key's secret part.
@@ -41,7 +42,7 @@ fn from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
         id: col(row, "id")?,
         name: col(row, "name")?,
         owner_id: col(row, "owner_id")?,
-        status: col(row, "status")?,
+        status: text_col(row, "status")?,
         key_type: col(row, "key_type")?,
         api_key_hash: col(row, "api_key_hash")?,
         public_jwk: col(row, "public_jwk")?,
@@ -62,7 +63,7 @@ pub async fn insert(conn: &mut AnyConnection, a: &AgentRow) -> Result<(), StoreE
     .bind(&a.id)
     .bind(&a.name)
     .bind(&a.owner_id)
-    .bind(&a.status)
+    .bind(a.status.as_str())
     .bind(&a.key_type)
     .bind(&a.api_key_hash)
     .bind(&a.public_jwk)
@@ -106,15 +107,16 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
 pub async fn set_status(
     conn: &mut AnyConnection,
     id: &str,
-    from: &str,
-    to: &str,
+    from: AgentStatus,
+    to: AgentStatus,
 ) -> Result<bool, StoreError> {
+    from.to(to)?;
     let done = sqlx::query(
         "UPDATE agents SET status = $3, epoch = epoch + 1 WHERE id = $1 AND status = $2",
     )
     .bind(id)
-    .bind(from)
-    .bind(to)
+    .bind(from.as_str())
+    .bind(to.as_str())
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -135,7 +137,7 @@ pub struct AgentListing {
     /// Its owner's display name.
     pub owner_name: String,
     /// `active` or `suspended`.
-    pub status: String,
+    pub status: AgentStatus,
     /// `api_key` or `public_key`.
     pub key_type: String,
     /// RFC 7638 thumbprint of its registered public key, if any.
@@ -174,7 +176,7 @@ pub async fn list_with_owners<'e, E: Executor<'e, Database = Any>>(
                 owner_id: col(row, "owner_id")?,
                 owner_email: col(row, "owner_email")?,
                 owner_name: col(row, "owner_name")?,
-                status: col(row, "status")?,
+                status: text_col(row, "status")?,
                 key_type: col(row, "key_type")?,
                 jwk_thumbprint: col(row, "jwk_thumbprint")?,
                 created_at: col(row, "created_at")?,
@@ -232,7 +234,7 @@ pub async fn replace_credential(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentState {
     /// `active` or `suspended`.
-    pub status: String,
+    pub status: AgentStatus,
     /// See [`set_status`].
     pub epoch: i64,
 }
@@ -279,7 +281,7 @@ pub async fn current_for_write(
         out.insert(
             col(&row, "id")?,
             AgentState {
-                status: col(&row, "status")?,
+                status: text_col(&row, "status")?,
                 epoch: col(&row, "epoch")?,
             },
         );

@@ -8,6 +8,7 @@ use sqlx::{Any, AnyConnection, Executor};
 use super::{col, list_placeholders, StoreError};
 use crate::clock::Millis;
 use crate::domain::audit::{event_hash, AuditEvent};
+use crate::domain::audit_kind::EventKind;
 use crate::domain::canonical::canonical_json;
 
 /// An event to append (its position and hashes are assigned when it is appended).
@@ -18,7 +19,7 @@ pub struct NewEvent {
     /// Who caused it.
     pub actor: String,
     /// What happened.
-    pub kind: String,
+    pub kind: EventKind,
     /// The request it belongs to.
     pub request_id: Option<String>,
     /// The evidence.
@@ -30,14 +31,14 @@ pub async fn append(
     conn: &mut AnyConnection,
     at: Millis,
     actor: &str,
-    kind: &str,
+    kind: EventKind,
     request_id: Option<&str>,
     data: &Value,
 ) -> Result<AuditEvent, StoreError> {
     let event = NewEvent {
         at,
         actor: actor.to_string(),
-        kind: kind.to_string(),
+        kind,
         request_id: request_id.map(str::to_string),
         data: data.clone(),
     };
@@ -76,7 +77,7 @@ pub async fn append_many(
             seq,
             e.at,
             &e.actor,
-            &e.kind,
+            e.kind.as_str(),
             e.request_id.as_deref(),
             &e.data,
             &prev_hash,
@@ -85,7 +86,7 @@ pub async fn append_many(
             seq,
             at: e.at,
             actor: e.actor.clone(),
-            kind: e.kind.clone(),
+            kind: e.kind.as_str().to_string(),
             request_id: e.request_id.clone(),
             data: e.data.clone(),
             prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),

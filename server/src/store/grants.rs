@@ -5,8 +5,9 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor};
 
-use super::{col, StoreError};
+use super::{col, text_col, StoreError};
 use crate::clock::Millis;
+use crate::domain::lifecycle::{grant, GrantStatus, IllegalTransition};
 
 /// One row of `grants`.
 #[derive(Debug, Clone)]
@@ -17,8 +18,8 @@ pub struct GrantRow {
     pub request_id: String,
     /// The agent it was issued to.
     pub agent_id: String,
-    /// `issued`, `redeemed`, `expired` or `revoked`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: GrantStatus,
     /// The JWT claims (JSON).
     pub claims: String,
     /// When it was issued.
@@ -46,7 +47,7 @@ fn from_row(row: &AnyRow) -> Result<GrantRow, StoreError> {
         jti: col(row, "jti")?,
         request_id: col(row, "request_id")?,
         agent_id: col(row, "agent_id")?,
-        status: col(row, "status")?,
+        status: text_col(row, "status")?,
         claims: col(row, "claims")?,
         issued_at: col(row, "issued_at")?,
         expires_at: col(row, "expires_at")?,
@@ -60,6 +61,14 @@ fn from_row(row: &AnyRow) -> Result<GrantRow, StoreError> {
 
 /// Stores a newly issued grant.
 pub async fn insert(conn: &mut AnyConnection, g: &GrantRow) -> Result<(), StoreError> {
+    if g.status != grant::INITIAL {
+        return Err(IllegalTransition {
+            machine: "grant",
+            from: "nothing",
+            to: g.status.as_str(),
+        }
+        .into());
+    }
     sqlx::query(
         "INSERT INTO grants (jti, request_id, agent_id, status, claims, issued_at, expires_at, \
          agent_epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -67,7 +76,7 @@ pub async fn insert(conn: &mut AnyConnection, g: &GrantRow) -> Result<(), StoreE
     .bind(&g.jti)
     .bind(&g.request_id)
     .bind(&g.agent_id)
-    .bind(&g.status)
+    .bind(g.status.as_str())
     .bind(&g.claims)
     .bind(g.issued_at)
     .bind(g.expires_at)
@@ -100,35 +109,62 @@ pub async fn for_request<'e, E: Executor<'e, Database = Any>>(
     row.as_ref().map(from_row).transpose()
 }
 
-/// Marks an issued, unexpired grant redeemed. This single conditional write is what makes a
-/// grant usable exactly once: of any number of concurrent redeemers, one sees `true`.
+/// Moves a grant from `from` to `to` at `now`, if the grant lifecycle has that transition (else
+/// [`StoreError::IllegalTransition`], and nothing is written), as one conditional `UPDATE` that
+/// only one of any number of concurrent callers wins. True when this call made the change.
 ///
-/// It also requires the agent to be active at the epoch the grant was issued under: a
-/// suspension or key change revokes the agent's grants in its own transaction, and this
-/// comparison makes "no grant from before redeems" hold even for a grant that revocation
-/// could not see.
-pub async fn redeem(conn: &mut AnyConnection, jti: &str, now: Millis) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE grants SET status = 'redeemed', redeemed_at = $2 \
-         WHERE jti = $1 AND status = 'issued' AND expires_at > $2 \
-         AND EXISTS (SELECT 1 FROM agents a WHERE a.id = grants.agent_id \
-                     AND a.status = 'active' AND a.epoch = grants.agent_epoch)",
-    )
-    .bind(jti)
-    .bind(now)
-    .execute(conn)
-    .await?;
+/// - **Redeemed** (see [`redeem`]): only before `exp`, and only while the agent is active at the
+///   epoch the grant was issued under: a suspension or key change revokes the agent's grants in
+///   its own transaction, and this comparison makes "no grant from before redeems" hold even for
+///   a grant that revocation could not see.
+/// - **Revoked**: whenever, records `revoked_at`.
+/// - **Expired**: only once `exp` has passed.
+pub async fn change(
+    conn: &mut AnyConnection,
+    jti: &str,
+    from: GrantStatus,
+    to: GrantStatus,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    from.to(to)?;
+    let sql = match to {
+        GrantStatus::Redeemed => {
+            "UPDATE grants SET status = $3, redeemed_at = $2 \
+             WHERE jti = $1 AND status = $4 AND expires_at > $2 \
+             AND EXISTS (SELECT 1 FROM agents a WHERE a.id = grants.agent_id \
+                         AND a.status = 'active' AND a.epoch = grants.agent_epoch)"
+        }
+        GrantStatus::Revoked => {
+            "UPDATE grants SET status = $3, revoked_at = $2 WHERE jti = $1 AND status = $4"
+        }
+        GrantStatus::Expired => {
+            "UPDATE grants SET status = $3 WHERE jti = $1 AND status = $4 AND expires_at <= $2"
+        }
+        GrantStatus::Issued => {
+            return Err(StoreError::corrupt(
+                "the grant table has a move into issued",
+            ))
+        }
+    };
+    let done = sqlx::query(sql)
+        .bind(jti)
+        .bind(now)
+        .bind(to.as_str())
+        .bind(from.as_str())
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Marks an issued, unexpired grant redeemed: this single conditional write is what makes a
+/// grant usable exactly once (see [`change`]).
+pub async fn redeem(conn: &mut AnyConnection, jti: &str, now: Millis) -> Result<bool, StoreError> {
+    change(conn, jti, GrantStatus::Issued, GrantStatus::Redeemed, now).await
 }
 
 /// Revokes an issued grant. False when it was no longer `issued`.
 pub async fn revoke(conn: &mut AnyConnection, jti: &str, now: Millis) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE grants SET status = 'revoked', revoked_at = $2 WHERE jti = $1 AND status = 'issued'")
-        .bind(jti)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    change(conn, jti, GrantStatus::Issued, GrantStatus::Revoked, now).await
 }
 
 /// Records the outcome of a redeemed grant, once.
@@ -158,6 +194,7 @@ pub async fn revoke_all_of_agent(
     agent_id: &str,
     now: Millis,
 ) -> Result<Vec<(String, String)>, StoreError> {
+    GrantStatus::Issued.to(GrantStatus::Revoked)?;
     let rows = sqlx::query(
         "UPDATE grants SET status = 'revoked', revoked_at = $2 \
          WHERE agent_id = $1 AND status = 'issued' RETURNING jti, request_id",
@@ -203,12 +240,7 @@ pub async fn overdue<'e, E: Executor<'e, Database = Any>>(
 
 /// Marks an issued grant expired once its time has passed. True when this call did it.
 pub async fn expire(conn: &mut AnyConnection, jti: &str, now: Millis) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE grants SET status = 'expired' WHERE jti = $1 AND status = 'issued' AND expires_at <= $2")
-        .bind(jti)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    change(conn, jti, GrantStatus::Issued, GrantStatus::Expired, now).await
 }
 
 /// Registers a grant-signing public key so every replica can verify (and JWKS can publish) it.

@@ -8,6 +8,7 @@ use sqlx::{Any, Executor};
 use super::requests::{from_row, RequestRow, COLUMNS};
 use super::{col, list_placeholders, StoreError};
 use crate::clock::Millis;
+use crate::domain::lifecycle::RequestStatus;
 
 /// Pending, unexpired requests, newest first.
 pub async fn pending<'e, E: Executor<'e, Database = Any>>(
@@ -32,8 +33,8 @@ pub async fn pending<'e, E: Executor<'e, Database = Any>>(
 pub struct HistoryQuery {
     /// Only this agent's requests.
     pub agent_id: String,
-    /// Only this status (never `pending`).
-    pub status: String,
+    /// Only this status (never `pending`); None for any.
+    pub status: Option<RequestStatus>,
     /// Only requests created at or after this time.
     pub since: Millis,
     /// Only requests of agents this person owns or that this person decided; None for all
@@ -57,7 +58,7 @@ pub async fn finished<'e, E: Executor<'e, Database = Any>>(
     );
     let rows = sqlx::query(&sql)
         .bind(&q.agent_id)
-        .bind(&q.status)
+        .bind(q.status.map_or("", RequestStatus::as_str))
         .bind(q.since)
         .bind(q.visible_to.clone().unwrap_or_default())
         .bind(q.limit)

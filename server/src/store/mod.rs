@@ -17,6 +17,7 @@
 pub mod agents;
 pub mod audit;
 pub mod ceremonies;
+pub mod coordination;
 pub mod grants;
 pub mod guards;
 pub mod listings;
@@ -44,14 +45,17 @@ pub enum Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database refused or failed a statement.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[from] sqlx::Error),
     /// Running the migrations failed.
-    #[error("migration failed: {0}")]
+    #[error("migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// A stored value could not be read back (a bug, or a row edited by hand).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A change of status its lifecycle does not have (a bug in the caller); nothing was written.
+    #[error(transparent)]
+    IllegalTransition(#[from] crate::domain::lifecycle::IllegalTransition),
     /// The URL names an engine we don't support.
     #[error("unsupported DATABASE_URL scheme (use sqlite:// or postgres://)")]
     UnsupportedUrl,
@@ -72,6 +76,49 @@ impl StoreError {
     }
 }
 
+/// A database URL. PostgreSQL URLs may carry a password, so `Debug` (and so any log line or
+/// panic message that prints a [`Db`] or the configuration) shows the URL with the password
+/// replaced; only [`DatabaseUrl::expose`] gives the text to connect with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL (checked when [`Db::connect`] opens it).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with its password, to connect with or hand to a child process.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL as it may be shown: any password replaced by `<redacted>`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                // Only fails for URLs that cannot have credentials, which this one has.
+                let _ = u.set_password(Some("<redacted>"));
+                u.to_string()
+            }
+            Ok(_) => self.0.clone(),
+            // Not parseable: show no more than the scheme.
+            Err(_) => format!(
+                "{}:<unparsed>",
+                self.0.split(':').next().unwrap_or_default()
+            ),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
 /// A transaction on the write path.
 pub type WriteTx = Transaction<'static, Any>;
 
@@ -79,7 +126,7 @@ pub type WriteTx = Transaction<'static, Any>;
 #[derive(Debug, Clone)]
 pub struct Db {
     backend: Backend,
-    url: String,
+    url: DatabaseUrl,
     read: AnyPool,
     write: AnyPool,
 }
@@ -112,7 +159,7 @@ impl Db {
                     .await?;
                 Self {
                     backend,
-                    url: url.to_string(),
+                    url: DatabaseUrl::new(url),
                     read,
                     write,
                 }
@@ -125,7 +172,7 @@ impl Db {
                     .await?;
                 Self {
                     backend,
-                    url: url.to_string(),
+                    url: DatabaseUrl::new(url),
                     read: pool.clone(),
                     write: pool,
                 }
@@ -157,7 +204,7 @@ impl Db {
     }
 
     /// The URL this database was opened with (PostgreSQL's listener opens its own connection).
-    pub fn url(&self) -> &str {
+    pub fn url(&self) -> &DatabaseUrl {
         &self.url
     }
 
@@ -253,6 +300,16 @@ where
 {
     use sqlx::Row;
     row.try_get::<T, _>(name)
+        .map_err(|e| StoreError::corrupt(format!("column {name}: {e}")))
+}
+
+/// Reads a text column holding one of the domain's enums (a status, a role…).
+pub(crate) fn text_col<T>(row: &sqlx::any::AnyRow, name: &str) -> Result<T, StoreError>
+where
+    T: std::str::FromStr<Err = crate::domain::lifecycle::UnknownText>,
+{
+    let text: String = col(row, name)?;
+    text.parse()
         .map_err(|e| StoreError::corrupt(format!("column {name}: {e}")))
 }
 

@@ -31,6 +31,18 @@ fn from_row(row: &AnyRow) -> Result<PolicyVersionRow, StoreError> {
     })
 }
 
+/// The number and hash of the newest version, if any was ever applied: what a replica compares
+/// with the policy it has parsed, on every request, without reading the source.
+pub async fn newest_version<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+) -> Result<Option<(i64, String)>, StoreError> {
+    let newest: Option<(i64, String)> =
+        sqlx::query_as("SELECT version, hash FROM policy_versions ORDER BY version DESC LIMIT 1")
+            .fetch_optional(ex)
+            .await?;
+    Ok(newest)
+}
+
 /// The newest version, if any was ever applied.
 pub async fn active<'e, E: Executor<'e, Database = Any>>(
     ex: E,

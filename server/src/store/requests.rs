@@ -1,14 +1,21 @@
 //! Approval requests, their approvals, and agents' idempotency keys.
 //!
-//! Every status change is one conditional `UPDATE … WHERE status = 'pending'`: when approve,
-//! deny, cancel and expiry race, the database lets exactly one of them change the row and the
-//! others see zero rows affected.
+//! Every status change goes through [`change`] (or, for the kill switch, [`cancel_all_of_agent`]):
+//! it first asks [`crate::domain::lifecycle::request`]'s table whether the move exists, then
+//! makes it one conditional `UPDATE … WHERE status = <from>`: when approve, deny, cancel and
+//! expiry race, the database lets exactly one of them change the row and the others see zero
+//! rows affected.
+//!
+//! Statements that scan (the kill switch, the sweeper, listings) write the status they look for
+//! as a literal, the same text as [`RequestStatus::as_str`] (its tests pin the text): SQLite uses
+//! a partial index such as `… WHERE status = 'pending'` only for a query with that literal.
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor};
 
-use super::{col, StoreError};
+use super::{col, text_col, StoreError};
 use crate::clock::Millis;
+use crate::domain::lifecycle::{Deadline, IllegalTransition, RequestStatus};
 
 /// One row of `requests`.
 #[derive(Debug, Clone)]
@@ -17,8 +24,8 @@ pub struct RequestRow {
     pub id: String,
     /// The agent that asked.
     pub agent_id: String,
-    /// `pending`, `approved`, `denied`, `expired` or `cancelled`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: RequestStatus,
     /// `sha256:` of the canonical `{agent_id, action, intent, context}`.
     pub action_hash: String,
     /// The validated request as the agent sent it (JSON).
@@ -64,7 +71,7 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     Ok(RequestRow {
         id: col(row, "id")?,
         agent_id: col(row, "agent_id")?,
-        status: col(row, "status")?,
+        status: text_col(row, "status")?,
         action_hash: col(row, "action_hash")?,
         body: col(row, "body")?,
         action_type: col(row, "action_type")?,
@@ -93,6 +100,14 @@ pub async fn insert_many(
     if requests.is_empty() {
         return Ok(());
     }
+    if let Some(r) = requests.iter().find(|r| !r.status.is_initial()) {
+        return Err(IllegalTransition {
+            machine: "request",
+            from: "nothing",
+            to: r.status.as_str(),
+        }
+        .into());
+    }
     let sql = format!(
         "INSERT INTO requests (id, agent_id, status, action_hash, body, action_type, target, \
          policy_version, policy_hash, rule_id, explanation, approvals_required, approver_rule, \
@@ -104,7 +119,7 @@ pub async fn insert_many(
         q = q
             .bind(r.id.clone())
             .bind(r.agent_id.clone())
-            .bind(r.status.clone())
+            .bind(r.status.as_str())
             .bind(r.action_hash.clone())
             .bind(r.body.clone())
             .bind(r.action_type.clone())
@@ -137,43 +152,74 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     row.as_ref().map(from_row).transpose()
 }
 
-/// A decision to write: the new status and who made it, why.
+/// A change of status to write: from what to what, when, who made it and why.
 #[derive(Debug, Clone)]
-pub struct Transition<'a> {
-    /// `approved`, `denied` or `cancelled`.
-    pub to: &'a str,
+pub struct Change<'a> {
+    /// The status the request must still be in.
+    pub from: RequestStatus,
+    /// The status it moves to.
+    pub to: RequestStatus,
     /// When.
     pub at: Millis,
     /// A user id, `agent`, `system`.
     pub by: &'a str,
-    /// For denials.
+    /// For denials and cancellations.
     pub reason_code: Option<&'a str>,
-    /// For denials.
+    /// For denials and cancellations.
     pub reason: Option<&'a str>,
     /// When set, the write only happens if the request still has this `action_hash`.
     pub expected_hash: Option<&'a str>,
 }
 
-/// Moves a pending, unexpired request to a final status. Returns false when someone else got
-/// there first, it expired, or its hash differs: the caller then re-reads to say which.
-pub async fn decide(
+impl<'a> Change<'a> {
+    /// A change from `pending` to `to` at `at` by `by`, with no reason and no hash check.
+    pub fn from_pending(to: RequestStatus, at: Millis, by: &'a str) -> Self {
+        Self {
+            from: RequestStatus::Pending,
+            to,
+            at,
+            by,
+            reason_code: None,
+            reason: None,
+            expected_hash: None,
+        }
+    }
+}
+
+/// Moves a request from `c.from` to `c.to`, if the request lifecycle has that transition (else
+/// [`StoreError::IllegalTransition`], and nothing is written). The write is one conditional
+/// `UPDATE`: it happens only while the request is still in `c.from`, on the right side of its
+/// deadline for this transition (an expiry only after it, a decision only before it, with the
+/// deadline as the decision time of an expiry), and, when `c.expected_hash` is set, still bound
+/// to that action. Returns false when someone else got there first, the deadline is on the wrong
+/// side, or the hash differs: the caller then re-reads to say which.
+pub async fn change(
     conn: &mut AnyConnection,
     id: &str,
-    t: &Transition<'_>,
+    c: &Change<'_>,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE requests SET status = $2, decided_at = $3, decided_by = $4, reason_code = $5, reason = $6 \
-         WHERE id = $1 AND status = 'pending' AND expires_at > $3 AND ($7 IS NULL OR action_hash = $7)",
-    )
-    .bind(id)
-    .bind(t.to)
-    .bind(t.at)
-    .bind(t.by)
-    .bind(t.reason_code)
-    .bind(t.reason)
-    .bind(t.expected_hash)
-    .execute(conn)
-    .await?;
+    let transition = c.from.to(c.to)?;
+    let (decided_at, deadline) = match transition.deadline {
+        Deadline::Before => ("$3", "AND expires_at > $3"),
+        Deadline::After => ("expires_at", "AND expires_at <= $3"),
+        Deadline::Any => ("$3", ""),
+    };
+    let sql = format!(
+        "UPDATE requests SET status = $2, decided_at = {decided_at}, decided_by = $4, \
+         reason_code = $5, reason = $6 \
+         WHERE id = $1 AND status = $8 {deadline} AND ($7 IS NULL OR action_hash = $7)"
+    );
+    let done = sqlx::query(&sql)
+        .bind(id)
+        .bind(c.to.as_str())
+        .bind(c.at)
+        .bind(c.by)
+        .bind(c.reason_code)
+        .bind(c.reason)
+        .bind(c.expected_hash)
+        .bind(c.from.as_str())
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -183,8 +229,10 @@ pub async fn decide(
 pub async fn cancel_all_of_agent(
     conn: &mut AnyConnection,
     agent_id: &str,
-    t: &Transition<'_>,
+    t: &Change<'_>,
 ) -> Result<Vec<String>, StoreError> {
+    let transition = RequestStatus::Pending.to(RequestStatus::Cancelled)?;
+    debug_assert_eq!(transition.deadline, Deadline::Before);
     let rows = sqlx::query(
         "UPDATE requests SET status = 'cancelled', decided_at = $2, decided_by = $3, \
          reason_code = $4, reason = $5 \
@@ -229,15 +277,8 @@ pub async fn lock_pending(
 
 /// Marks a pending request expired if its time has passed. True when this call did it.
 pub async fn expire(conn: &mut AnyConnection, id: &str, now: Millis) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE requests SET status = 'expired', decided_at = expires_at, decided_by = 'system' \
-         WHERE id = $1 AND status = 'pending' AND expires_at <= $2",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let c = Change::from_pending(RequestStatus::Expired, now, "system");
+    change(conn, id, &c).await
 }
 
 /// Ids of pending requests whose time has passed (for the sweeper), oldest first.

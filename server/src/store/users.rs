@@ -3,8 +3,9 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor};
 
-use super::{col, json_col, list_placeholders, StoreError};
+use super::{col, json_col, list_placeholders, text_col, StoreError};
 use crate::clock::Millis;
+use crate::domain::lifecycle::{Role, UserStatus};
 
 /// One person.
 #[derive(Debug, Clone)]
@@ -15,10 +16,10 @@ pub struct UserRow {
     pub email: String,
     /// As they chose it at enrolment.
     pub display_name: String,
-    /// `owner` or `admin`.
-    pub role: String,
-    /// `active` or `deactivated`.
-    pub status: String,
+    /// What they may do.
+    pub role: Role,
+    /// Whether their account works.
+    pub status: UserStatus,
     /// When they enrolled.
     pub created_at: Millis,
     /// When they last signed in.
@@ -54,7 +55,7 @@ pub struct EnrolmentRow {
     /// Who is invited.
     pub email: String,
     /// The role they will have.
-    pub role: String,
+    pub role: Role,
     /// The groups they will be in.
     pub groups: Vec<String>,
     /// Who invited them (a user id, or `system` for the first admin).
@@ -84,8 +85,8 @@ async fn with_groups<'e, E: Executor<'e, Database = Any>>(
         id,
         email: col(row, "email")?,
         display_name: col(row, "display_name")?,
-        role: col(row, "role")?,
-        status: col(row, "status")?,
+        role: text_col(row, "role")?,
+        status: text_col(row, "status")?,
         created_at: col(row, "created_at")?,
         last_sign_in_at: col(row, "last_sign_in_at")?,
         groups,
@@ -101,8 +102,8 @@ pub async fn insert(conn: &mut AnyConnection, u: &UserRow) -> Result<(), StoreEr
     .bind(&u.id)
     .bind(&u.email)
     .bind(&u.display_name)
-    .bind(&u.role)
-    .bind(&u.status)
+    .bind(u.role.as_str())
+    .bind(u.status.as_str())
     .bind(u.created_at)
     .bind(u.last_sign_in_at)
     .execute(&mut *conn)
@@ -287,7 +288,7 @@ pub async fn insert_enrolment(
     )
     .bind(&e.token_hash)
     .bind(&e.email)
-    .bind(&e.role)
+    .bind(e.role.as_str())
     .bind(groups)
     .bind(&e.created_by)
     .bind(e.created_at)
@@ -301,7 +302,7 @@ fn enrolment_from_row(row: &AnyRow) -> Result<EnrolmentRow, StoreError> {
     Ok(EnrolmentRow {
         token_hash: col(row, "token_hash")?,
         email: col(row, "email")?,
-        role: col(row, "role")?,
+        role: text_col(row, "role")?,
         groups: json_col(row, "groups")?,
         created_by: col(row, "created_by")?,
         created_at: col(row, "created_at")?,
@@ -445,8 +446,8 @@ fn with_their_groups(people: &[AnyRow], groups: &[AnyRow]) -> Result<Vec<UserRow
                 id,
                 email: col(row, "email")?,
                 display_name: col(row, "display_name")?,
-                role: col(row, "role")?,
-                status: col(row, "status")?,
+                role: text_col(row, "role")?,
+                status: text_col(row, "status")?,
                 created_at: col(row, "created_at")?,
                 last_sign_in_at: col(row, "last_sign_in_at")?,
             })
@@ -483,12 +484,12 @@ pub async fn all_passkeys<'e, E: Executor<'e, Database = Any>>(
 pub async fn set_role_and_groups(
     conn: &mut AnyConnection,
     id: &str,
-    role: &str,
+    role: Role,
     groups: &[String],
 ) -> Result<bool, StoreError> {
     let done = sqlx::query("UPDATE users SET role = $2 WHERE id = $1")
         .bind(id)
-        .bind(role)
+        .bind(role.as_str())
         .execute(&mut *conn)
         .await?;
     if done.rows_affected() != 1 {
@@ -513,13 +514,14 @@ pub async fn set_role_and_groups(
 pub async fn set_status(
     conn: &mut AnyConnection,
     id: &str,
-    from: &str,
-    to: &str,
+    from: UserStatus,
+    to: UserStatus,
 ) -> Result<bool, StoreError> {
+    from.to(to)?;
     let done = sqlx::query("UPDATE users SET status = $3 WHERE id = $1 AND status = $2")
         .bind(id)
-        .bind(from)
-        .bind(to)
+        .bind(from.as_str())
+        .bind(to.as_str())
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)

@@ -271,6 +271,7 @@ impl TestApp {
             .unwrap()
             .unwrap()
             .status
+            .to_string()
     }
 
     /// A person as the services see them when they act from a browser session.
@@ -317,7 +318,10 @@ impl TestApp {
             ("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}")),
             ("COUNTERSIGN_PUBLIC_URL", self.base.clone()),
             ("COUNTERSIGN_DATA_DIR", dir.path().display().to_string()),
-            ("DATABASE_URL", self.core.config.database_url.clone()),
+            (
+                "DATABASE_URL",
+                self.core.config.database_url.expose().to_string(),
+            ),
         ]);
         // The first replica owns (and drops) the database.
         Self::start(vars, dir, listener, self.backend, None).await
@@ -328,7 +332,7 @@ impl TestApp {
     /// in its log unless the caller sets `RUST_LOG`).
     pub fn cli_command(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
-        cmd.env("DATABASE_URL", &self.core.config.database_url)
+        cmd.env("DATABASE_URL", self.core.config.database_url.expose())
             .env("COUNTERSIGN_DATA_DIR", &self.core.config.data_dir)
             .env("COUNTERSIGN_PUBLIC_URL", &self.base)
             .env("RUST_LOG", "warn");

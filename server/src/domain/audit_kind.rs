@@ -1,0 +1,112 @@
+//! Every kind of event Countersign writes on the audit chain, as one enum.
+//!
+//! Stored (and hashed) as the same dotted text as always, e.g. `request.created`. The chain's
+//! read side keeps the text ([`crate::domain::audit::AuditEvent::kind`]): a chain is verified
+//! and exported as it was written, whatever version wrote it; the write side takes this type, so
+//! a misspelt kind no longer compiles.
+
+use super::lifecycle::stored_as_text;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+pub enum EventKind {
+    /// An agent asked; policy decided what happens next.
+    #[strum(serialize = "request.created")]
+    RequestCreated,
+    /// One person approved (quorum counts these).
+    #[strum(serialize = "approval.recorded")]
+    ApprovalRecorded,
+    /// The request was approved (by policy or its quorum).
+    #[strum(serialize = "request.approved")]
+    RequestApproved,
+    /// The request was denied (by policy or an approver).
+    #[strum(serialize = "request.denied")]
+    RequestDenied,
+    /// The request was withdrawn or cancelled by the kill switch.
+    #[strum(serialize = "request.cancelled")]
+    RequestCancelled,
+    /// The request's deadline passed.
+    #[strum(serialize = "request.expired")]
+    RequestExpired,
+    /// A grant was issued.
+    #[strum(serialize = "grant.issued")]
+    GrantIssued,
+    /// A grant was redeemed.
+    #[strum(serialize = "grant.redeemed")]
+    GrantRedeemed,
+    /// The agent reported what happened with a redeemed grant.
+    #[strum(serialize = "grant.outcome")]
+    GrantOutcome,
+    /// A grant was revoked.
+    #[strum(serialize = "grant.revoked")]
+    GrantRevoked,
+    /// A grant's lifetime ran out unused.
+    #[strum(serialize = "grant.expired")]
+    GrantExpired,
+    /// An agent was registered.
+    #[strum(serialize = "agent.created")]
+    AgentCreated,
+    /// An agent was suspended (the kill switch).
+    #[strum(serialize = "agent.suspended")]
+    AgentSuspended,
+    /// An agent was resumed.
+    #[strum(serialize = "agent.resumed")]
+    AgentResumed,
+    /// An agent's API key was replaced.
+    #[strum(serialize = "agent.key_rotated")]
+    AgentKeyRotated,
+    /// An agent's public key was set or replaced.
+    #[strum(serialize = "agent.public_key_set")]
+    AgentPublicKeySet,
+    /// Someone was invited.
+    #[strum(serialize = "user.invited")]
+    UserInvited,
+    /// An invited person enrolled their first passkey.
+    #[strum(serialize = "user.enrolled")]
+    UserEnrolled,
+    /// A person signed in.
+    #[strum(serialize = "user.signed_in")]
+    UserSignedIn,
+    /// An admin changed a person's role or groups.
+    #[strum(serialize = "user.updated")]
+    UserUpdated,
+    /// An admin deactivated a person.
+    #[strum(serialize = "user.deactivated")]
+    UserDeactivated,
+    /// An admin reactivated a person.
+    #[strum(serialize = "user.reactivated")]
+    UserReactivated,
+    /// A person added a passkey.
+    #[strum(serialize = "passkey.added")]
+    PasskeyAdded,
+    /// A person renamed a passkey.
+    #[strum(serialize = "passkey.renamed")]
+    PasskeyRenamed,
+    /// A person removed a passkey.
+    #[strum(serialize = "passkey.removed")]
+    PasskeyRemoved,
+    /// A new policy version took effect.
+    #[strum(serialize = "policy.applied")]
+    PolicyApplied,
+    /// An admin changed the guards.
+    #[strum(serialize = "settings.changed")]
+    SettingsChanged,
+}
+
+stored_as_text!(EventKind, "audit event kind");
+
+#[cfg(test)]
+mod tests {
+    use strum::VariantArray;
+
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_its_text() {
+        for k in EventKind::VARIANTS {
+            assert_eq!(k.as_str().parse::<EventKind>(), Ok(*k));
+        }
+        assert_eq!(EventKind::VARIANTS.len(), 27);
+        assert_eq!(EventKind::GrantRedeemed.as_str(), "grant.redeemed");
+    }
+}

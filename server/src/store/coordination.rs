@@ -1,0 +1,56 @@
+//! Coordination between replicas: `NOTIFY` and transaction-scoped advisory locks.
+//!
+//! These exist only on PostgreSQL, where several replicas share one database. On SQLite there
+//! is one process and one writer (see [`crate::store`]), so there is nobody to tell and nothing
+//! to lock against: every function here does nothing there, and callers need not ask which
+//! engine they run on.
+
+use sqlx::AnyConnection;
+
+use super::{Backend, StoreError};
+
+/// Sends `payload` on `channel` to every replica that listens; delivered when the caller's
+/// transaction commits (and never if it rolls back).
+pub async fn notify(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    channel: &str,
+    payload: &str,
+) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Waits for the advisory lock `key` and holds it until the caller's transaction ends.
+pub async fn lock(conn: &mut AnyConnection, backend: Backend, key: i64) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Takes the advisory lock `key` for the caller's transaction if nobody holds it; false when
+/// another replica does. Always true on SQLite.
+pub async fn try_lock(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    key: i64,
+) -> Result<bool, StoreError> {
+    if backend != Backend::Postgres {
+        return Ok(true);
+    }
+    let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(key)
+        .fetch_one(conn)
+        .await?;
+    Ok(got)
+}
