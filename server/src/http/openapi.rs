@@ -5,7 +5,7 @@
 //! (`domain::intake::schema`), the answers from the types the handlers return. What the
 //! handlers build by hand (the grant's claims, the small acknowledgements) is described here by
 //! documentation-only types; the integration tests keep them honest by validating every answer
-//! of the suite against the document (`server/tests/common`).
+//! of the suite against the document (`server/tests/it/common`).
 //!
 //! The errors every agent operation shares (401, 413, 415, 429, 500) are reusable responses
 //! ([`Unauthorized`] and its neighbours), so each is described once.

@@ -69,6 +69,9 @@ pub struct Countersign {
     pub mailer: crate::mail::Mailer,
     /// Signed checkpoints of the audit chain: their key, file and schedule.
     pub checkpoints: checkpoints::Checkpoints,
+    /// The approval announcements still running (see [`notify`]): they work off the agent's
+    /// path, and [`Countersign::announcing`] says how many have not finished.
+    pub announcements: tokio_util::task::TaskTracker,
 }
 
 impl std::fmt::Debug for Countersign {
@@ -123,7 +126,14 @@ impl Countersign {
             guards_cache: guards::GuardsCache::default(),
             mailer,
             checkpoints,
+            announcements: tokio_util::task::TaskTracker::new(),
         }))
+    }
+
+    /// How many approval announcements (who to mail about a new request, and queueing those
+    /// mails) are still running.
+    pub fn announcing(&self) -> usize {
+        self.announcements.len()
     }
 
     /// The current time in unix milliseconds.

@@ -66,7 +66,7 @@ impl Countersign {
         let request = request.clone();
         let agent_name = agent.name.clone();
         let owner_id = agent.owner_id.clone();
-        tokio::spawn(async move {
+        self.announcements.spawn(async move {
             match eligible_approvers_of(&db, &request, &owner_id).await {
                 Ok(people) if people.is_empty() => {
                     tracing::warn!(request_id = %request.id, rule = %request.rule_id, "nobody can approve this request: no mail sent");

@@ -697,3 +697,21 @@ pub async fn problem(r: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(body["status"], status.as_u16());
     body
 }
+
+/// Polls `condition` every 20 ms until it holds, for at most `within`; panics saying what never
+/// became true. For tests that wait on something happening in the background, instead of
+/// sleeping and hoping it happened.
+pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

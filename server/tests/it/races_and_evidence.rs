@@ -2,7 +2,7 @@
 //! request, and an audit chain that names the row someone edited.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{problem, transfer, Backend, TestApp};
 use reqwest::StatusCode;

@@ -3,7 +3,7 @@
 //! their passkey from signing in or approving. There is always one active admin left.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

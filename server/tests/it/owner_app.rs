@@ -3,7 +3,7 @@
 //! strings inert), live inbox events, passkey management, and the display-hash binding.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{transfer, Backend, TestApp};
 use reqwest::StatusCode;

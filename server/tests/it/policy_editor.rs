@@ -4,7 +4,7 @@
 //! apply that the next agent request follows, and a refusal when someone applied meanwhile.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{transfer, Backend, Person, TestApp};
 use reqwest::StatusCode;

@@ -2,7 +2,7 @@
 //! problem+json with the right status, code and field — never a 500, never a half-written row.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{problem, transfer, Backend, TestApp};
 use countersign::domain::jose::GrantSigningKey;

@@ -4,7 +4,7 @@
 //! too. On SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestApp};
 use countersign::domain::lifecycle::{

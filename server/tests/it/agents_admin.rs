@@ -4,7 +4,7 @@
 //! without the secret. Owners get 403 on every one of these, signed-out callers 401.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{problem, transfer, Agent, Backend, Person, TestApp};
 use countersign::domain::jose::GrantSigningKey;

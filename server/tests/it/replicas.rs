@@ -2,9 +2,9 @@
 //! long-waiting on another (LISTEN/NOTIFY), and grants signed by either verify on both.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{problem, transfer, Backend, TestApp};
 use reqwest::StatusCode;
@@ -30,14 +30,12 @@ async fn a_decision_on_one_replica_wakes_the_agent_waiting_on_another() {
         .unwrap()
         .to_string();
     let waiter = b.wait_in_background(&agent, &id);
-    let registered = Instant::now();
-    while b.core.waiters.waiting() == 0 {
-        assert!(
-            registered.elapsed() < Duration::from_secs(10),
-            "the waiter never registered on B"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(
+        "the waiter registered on B",
+        Duration::from_secs(10),
+        || async { b.core.waiters.waiting() > 0 },
+    )
+    .await;
 
     // The owner approves on replica A; B has no in-process notification of it.
     alice.approve(&a.http, &id).await;

@@ -2,7 +2,7 @@
 //! out ends the session.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{problem, Backend, TestApp};
 use reqwest::StatusCode;

@@ -4,7 +4,7 @@
 //! server that strays from it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue};
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 /// The create body of the README's five-minute tour, as printed there.
 fn readme_example() -> Value {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let call = readme
         .find("-X POST http://localhost:3000/api/v1/requests")
         .expect("the README shows a create call");

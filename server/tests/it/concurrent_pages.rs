@@ -4,7 +4,7 @@
 //! browser's connection was dropped.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestApp};
 

@@ -2,7 +2,7 @@
 //! in, and admins can read and change the fatigue guards from the browser.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestApp};
 use reqwest::StatusCode;

@@ -5,7 +5,7 @@
 //! refused; important events are checkpointed without waiting for the interval.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

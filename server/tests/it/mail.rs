@@ -1,11 +1,11 @@
-//! Outgoing mail against a real SMTP server on loopback (aiosmtpd, `tests/smtp/sink.py`, which
+//! Outgoing mail against a real SMTP server on loopback (aiosmtpd, `tests/it/smtp/sink.py`, which
 //! `.ci/setup` installs): invitations carry their link, a pending request mails exactly its
 //! eligible approvers and nothing secret, a relay that is down at first still gets the mail
 //! after a retry without the agent noticing, AUTH works, and `?tls=required` never falls back
 //! to plain text. A sink that cannot start fails the test; it is never skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -38,7 +38,7 @@ fn free_port() -> u16 {
 
 impl SmtpSink {
     async fn start(port: u16, auth: Option<&str>) -> Self {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/sink.py");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/smtp/sink.py");
         let out = tempfile::tempdir().unwrap();
         let mut cmd = Command::new("python3");
         cmd.arg(&script)
@@ -154,9 +154,15 @@ async fn app_retrying(backend: Backend, smtp_url: &str, retries: &str) -> (TestA
     (app, alice, agent)
 }
 
-/// Lets the announcement tasks and the mail queue settle, so "no more mail" can be asserted.
+/// Waits until every approval announcement has finished and the mail queue is empty, so "no
+/// more mail" can be asserted.
 async fn settle(app: &TestApp) {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::eventually(
+        "the announcements finished",
+        Duration::from_secs(10),
+        || async { app.core.announcing() == 0 },
+    )
+    .await;
     assert!(app.core.mailer.flush(Duration::from_secs(10)).await);
 }
 

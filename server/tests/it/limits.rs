@@ -9,7 +9,7 @@
 //! per test to a few calls an hour, so no refill happens while a test runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 

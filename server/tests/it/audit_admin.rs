@@ -4,7 +4,7 @@
 //! for everyone who is not an admin.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{transfer, Backend, Person, TestApp};
 use countersign::domain::audit::{AuditEvent, ChainVerifier};

@@ -10,7 +10,7 @@
 //! - The command line's words for an owner who has not enrolled, and a clean standard output.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -104,9 +104,11 @@ fn load(
 
 /// Waits until the load has had `n` answers, so the change lands in the middle of it.
 async fn after_answers(started: &AtomicUsize, n: usize) {
-    while started.load(Ordering::SeqCst) < n {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let within = std::time::Duration::from_secs(60);
+    common::eventually("the load got its answers", within, || async {
+        started.load(Ordering::SeqCst) >= n
+    })
+    .await;
 }
 
 /// The audit chain as exported, one JSON value per event.

@@ -4,7 +4,7 @@
 //! moment. Only admins change them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{transfer, Backend, TestApp};
 use reqwest::StatusCode;
@@ -119,12 +119,13 @@ async fn mails_to_one_approver_are_rationed_per_minute(backend: Backend) {
     let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     // Mail goes out from a task of its own per request; wait until each was judged.
     let settle = |n: u64| async move {
-        for _ in 0..100 {
-            if count(&mail.logged) + count(&mail.held) >= n {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let judged = || async { count(&mail.logged) + count(&mail.held) >= n };
+        common::eventually(
+            "every mail judged",
+            std::time::Duration::from_secs(5),
+            judged,
+        )
+        .await;
     };
     settle(4).await;
     assert_eq!(count(&mail.logged), 2, "two mails");

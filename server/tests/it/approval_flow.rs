@@ -2,7 +2,7 @@
 //! passkey, the waiting agent receives a grant, the downstream system redeems it once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -154,8 +154,10 @@ async fn long_wait_returns_when_the_decision_commits(backend: Backend) {
 
     let waiter = app.wait_in_background(&agent, &id);
     // Let the waiter get registered, then decide.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(app.core.waiters.waiting(), 1);
+    common::eventually("the waiter registered", Duration::from_secs(10), || async {
+        app.core.waiters.waiting() == 1
+    })
+    .await;
     alice.approve(&app.http, &id).await;
     let (r, elapsed) = waiter.await.unwrap();
     assert_eq!(r["status"], "approved");

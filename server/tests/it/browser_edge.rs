@@ -4,7 +4,7 @@
 //! and Strict-Transport-Security is sent exactly when the public URL is https.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{transfer, Backend, TestApp};
 use reqwest::header::HeaderMap;
