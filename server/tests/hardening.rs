@@ -546,7 +546,7 @@ impl Forger {
             60_000,
         )
         .unwrap();
-        credential.response.client_data_json = client.into();
+        credential.response.client_data_json = client;
         serde_json::to_value(credential).unwrap()
     }
 

@@ -1,99 +1,175 @@
 //! Passkeys stored by an older webauthn-rs keep working after an upgrade.
 //!
-//! This version of the file only writes the fixture: run on webauthn-rs 0.5 with
-//! `cargo test -p countersign --test stored_passkeys -- --ignored`, it enrols a person with a
-//! software authenticator through the real HTTP ceremonies, signs them in once, and writes to
-//! `tests/fixtures/passkey-webauthn-rs-0.5.json` what the database then holds for them (the
-//! `passkeys.passkey` JSON exactly as `store::users` persisted it) together with the
-//! authenticator's private key, so that a later version can sign with the same credential.
+//! `tests/fixtures/passkey-webauthn-rs-0.5.json` holds what Countersign on webauthn-rs 0.5.5
+//! stored for a person and two passkeys (the `passkeys.passkey` JSON exactly as `store::users`
+//! wrote it), plus the private key of the first one. It was written, through the real
+//! enrolment and sign-in ceremonies, by this file's previous version (see the commit that added
+//! the fixture; a generator cannot run again on a newer webauthn-rs). Here those rows go into a
+//! real database and the person signs in and approves with that key, on both databases.
+//!
+//! The assertions are made by hand from the key (the software authenticators of
+//! webauthn-authenticator-rs cannot load a key from outside), as an authenticator does:
+//! authenticator data = SHA-256(RP id) ‖ flags ‖ counter, signed with ECDSA P-256 together
+//! with SHA-256 of the client data.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{Backend, TestApp};
+use common::{transfer, Backend, Person, TestApp};
+use p256::ecdsa::signature::Signer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
-use webauthn_authenticator_rs::softtoken::SoftToken;
-use webauthn_authenticator_rs::AuthenticatorBackend;
-use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
+use sha2::{Digest, Sha256};
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/passkey-webauthn-rs-0.5.json"
-);
+const FIXTURE: &str = include_str!("fixtures/passkey-webauthn-rs-0.5.json");
 
-/// The one private key a `SoftToken` holds after one registration: its serialised state is
-/// CBOR with `tokens: {credential id: SEC1 DER}`.
-fn only_key(token: &SoftToken) -> (Vec<u8>, Vec<u8>) {
-    let state: serde_cbor_2::Value = serde_cbor_2::from_slice(&token.to_cbor().unwrap()).unwrap();
-    let serde_cbor_2::Value::Map(state) = state else {
-        panic!("SoftToken state is not a map")
-    };
-    let tokens = &state[&serde_cbor_2::Value::Text("tokens".into())];
-    let serde_cbor_2::Value::Map(tokens) = tokens else {
-        panic!("SoftToken tokens are not a map")
-    };
-    assert_eq!(tokens.len(), 1);
-    let bytes = |v: &serde_cbor_2::Value| -> Vec<u8> {
-        match v {
-            serde_cbor_2::Value::Bytes(b) => b.clone(),
-            serde_cbor_2::Value::Array(a) => a
-                .iter()
-                .map(|x| match x {
-                    serde_cbor_2::Value::Integer(i) => u8::try_from(*i).unwrap(),
-                    other => panic!("not a byte: {other:?}"),
-                })
-                .collect(),
-            other => panic!("not bytes: {other:?}"),
-        }
-    };
-    let (id, der) = tokens.iter().next().unwrap();
-    (bytes(id), bytes(der))
+/// User present and user verified.
+const FLAGS_UP_UV: u8 = 0b0000_0101;
+
+/// The authenticator that holds the fixture's first passkey.
+struct OldKey {
+    credential_id: String,
+    key: p256::ecdsa::SigningKey,
+    rp_id: String,
+    counter: u32,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "writes the fixture; run once on webauthn-rs 0.5"]
-async fn write_the_webauthn_rs_0_5_fixture() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let email = "old-passkey@example.com";
-    let link = app.core.bootstrap_admin_link().await.unwrap().unwrap();
-    let token = link.expose().rsplit('/').next().unwrap().to_string();
-    let mut browser = app.stranger();
-    let (mut key, _ca) = SoftToken::new(true).unwrap();
+impl OldKey {
+    fn from_fixture(fixture: &Value) -> Self {
+        let der = URL_SAFE_NO_PAD
+            .decode(
+                fixture["authenticator"]["private_key_sec1_der"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+        let secret = p256::SecretKey::from_sec1_der(&der).unwrap();
+        Self {
+            credential_id: fixture["passkeys"][0]["credential_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            key: p256::ecdsa::SigningKey::from(&secret),
+            rp_id: fixture["rp_id"].as_str().unwrap().to_string(),
+            counter: u32::try_from(fixture["authenticator"]["counter"].as_u64().unwrap()).unwrap(),
+        }
+    }
 
-    let start = browser
-        .post(
-            &app.http,
-            "/api/ui/enrol/start",
-            &json!({ "token": token, "email": email, "display_name": "Olga Old", "passkey_name": "SoftToken 0.5" }),
+    /// An assertion for the challenge in `options` (a `RequestChallengeResponse` as JSON),
+    /// made in `browser`'s origin with this signature counter; `user_handle` as a discoverable
+    /// credential answers.
+    fn assert(
+        &self,
+        browser: &Person,
+        options: &Value,
+        counter: u32,
+        user_handle: Option<&[u8]>,
+    ) -> Value {
+        let client_data = serde_json::to_vec(&json!({
+            "type": "webauthn.get",
+            "challenge": options["publicKey"]["challenge"],
+            "origin": browser.origin.as_str().trim_end_matches('/'),
+        }))
+        .unwrap();
+        let mut authenticator_data = Sha256::digest(self.rp_id.as_bytes()).to_vec();
+        authenticator_data.push(FLAGS_UP_UV);
+        authenticator_data.extend_from_slice(&counter.to_be_bytes());
+        let mut signed = authenticator_data.clone();
+        signed.extend_from_slice(&Sha256::digest(&client_data));
+        let signature: p256::ecdsa::Signature = self.key.sign(&signed);
+        json!({
+            "id": self.credential_id,
+            "rawId": self.credential_id,
+            "type": "public-key",
+            "extensions": {},
+            "response": {
+                "authenticatorData": URL_SAFE_NO_PAD.encode(&authenticator_data),
+                "clientDataJSON": URL_SAFE_NO_PAD.encode(&client_data),
+                "signature": URL_SAFE_NO_PAD.encode(signature.to_der().as_bytes()),
+                "userHandle": user_handle.map(|h| URL_SAFE_NO_PAD.encode(h)),
+            },
+        })
+    }
+}
+
+/// Writes the fixture's person and passkeys into the server's database with the store's own
+/// functions, as if they had been enrolled before the upgrade.
+async fn load_fixture(app: &TestApp, fixture: &Value) {
+    use countersign::store::users::{self, PasskeyRow, UserRow};
+    let user = &fixture["user"];
+    let user_id = user["id"].as_str().unwrap().to_string();
+    let now = app.core.now();
+    let mut tx = app.core.db.begin().await.unwrap();
+    users::insert(
+        &mut tx,
+        &UserRow {
+            id: user_id.clone(),
+            email: user["email"].as_str().unwrap().to_string(),
+            display_name: user["display_name"].as_str().unwrap().to_string(),
+            role: user["role"].as_str().unwrap().to_string(),
+            status: "active".into(),
+            created_at: now,
+            last_sign_in_at: None,
+            groups: serde_json::from_value(user["groups"].clone()).unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    for (i, p) in fixture["passkeys"].as_array().unwrap().iter().enumerate() {
+        users::insert_passkey(
+            &mut tx,
+            &PasskeyRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                user_id: user_id.clone(),
+                credential_id: p["credential_id"].as_str().unwrap().to_string(),
+                name: p["name"].as_str().unwrap().to_string(),
+                passkey: p["passkey"].as_str().unwrap().to_string(),
+                created_at: now + i as i64,
+                last_used_at: None,
+            },
         )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Signs in with an assertion answering a started sign-in; returns the finish response.
+async fn sign_in(
+    app: &TestApp,
+    browser: &mut Person,
+    key: &OldKey,
+    start_body: Value,
+    counter: u32,
+    user_handle: Option<&[u8]>,
+) -> reqwest::Response {
+    let start = browser
+        .post(&app.http, "/api/ui/sign-in/start", &start_body)
         .await;
     assert_eq!(start.status(), StatusCode::OK);
     let start: Value = start.json().await.unwrap();
-    let options: CreationChallengeResponse =
-        serde_json::from_value(start["options"].clone()).unwrap();
-    let credential = key
-        .perform_register(browser.origin.clone(), options.public_key, 60_000)
-        .unwrap();
-    let finish = browser
+    let credential = key.assert(browser, &start["options"], counter, user_handle);
+    browser
         .post(
             &app.http,
-            "/api/ui/enrol/finish",
+            "/api/ui/sign-in/finish",
             &json!({ "ceremony_id": start["ceremony_id"], "credential": credential }),
         )
-        .await;
-    assert_eq!(
-        finish.status(),
-        StatusCode::OK,
-        "{}",
-        finish.text().await.unwrap()
-    );
+        .await
+}
 
-    // One sign-in under 0.5, so the stored JSON is the one `update_credential` rewrote (the
-    // state of a passkey in use), with the signature counter at 1.
+async fn passkeys_stored_by_webauthn_rs_0_5_sign_in_and_approve(backend: Backend) {
+    let fixture: Value = serde_json::from_str(FIXTURE).unwrap();
+    let app = TestApp::spawn(backend).await;
+    load_fixture(&app, &fixture).await;
+    let key = OldKey::from_fixture(&fixture);
+    let email = fixture["user"]["email"].as_str().unwrap();
+    let user_id = fixture["user"]["id"].as_str().unwrap();
+
+    // Sign-in by address: both stored passkeys are read back and offered.
+    let mut browser = app.stranger();
     let start = browser
         .post(
             &app.http,
@@ -103,95 +179,89 @@ async fn write_the_webauthn_rs_0_5_fixture() {
         .await;
     assert_eq!(start.status(), StatusCode::OK);
     let start: Value = start.json().await.unwrap();
-    let options: RequestChallengeResponse =
-        serde_json::from_value(start["options"].clone()).unwrap();
-    let assertion = key
-        .perform_auth(browser.origin.clone(), options.public_key, 60_000)
-        .unwrap();
-    let finish = browser
+    let offered: Vec<&str> = start["options"]["publicKey"]["allowCredentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    let stored: Vec<&str> = fixture["passkeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["credential_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, stored);
+
+    // The stored signature counter is in force: the counter the key last used under 0.5 is
+    // refused as a possible clone, the next one accepted.
+    let replayed = key.assert(&browser, &start["options"], key.counter, None);
+    let r = browser
         .post(
             &app.http,
             "/api/ui/sign-in/finish",
-            &json!({ "ceremony_id": start["ceremony_id"], "credential": assertion }),
+            &json!({ "ceremony_id": start["ceremony_id"], "credential": replayed }),
         )
         .await;
-    assert_eq!(
-        finish.status(),
-        StatusCode::OK,
-        "{}",
-        finish.text().await.unwrap()
-    );
+    common::problem(r, StatusCode::FORBIDDEN, "access_denied").await;
+    let r = sign_in(
+        &app,
+        &mut browser,
+        &key,
+        json!({ "email": email }),
+        key.counter + 1,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["id"], user_id);
 
-    // A second passkey, from SoftPasskey (packed self-attestation, no certificate): its private
-    // key is not kept, it is there to be read back (a person's passkeys are all loaded when
-    // they sign in by e-mail address).
+    // The passkey's JSON, rewritten by the new version with the advanced counter, is read
+    // back for a decision: the person approves a request with the same key.
+    let agent = app.agent(email).await;
+    let id = app.ask_id(&agent, &transfer("12.00")).await;
     let start = browser
-        .post(
-            &app.http,
-            "/api/ui/passkeys/start",
-            &json!({ "passkey_name": "SoftPasskey 0.5" }),
-        )
+        .start_decision(&app.http, &id, &json!({ "decision": "approve" }))
         .await;
     assert_eq!(start.status(), StatusCode::OK);
     let start: Value = start.json().await.unwrap();
-    let options: CreationChallengeResponse =
-        serde_json::from_value(start["options"].clone()).unwrap();
-    let credential = SoftPasskey::new(true)
-        .perform_register(browser.origin.clone(), options.public_key, 60_000)
-        .unwrap();
-    let finish = browser
+    let credential = key.assert(&browser, &start["options"], key.counter + 2, None);
+    let r = browser
         .post(
             &app.http,
-            "/api/ui/passkeys/finish",
+            &format!("/api/ui/requests/{id}/decision/finish"),
             &json!({ "ceremony_id": start["ceremony_id"], "credential": credential }),
         )
         .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    assert_eq!(app.state(&agent, &id).await["status"], "approved");
+
+    // Sign-in without an address (the browser's passkey picker): the credential names its
+    // person by the user handle stored at enrolment.
+    let mut picker = app.stranger();
+    let handle = uuid::Uuid::parse_str(user_id).unwrap();
+    let r = sign_in(
+        &app,
+        &mut picker,
+        &key,
+        json!({}),
+        key.counter + 3,
+        Some(handle.as_bytes()),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+
+    let rows = countersign::store::users::passkeys(app.core.db.reader(), user_id)
+        .await
+        .unwrap();
+    let counter =
+        |json: &str| serde_json::from_str::<Value>(json).unwrap()["cred"]["counter"].clone();
+    assert_eq!(counter(&rows[0].passkey), json!(key.counter + 3));
     assert_eq!(
-        finish.status(),
-        StatusCode::OK,
-        "{}",
-        finish.text().await.unwrap()
+        rows[1].passkey,
+        fixture["passkeys"][1]["passkey"].as_str().unwrap()
     );
-
-    let mut conn = app.core.db.read_conn().await.unwrap();
-    let user = countersign::store::users::get_by_email(&mut conn, email)
-        .await
-        .unwrap()
-        .unwrap();
-    let rows = countersign::store::users::passkeys(&mut *conn, &user.id)
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 2);
-    let (key_id, key_der) = only_key(&key);
-    assert_eq!(URL_SAFE_NO_PAD.encode(&key_id), rows[0].credential_id);
-
-    let fixture = json!({
-        "about": "A passkey enrolled and used once by Countersign on webauthn-rs 0.5.5, with \
-                  webauthn-authenticator-rs 0.5.5's SoftToken (packed attestation with a \
-                  certificate chain), plus a second passkey from its SoftPasskey (packed \
-                  self-attestation) added afterwards. `user` and `passkeys` are the database \
-                  rows as store::users wrote them; `authenticator` is what a later version \
-                  needs to sign with the first passkey. Written by tests/stored_passkeys.rs at the \
-                  commit that added this file.",
-        "rp_id": "localhost",
-        "user": {
-            "id": user.id,
-            "email": user.email,
-            "display_name": user.display_name,
-            "role": user.role,
-            "groups": user.groups,
-        },
-        "passkeys": rows.iter().map(|row| json!({
-            "credential_id": row.credential_id,
-            "name": row.name,
-            "passkey": row.passkey,
-        })).collect::<Vec<_>>(),
-        "authenticator": {
-            "private_key_sec1_der": URL_SAFE_NO_PAD.encode(&key_der),
-            "counter": 1,
-        },
-    });
-    let mut text = serde_json::to_string_pretty(&fixture).unwrap();
-    text.push('\n');
-    std::fs::write(FIXTURE, text).unwrap();
 }
+
+on_both_backends!(passkeys_stored_by_webauthn_rs_0_5_sign_in_and_approve);

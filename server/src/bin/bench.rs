@@ -234,7 +234,7 @@ impl Server {
 struct Owner {
     origin: Url,
     cookie: Option<String>,
-    passkey: WebauthnAuthenticator<SoftPasskey>,
+    passkey: SoftPasskey,
 }
 
 impl Owner {
@@ -242,7 +242,7 @@ impl Owner {
         let mut me = Self {
             origin: Url::parse(&server.base)?,
             cookie: None,
-            passkey: WebauthnAuthenticator::new(SoftPasskey::new(true)),
+            passkey: SoftPasskey::new(true),
         };
         let token = server.enrol_link.rsplit('/').next().unwrap_or_default();
         let start = me

@@ -510,7 +510,7 @@ pub struct Person {
     pub email: String,
     pub cookie: Option<String>,
     pub origin: Url,
-    pub authenticator: WebauthnAuthenticator<SoftPasskey>,
+    pub authenticator: SoftPasskey,
 }
 
 impl Person {
@@ -521,7 +521,7 @@ impl Person {
             cookie: None,
             origin: Url::parse(&base).unwrap(),
             // `true`: this soft authenticator performs user verification.
-            authenticator: WebauthnAuthenticator::new(SoftPasskey::new(true)),
+            authenticator: SoftPasskey::new(true),
         }
     }
 
