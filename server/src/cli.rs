@@ -240,11 +240,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             // first attempt and a retry or two), then say what happened.
             let flushed = core.mailer.flush(INVITE_MAIL_WAIT).await;
             if core.mailer.sends_mail() {
-                let sent = core
-                    .metrics
-                    .mail
-                    .sent
-                    .load(std::sync::atomic::Ordering::SeqCst);
+                let sent = core.metrics.mail.sent.get();
                 if flushed && sent > 0 {
                     println!("Mailed to {}.", invite.email);
                 } else {
