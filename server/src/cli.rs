@@ -508,7 +508,14 @@ async fn serve() -> anyhow::Result<ExitCode> {
         println!();
     }
     let listener = tokio::net::TcpListener::bind(core.config.listen).await?;
-    tracing::info!(listen = %core.config.listen, public_url = %core.issuer(), backend = ?core.db.backend(), "countersign is serving");
+    // Which SQLite (bundled) or PostgreSQL this is, so an operator can tell whether a known
+    // engine bug applies.
+    let engine = core
+        .db
+        .engine_version()
+        .await
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    tracing::info!(listen = %core.config.listen, public_url = %core.issuer(), backend = ?core.db.backend(), engine_version = %engine, "countersign is serving");
     let mailer = core.mailer.clone();
     crate::http::serve(core, listener, async {
         let _ = tokio::signal::ctrl_c().await;
