@@ -5,7 +5,7 @@
 run:
 	bash .ci/serve
 
-# Everything CI runs: setup, fmt, clippy, cargo test, release build, browser tests.
+# Everything CI runs: setup, fmt, clippy, cargo deny, cargo test, release build, browser tests.
 test:
 	bash .ci/test
 

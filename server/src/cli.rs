@@ -241,11 +241,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             // first attempt and a retry or two), then say what happened.
             let flushed = core.mailer.flush(INVITE_MAIL_WAIT).await;
             if core.mailer.sends_mail() {
-                let sent = core
-                    .metrics
-                    .mail
-                    .sent
-                    .load(std::sync::atomic::Ordering::SeqCst);
+                let sent = core.metrics.mail.sent.get();
                 if flushed && sent > 0 {
                     println!("Mailed to {}.", invite.email);
                 } else {
@@ -513,7 +509,14 @@ async fn serve() -> anyhow::Result<ExitCode> {
         println!();
     }
     let listener = tokio::net::TcpListener::bind(core.config.listen).await?;
-    tracing::info!(listen = %core.config.listen, public_url = %core.issuer(), backend = ?core.db.backend(), "countersign is serving");
+    // Which SQLite (bundled) or PostgreSQL this is, so an operator can tell whether a known
+    // engine bug applies.
+    let engine = core
+        .db
+        .engine_version()
+        .await
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    tracing::info!(listen = %core.config.listen, public_url = %core.issuer(), backend = ?core.db.backend(), engine_version = %engine, "countersign is serving");
     let mailer = core.mailer.clone();
     crate::http::serve(core, listener, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -456,7 +456,7 @@ mod tests {
             });
         }
         assert!(mailer.flush(Duration::from_secs(5)).await);
-        assert_eq!(counters.logged.load(Ordering::SeqCst), 3);
+        assert_eq!(counters.logged.get(), 3);
     }
 
     #[tokio::test]
@@ -482,8 +482,8 @@ mod tests {
         });
         assert!(started.elapsed() < Duration::from_millis(50));
         assert!(mailer.flush(Duration::from_secs(10)).await);
-        assert_eq!(counters.failed_attempts.load(Ordering::SeqCst), 2);
-        assert_eq!(counters.failed.load(Ordering::SeqCst), 1);
-        assert_eq!(counters.sent.load(Ordering::SeqCst), 0);
+        assert_eq!(counters.failed_attempts.get(), 2);
+        assert_eq!(counters.failed.get(), 1);
+        assert_eq!(counters.sent.get(), 0);
     }
 }

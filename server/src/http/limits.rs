@@ -41,9 +41,9 @@
 //! seen in the last two refill periods (a minute each by default) and 10 s: tens of bytes
 //! each, and only as many as calls arrived in that time.
 
+use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -182,7 +182,7 @@ impl Limits {
         })
     }
 
-    fn failures(&self, which: Failures) -> (&Option<FailureBudget>, &AtomicU64) {
+    fn failures(&self, which: Failures) -> (&Option<FailureBudget>, &Counter) {
         match which {
             Failures::Redeem => (&self.redeem, &self.limited.redeem),
             Failures::AgentAuth => (&self.agent_auth, &self.limited.agent_auth),
@@ -268,7 +268,7 @@ pub async fn count_refusals(
 }
 
 /// A 429, counted.
-fn refusal(counter: &AtomicU64, wait: Duration) -> Error {
+fn refusal(counter: &Counter, wait: Duration) -> Error {
     bump(counter);
     // Whole seconds, rounded up: a client that waits as told is let through.
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

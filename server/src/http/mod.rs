@@ -200,6 +200,8 @@ pub fn router(core: Arc<Countersign>) -> Router {
             headers::BrowserEdge::new(&core.config),
             headers::browser_edge,
         ))
+        // Applied to each route (so it sees the route's pattern) and to the fallback.
+        .layer(from_fn_with_state(core.clone(), ops::time_calls))
         .layer(TraceLayer::new_for_http())
 }
 

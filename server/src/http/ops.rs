@@ -2,9 +2,11 @@
 //! and the OpenAPI document.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use utoipa::OpenApi;
@@ -26,13 +28,33 @@ pub async fn readyz(State(core): State<Arc<Countersign>>) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: the metrics in the OpenMetrics text format (which Prometheus scrapes).
 pub async fn metrics(State(core): State<Arc<Countersign>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::telemetry::CONTENT_TYPE)],
         core.metrics.render(core.waiters.waiting()),
     )
         .into_response()
+}
+
+/// Times every call for the per-route latency histogram, by the router's pattern for the path
+/// (never the path itself, which would make a series per request id).
+pub async fn time_calls(
+    State(core): State<Arc<Countersign>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    core.metrics.http_request(
+        &method,
+        route.as_ref().map(MatchedPath::as_str),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// `GET /.well-known/jwks.json`: the grant verification keys.

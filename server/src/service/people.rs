@@ -24,8 +24,8 @@ use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use webauthn_rs::prelude::{
-    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication,
-    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential,
 };
 
 use super::{Countersign, Error};
@@ -195,7 +195,7 @@ pub(crate) fn prefer_discoverable(mut options: Value) -> Value {
 }
 
 pub(crate) fn credential_id_text(p: &Passkey) -> String {
-    URL_SAFE_NO_PAD.encode(p.cred_id().as_ref())
+    URL_SAFE_NO_PAD.encode(p.cred_id().as_slice())
 }
 
 impl Countersign {
@@ -491,7 +491,7 @@ impl Countersign {
                 (user, used_passkey(&rows, &result)?)
             }
             CeremonyState::Discoverable(state) => {
-                let (uuid, _) = self
+                let (uuid, cred_id) = self
                     .webauthn
                     .identify_discoverable_authentication(credential)
                     .map_err(|e| refused(e.to_string()))?;
@@ -499,13 +499,13 @@ impl Countersign {
                     .await?
                     .ok_or_else(|| refused("unknown passkey".into()))?;
                 let rows = users::passkeys(&mut *tx, &user.id).await?;
-                let keys: Vec<DiscoverableKey> = load_passkeys(&rows)?
-                    .iter()
-                    .map(DiscoverableKey::from)
-                    .collect();
+                let passkey = load_passkeys(&rows)?
+                    .into_iter()
+                    .find(|p| p.cred_id().as_slice() == cred_id)
+                    .ok_or_else(|| refused("unknown passkey".into()))?;
                 let result = self
                     .webauthn
-                    .finish_discoverable_authentication(credential, state, &keys)
+                    .finish_discoverable_authentication_v2(credential, state, &passkey)
                     .map_err(|e| refused(e.to_string()))?;
                 (user, used_passkey(&rows, &result)?)
             }

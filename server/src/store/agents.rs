@@ -1,7 +1,7 @@
 //! Agents and their credentials (API-key hashes, registered public keys, seen assertion ids).
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Executor};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
 use super::{col, text_col, StoreError};
 use crate::clock::Millis;
@@ -82,7 +82,10 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     id: &str,
 ) -> Result<Option<AgentRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(ex).await?;
+    let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(id)
+        .fetch_optional(ex)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -94,7 +97,10 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
     let sql = format!(
         "SELECT {COLUMNS} FROM agents WHERE ($1 IS NULL OR owner_id = $1) ORDER BY created_at DESC"
     );
-    let rows = sqlx::query(&sql).bind(owner_id).fetch_all(ex).await?;
+    let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(owner_id)
+        .fetch_all(ex)
+        .await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -273,7 +279,7 @@ pub async fn current_for_write(
         "SELECT id, status, epoch FROM agents WHERE id IN ({}) ORDER BY id{lock}",
         super::list_placeholders(1, ids.len())
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for id in ids {
         q = q.bind(*id);
     }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Executor};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
 use super::{col, list_placeholders, StoreError};
 use crate::clock::Millis;
@@ -97,7 +97,7 @@ pub async fn append_many(
         "INSERT INTO audit_events (seq, at, actor, kind, request_id, data, prev_hash, hash) VALUES {}",
         super::values_placeholders(appended.len(), 8)
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for e in &appended {
         q = q
             .bind(e.seq)
@@ -175,7 +175,7 @@ pub async fn for_each_request<'e, E: Executor<'e, Database = Any>>(
          WHERE request_id IN ({}) ORDER BY seq",
         list_placeholders(1, request_ids.len())
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for id in request_ids {
         q = q.bind(*id);
     }
@@ -251,7 +251,7 @@ pub async fn first_of<'e, E: Executor<'e, Database = Any>>(
         ));
     }
     sql.push_str(") ORDER BY seq LIMIT 1");
-    let mut q = sqlx::query(&sql)
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()))
         .bind(after)
         .bind(upto)
         .bind(format!("{}%", like_escape(actor_prefix)));

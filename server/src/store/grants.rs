@@ -3,7 +3,7 @@
 //! cannot lift a usable token from a row.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Executor};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
 use super::{col, text_col, StoreError};
 use crate::clock::Millis;
@@ -92,7 +92,10 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     jti: &str,
 ) -> Result<Option<GrantRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM grants WHERE jti = $1");
-    let row = sqlx::query(&sql).bind(jti).fetch_optional(ex).await?;
+    let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(jti)
+        .fetch_optional(ex)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -102,7 +105,7 @@ pub async fn for_request<'e, E: Executor<'e, Database = Any>>(
     request_id: &str,
 ) -> Result<Option<GrantRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM grants WHERE request_id = $1");
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(AssertSqlSafe(sql.as_str()))
         .bind(request_id)
         .fetch_optional(ex)
         .await?;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Any, AnyConnection, Executor};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
 use super::{col, list_placeholders, StoreError};
 use crate::clock::Millis;
@@ -133,7 +133,7 @@ pub async fn prompts_since_each<'e, E: Executor<'e, Database = Any>>(
          GROUP BY user_id",
         list_placeholders(2, user_ids.len())
     );
-    let mut q = sqlx::query(&sql).bind(since);
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(since);
     for id in user_ids {
         q = q.bind(*id);
     }
@@ -232,15 +232,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("plan.db").display());
         let db = super::super::Db::connect(&url).await.unwrap();
-        let plan = sqlx::query(&format!("EXPLAIN QUERY PLAN {INTAKE_LOAD_SQL}"))
-            .bind("agent")
-            .bind("sha256:00")
-            .bind(0i64)
-            .bind(0i64)
-            .bind(100i64)
-            .fetch_all(db.reader())
-            .await
-            .unwrap();
+        let plan = sqlx::query(AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {INTAKE_LOAD_SQL}"
+        )))
+        .bind("agent")
+        .bind("sha256:00")
+        .bind(0i64)
+        .bind(0i64)
+        .bind(100i64)
+        .fetch_all(db.reader())
+        .await
+        .unwrap();
         let steps: Vec<String> = plan.iter().map(|r| col(r, "detail").unwrap()).collect();
         assert!(
             steps

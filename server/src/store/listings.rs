@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{Any, Executor};
+use sqlx::{Any, AssertSqlSafe, Executor};
 
 use super::requests::{from_row, RequestRow, COLUMNS};
 use super::{col, list_placeholders, StoreError};
@@ -20,7 +20,7 @@ pub async fn pending<'e, E: Executor<'e, Database = Any>>(
         "SELECT {COLUMNS} FROM requests WHERE status = 'pending' AND expires_at > $1 \
          ORDER BY created_at DESC LIMIT $2"
     );
-    let rows = sqlx::query(&sql)
+    let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
         .bind(now)
         .bind(limit)
         .fetch_all(ex)
@@ -56,7 +56,7 @@ pub async fn finished<'e, E: Executor<'e, Database = Any>>(
               OR decided_by = $4 OR id IN (SELECT request_id FROM approvals WHERE user_id = $4)) \
          ORDER BY created_at DESC LIMIT $5"
     );
-    let rows = sqlx::query(&sql)
+    let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
         .bind(&q.agent_id)
         .bind(q.status.map_or("", RequestStatus::as_str))
         .bind(q.since)
@@ -78,7 +78,7 @@ pub async fn recent_of_agent<'e, E: Executor<'e, Database = Any>>(
         "SELECT {COLUMNS} FROM requests WHERE agent_id = $1 AND id <> $2 \
          ORDER BY created_at DESC LIMIT $3"
     );
-    let rows = sqlx::query(&sql)
+    let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
         .bind(agent_id)
         .bind(except)
         .bind(limit)
@@ -122,7 +122,7 @@ pub async fn asked_before_each<'e, E: Executor<'e, Database = Any>>(
               AND o.action_type = r.action_type AND o.created_at < r.created_at)",
         list_placeholders(1, request_ids.len())
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for id in request_ids {
         q = q.bind(*id);
     }
@@ -148,7 +148,7 @@ pub async fn approvers_of_each<'e, E: Executor<'e, Database = Any>>(
          ORDER BY decided_at, user_id",
         list_placeholders(1, request_ids.len())
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for id in request_ids {
         q = q.bind(*id);
     }
@@ -203,6 +203,9 @@ pub async fn recent<'e, E: Executor<'e, Database = Any>>(
     limit: i64,
 ) -> Result<Vec<RequestRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM requests ORDER BY created_at DESC LIMIT $1");
-    let rows = sqlx::query(&sql).bind(limit).fetch_all(ex).await?;
+    let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(limit)
+        .fetch_all(ex)
+        .await?;
     rows.iter().map(from_row).collect()
 }

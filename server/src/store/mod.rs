@@ -11,6 +11,10 @@
 //! - **PostgreSQL** serves several replicas: decisions are announced with `NOTIFY` (see
 //!   [`crate::service::waiters`]) and background jobs take a transaction-scoped advisory lock.
 //!
+//! Statements are literals where they can be; where one is assembled (a shared column list, a
+//! placeholder list for N rows, a `FOR UPDATE` on PostgreSQL), every piece is a constant or a
+//! count, never input, which is what each `AssertSqlSafe` asserts to sqlx; values are bound.
+//!
 //! This module must never decide anything: it reads and writes rows; the rules are in
 //! [`crate::domain`] and the use cases in [`crate::service`].
 
@@ -240,6 +244,17 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
     }
 
+    /// The database engine's version, for the startup log: SQLite's is the library built into
+    /// this binary (bundled by libsqlite3-sys), PostgreSQL's the server's.
+    pub async fn engine_version(&self) -> Result<String, StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT sqlite_version() AS version",
+            Backend::Postgres => "SELECT current_setting('server_version') AS version",
+        };
+        let row = sqlx::query(sql).fetch_one(&self.read).await?;
+        col(&row, "version")
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         self.read.close().await;
@@ -324,6 +339,8 @@ pub(crate) fn json_col<T: serde::de::DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     #[test]
     fn placeholders_number_rows_then_columns() {
         assert_eq!(
@@ -331,5 +348,17 @@ mod tests {
             "($1, $2, $3), ($4, $5, $6)"
         );
         assert_eq!(super::values_placeholders(1, 1), "($1)");
+    }
+
+    /// The SQLite this binary ships must have the fix for the WAL-reset corruption bug
+    /// (3.51.3, March 2026): a lock file that slid back to an older libsqlite3-sys fails here.
+    #[tokio::test]
+    async fn the_bundled_sqlite_has_the_wal_reset_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("v.db").display());
+        let db = super::Db::connect(&url).await.unwrap();
+        let version = db.engine_version().await.unwrap();
+        let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+        assert!(parts >= vec![3, 51, 3], "SQLite {version}");
     }
 }

@@ -11,7 +11,7 @@
 //! a partial index such as `… WHERE status = 'pending'` only for a query with that literal.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Executor};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
 use super::{col, text_col, StoreError};
 use crate::clock::Millis;
@@ -114,7 +114,7 @@ pub async fn insert_many(
          grant_ttl_seconds, created_at, expires_at, decided_at, decided_by, reason_code, reason) VALUES {}",
         super::values_placeholders(requests.len(), 20)
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for r in requests {
         q = q
             .bind(r.id.clone())
@@ -148,7 +148,10 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     id: &str,
 ) -> Result<Option<RequestRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(ex).await?;
+    let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(id)
+        .fetch_optional(ex)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -209,7 +212,8 @@ pub async fn change(
          reason_code = $5, reason = $6 \
          WHERE id = $1 AND status = $8 {deadline} AND ($7 IS NULL OR action_hash = $7)"
     );
-    let done = sqlx::query(&sql)
+    // Built from the two constant fragments above only.
+    let done = sqlx::query(AssertSqlSafe(sql.as_str()))
         .bind(id)
         .bind(c.to.as_str())
         .bind(c.at)
@@ -407,7 +411,7 @@ pub async fn idempotency_claim(
          ON CONFLICT (agent_id, key) DO NOTHING RETURNING request_id",
         super::values_placeholders(claims.len(), 5)
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for c in claims {
         q = q
             .bind(c.agent_id.clone())

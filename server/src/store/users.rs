@@ -1,7 +1,7 @@
 //! People, their groups, their passkeys, and enrolment links.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Executor};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
 use super::{col, json_col, list_placeholders, text_col, StoreError};
 use crate::clock::Millis;
@@ -121,7 +121,7 @@ pub async fn insert(conn: &mut AnyConnection, u: &UserRow) -> Result<(), StoreEr
 /// Looks a person up by id.
 pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<UserRow>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-    match sqlx::query(&sql)
+    match sqlx::query(AssertSqlSafe(sql.as_str()))
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
@@ -137,7 +137,7 @@ pub async fn get_by_email(
     email: &str,
 ) -> Result<Option<UserRow>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
-    match sqlx::query(&sql)
+    match sqlx::query(AssertSqlSafe(sql.as_str()))
         .bind(email)
         .fetch_optional(&mut *conn)
         .await?
@@ -211,7 +211,10 @@ pub async fn passkeys<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<PasskeyRow>, StoreError> {
     let sql =
         format!("SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at");
-    let rows = sqlx::query(&sql).bind(user_id).fetch_all(ex).await?;
+    let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(user_id)
+        .fetch_all(ex)
+        .await?;
     rows.iter().map(passkey_from_row).collect()
 }
 
@@ -415,10 +418,12 @@ pub async fn approver_candidates(
          WHERE user_id IN (SELECT id FROM users WHERE {condition}) ORDER BY group_name"
     );
     let owner = owner_id.unwrap_or_default().to_string();
-    let mut people = sqlx::query(&people_sql)
+    let mut people = sqlx::query(AssertSqlSafe(people_sql.as_str()))
         .bind(owner.clone())
         .bind(i64::from(admins));
-    let mut their_groups = sqlx::query(&groups_sql).bind(owner).bind(i64::from(admins));
+    let mut their_groups = sqlx::query(AssertSqlSafe(groups_sql.as_str()))
+        .bind(owner)
+        .bind(i64::from(admins));
     for g in groups {
         people = people.bind(g.clone());
         their_groups = their_groups.bind(g.clone());
@@ -460,7 +465,9 @@ fn with_their_groups(people: &[AnyRow], groups: &[AnyRow]) -> Result<Vec<UserRow
 /// Everyone, ordered by e-mail, with their groups: two queries whatever the number of people.
 pub async fn list(conn: &mut AnyConnection) -> Result<Vec<UserRow>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email");
-    let people = sqlx::query(&sql).fetch_all(&mut *conn).await?;
+    let people = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .fetch_all(&mut *conn)
+        .await?;
     let groups = sqlx::query("SELECT user_id, group_name FROM user_groups ORDER BY group_name")
         .fetch_all(&mut *conn)
         .await?;
@@ -472,7 +479,7 @@ pub async fn all_passkeys<'e, E: Executor<'e, Database = Any>>(
     ex: E,
 ) -> Result<Vec<PasskeyRow>, StoreError> {
     let sql = format!("SELECT {PASSKEY_COLUMNS} FROM passkeys ORDER BY created_at, id");
-    sqlx::query(&sql)
+    sqlx::query(AssertSqlSafe(sql.as_str()))
         .fetch_all(ex)
         .await?
         .iter()

@@ -376,6 +376,14 @@ async fn discovery_and_operations_endpoints_answer(backend: Backend) {
         metrics.contains("countersign_requests_total{outcome=\"pending\"} 1"),
         "{metrics}"
     );
+    // Per-route latency, labelled by the route's pattern (nested routes included).
+    for series in [
+        "countersign_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/requests\",status=\"202\"} 1",
+        "countersign_http_request_duration_seconds_count{method=\"POST\",route=\"/api/ui/enrol/finish\",status=\"200\"} 1",
+        "countersign_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\",status=\"200\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
     let doc: Value = get("/api/v1/openapi.json").await.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     for path in [

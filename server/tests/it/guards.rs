@@ -116,7 +116,7 @@ async fn mails_to_one_approver_are_rationed_per_minute(backend: Backend) {
     futures::future::join_all(bodies.iter().map(|b| app.ask_id(&agent, b))).await;
     let alice = app.person_id("alice@example.com").await;
     let mail = &app.core.metrics.mail;
-    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let count = |c: &prometheus_client::metrics::counter::Counter| c.get();
     // Mail goes out from a task of its own per request; wait until each was judged.
     let settle = |n: u64| async move {
         let judged = || async { count(&mail.logged) + count(&mail.held) >= n };

@@ -15,6 +15,8 @@ use crate::common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use common::{problem, transfer, Agent, Backend, Person, TestApp};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -533,7 +535,8 @@ impl Forger {
         let options: RequestChallengeResponse = serde_json::from_value(options.clone()).unwrap();
         let mut client = json!({
             "type": "webauthn.get",
-            "challenge": options.public_key.challenge,
+            // webauthn-rs 0.6 keeps the challenge as bytes: in client data it is base64url.
+            "challenge": URL_SAFE_NO_PAD.encode(&options.public_key.challenge),
             "origin": self.person.origin.as_str().trim_end_matches('/'),
         });
         for (k, v) in extra.as_object().unwrap() {
@@ -548,7 +551,7 @@ impl Forger {
             60_000,
         )
         .unwrap();
-        credential.response.client_data_json = client.into();
+        credential.response.client_data_json = client;
         serde_json::to_value(credential).unwrap()
     }
 

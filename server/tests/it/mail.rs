@@ -9,7 +9,6 @@ use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{transfer, Agent, Backend, Person, TestApp};
@@ -197,7 +196,7 @@ async fn invitation_mail_carries_a_working_link(backend: Backend) {
     assert_eq!(bob.email, "bob@example.com");
     settle(&app).await;
     assert_eq!(sink.received().len(), 1, "enrolment itself sends nothing");
-    assert_eq!(app.core.metrics.mail.sent.load(Ordering::SeqCst), 1);
+    assert_eq!(app.core.metrics.mail.sent.get(), 1);
 }
 
 async fn pending_requests_mail_exactly_their_eligible_approvers(backend: Backend) {
@@ -357,19 +356,19 @@ async fn a_relay_down_at_first_gets_the_mail_on_a_retry_and_the_agent_never_wait
 
     let mail = &app.core.metrics.mail;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while mail.failed_attempts.load(Ordering::SeqCst) == 0 {
+    while mail.failed_attempts.get() == 0 {
         assert!(Instant::now() < deadline, "no failed attempt was recorded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(mail.sent.load(Ordering::SeqCst), 0);
+    assert_eq!(mail.sent.get(), 0);
 
     let sink = SmtpSink::start(port, None).await;
     let mails = sink.wait_for(1, is_approval).await;
     assert_eq!(mails[0]["rcpt_tos"], json!([alice.email]));
     assert!(mails[0]["body"].as_str().unwrap().contains(&id));
     assert!(app.core.mailer.flush(Duration::from_secs(10)).await);
-    assert_eq!(mail.sent.load(Ordering::SeqCst), 1);
-    assert_eq!(mail.failed.load(Ordering::SeqCst), 0);
+    assert_eq!(mail.sent.get(), 1);
+    assert_eq!(mail.failed.get(), 0);
     assert_eq!(
         app.metric("countersign_mails_total{outcome=\"sent\"}")
             .await,
@@ -400,9 +399,9 @@ async fn smtp_auth_from_the_url() {
         .unwrap();
     assert!(app.core.mailer.flush(Duration::from_secs(10)).await);
     let mail = &app.core.metrics.mail;
-    assert_eq!(mail.failed.load(Ordering::SeqCst), 1);
+    assert_eq!(mail.failed.get(), 1);
     assert_eq!(
-        mail.failed_attempts.load(Ordering::SeqCst),
+        mail.failed_attempts.get(),
         1,
         "a refused password is not retried"
     );
@@ -418,19 +417,15 @@ async fn starttls_required_never_falls_back_to_plain_text() {
     app.ask(&agent, &transfer("5000.00")).await;
     let mail = &app.core.metrics.mail;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while mail.failed.load(Ordering::SeqCst) == 0 {
+    while mail.failed.get() == 0 {
         assert!(
             Instant::now() < deadline,
             "the mail was neither sent nor given up"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(mail.sent.load(Ordering::SeqCst), 0);
-    assert_eq!(
-        mail.failed_attempts.load(Ordering::SeqCst),
-        2,
-        "tried, retried, gave up"
-    );
+    assert_eq!(mail.sent.get(), 0);
+    assert_eq!(mail.failed_attempts.get(), 2, "tried, retried, gave up");
     assert!(sink.received().is_empty());
 }
 

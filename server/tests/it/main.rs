@@ -31,3 +31,4 @@ mod people_admin;
 mod policy_editor;
 mod races_and_evidence;
 mod replicas;
+mod stored_passkeys;

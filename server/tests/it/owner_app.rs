@@ -334,15 +334,13 @@ async fn people_manage_their_passkeys_but_never_remove_the_last(backend: Backend
         .await;
     assert_eq!(start.status(), StatusCode::OK);
     let start: Value = start.json().await.unwrap();
-    let mut phone = webauthn_authenticator_rs::WebauthnAuthenticator::new(
-        webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true),
-    );
-    let credential = phone
-        .do_registration(
-            alice.origin.clone(),
-            serde_json::from_value(start["options"].clone()).unwrap(),
-        )
-        .unwrap();
+    let mut phone = webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true);
+    let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
+        &mut phone,
+        alice.origin.clone(),
+        serde_json::from_value(start["options"].clone()).unwrap(),
+    )
+    .unwrap();
     let r = alice
         .post(
             &app.http,

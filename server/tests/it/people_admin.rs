@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{transfer, Backend, Person, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use webauthn_authenticator_rs::WebauthnAuthenticator;
 
 async fn people(app: &TestApp, admin: &mut Person) -> Vec<Value> {
     serde_json::from_value(admin.server_json(&app.http, "admin/people", &[]).await).unwrap()

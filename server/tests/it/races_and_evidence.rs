@@ -7,6 +7,7 @@ use crate::common;
 use common::{problem, transfer, Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use webauthn_authenticator_rs::WebauthnAuthenticator;
 
 const TERMINAL: [&str; 4] = [
     "\"request.approved\"",

@@ -90,7 +90,7 @@ impl TestApp {
                     .unwrap_or_else(|e| {
                         panic!("PostgreSQL at {admin} is required for these tests: {e}")
                     });
-                sqlx::query(&format!("CREATE DATABASE {name}"))
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut conn)
                     .await
                     .unwrap();
@@ -496,10 +496,11 @@ impl TestApp {
                 rt.block_on(async move {
                     use sqlx::Connection;
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut conn)
-                                .await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
                     }
                 });
             })
@@ -514,7 +515,7 @@ pub struct Person {
     pub email: String,
     pub cookie: Option<String>,
     pub origin: Url,
-    pub authenticator: WebauthnAuthenticator<SoftPasskey>,
+    pub authenticator: SoftPasskey,
 }
 
 impl Person {
@@ -525,7 +526,7 @@ impl Person {
             cookie: None,
             origin: Url::parse(&base).unwrap(),
             // `true`: this soft authenticator performs user verification.
-            authenticator: WebauthnAuthenticator::new(SoftPasskey::new(true)),
+            authenticator: SoftPasskey::new(true),
         }
     }
 
