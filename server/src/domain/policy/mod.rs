@@ -16,10 +16,12 @@
 //! reproducible from the stored policy hash.
 //!
 //! The files follow those seams: `model` (the types), `glob` (pattern matching), `evaluate`
-//! (decisions and their explanations), `validate` (what makes a policy valid) and `toml`
-//! (reading and writing the file, and the hash). Everything callers use is re-exported here.
+//! (decisions and their explanations), `validate` (what makes a policy valid), `toml` (reading
+//! and writing the file, and the hash) and [`form`] (the same model as the browser's rule editor
+//! holds it). Everything callers use is re-exported here.
 
 mod evaluate;
+pub mod form;
 mod glob;
 mod model;
 #[cfg(test)]
