@@ -16,3 +16,4 @@ pub mod policy;
 pub mod quorum;
 pub mod risk;
 pub mod secrets;
+pub mod timeline;
