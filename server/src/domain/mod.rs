@@ -13,7 +13,7 @@ pub mod intake;
 pub mod jose;
 pub mod lifecycle;
 pub mod policy;
-pub mod policy_form;
 pub mod quorum;
 pub mod risk;
 pub mod secrets;
+pub mod timeline;

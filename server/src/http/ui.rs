@@ -24,7 +24,7 @@ use super::owner_api::signed_in;
 use crate::domain::diff;
 use crate::domain::guards::Guards;
 use crate::domain::lifecycle::UserStatus;
-use crate::domain::policy_form::RuleForm;
+use crate::domain::policy::form::RuleForm;
 use crate::domain::risk;
 use crate::service::inbox::{self, deny_reasons};
 use crate::service::people::SignedIn;

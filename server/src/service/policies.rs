@@ -13,8 +13,8 @@ use super::{Countersign, Error};
 use crate::domain::audit_kind::EventKind;
 use crate::domain::diff;
 use crate::domain::intake::{parse_new_request, Limits};
+use crate::domain::policy::form::{self as policy_form, FieldProblem, RuleForm};
 use crate::domain::policy::{Policy, PolicyDecision, PolicyInput};
-use crate::domain::policy_form::{self, FieldProblem, RuleForm};
 use crate::store::{self, audit, listings, policies};
 
 /// A parsed policy version.

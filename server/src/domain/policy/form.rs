@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::policy::{parse_amount, ApproverSource, Money, Policy, PolicyRule, RuleOutcome};
+use super::{parse_amount, ApproverSource, Money, Policy, PolicyRule, RuleOutcome};
 
 /// One rule in the editor. Empty text means "not set"; lists are comma-separated.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

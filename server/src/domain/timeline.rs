@@ -1,0 +1,405 @@
+//! How one request's audit events read as a timeline: a title, who caused each event in
+//! words, and the facts a reader needs from its data (which field means what).
+//!
+//! Pure: the names of people, passkeys and agents are looked up by the caller and handed in as
+//! [`Names`]. It only describes; the evidence itself is always shown and exported exactly as
+//! stored, so a reader can check it against the chain.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::audit::AuditEvent;
+use crate::clock::Millis;
+
+/// A labelled value on a timeline step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fact {
+    /// Stable name, e.g. `display_hash` (tests and styles key on it).
+    pub key: &'static str,
+    /// What a person reads.
+    pub label: &'static str,
+    /// The value, as text (times in RFC 3339).
+    pub value: String,
+    /// For times, unix ms (pages show them in the reader's terms).
+    pub at: Option<Millis>,
+}
+
+/// One step of a request's story. `request.created` gives two (intent, policy decision); every
+/// other event one.
+#[derive(Debug, Clone)]
+pub struct TimelineStep {
+    /// The event this step reads from.
+    pub event: AuditEvent,
+    /// E.g. "Approval", "Grant issued".
+    pub title: String,
+    /// Who caused it, in words.
+    pub actor: String,
+    /// What a reader needs, in order.
+    pub facts: Vec<Fact>,
+}
+
+/// Names shown instead of bare ids, looked up before describing events.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    /// User id → (display name, e-mail).
+    pub people: HashMap<String, (String, String)>,
+    /// Passkey id → the name its owner gave it.
+    pub passkeys: HashMap<String, String>,
+    /// Agent id → name.
+    pub agents: HashMap<String, String>,
+}
+
+/// The text at a JSON pointer (numbers and booleans as written).
+fn text_at(v: &Value, pointer: &str) -> Option<String> {
+    match v.pointer(pointer)? {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A person as a reader knows them: "Ada Admin <ada@example.com>", or the bare id when they
+/// are gone.
+fn person_label(names: &Names, id: &str) -> String {
+    match names.people.get(id) {
+        Some((name, email)) => format!("{name} <{email}>"),
+        None => format!("user {id}"),
+    }
+}
+
+/// Who caused an event, in words.
+pub fn actor_label(actor: &str, names: &Names) -> String {
+    if let Some(id) = actor.strip_prefix("user:") {
+        return person_label(names, id);
+    }
+    if let Some(id) = actor.strip_prefix("agent:") {
+        return match names.agents.get(id) {
+            Some(name) => format!("agent {name}"),
+            None => format!("agent {id}"),
+        };
+    }
+    match actor {
+        "system" => "Countersign".into(),
+        "policy" => "the policy".into(),
+        "downstream" => "the downstream system".into(),
+        "cli" => "the command line".into(),
+        other => other.into(),
+    }
+}
+
+/// Reads an event as the steps of a request's story: the facts a reader needs, by kind. Pure:
+/// names come in `names`; unknown kinds get a step with no facts (their evidence is still
+/// shown as stored).
+pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
+    let d = &e.data;
+    let mut facts = Vec::new();
+    let mut fact = |key: &'static str, label: &'static str, value: Option<String>| {
+        if let Some(value) = value {
+            facts.push(Fact {
+                key,
+                label,
+                value,
+                at: None,
+            });
+        }
+    };
+    let person = |id: Option<String>| id.map(|id| person_label(names, &id));
+    let step = |title: &str, facts: Vec<Fact>| TimelineStep {
+        event: e.clone(),
+        title: title.to_string(),
+        actor: actor_label(&e.actor, names),
+        facts,
+    };
+    let time_fact = |key: &'static str, label: &'static str, ms: Millis| Fact {
+        key,
+        label,
+        value: crate::clock::rfc3339(ms),
+        at: Some(ms),
+    };
+    let title = match e.kind.as_str() {
+        "request.created" => {
+            let agent = text_at(d, "/agent_id").map(|id| match names.agents.get(&id) {
+                Some(name) => format!("{name} ({id})"),
+                None => id,
+            });
+            fact("agent", "Agent", agent);
+            fact("action", "Action", text_at(d, "/request/action/type"));
+            fact("target", "Target", text_at(d, "/request/action/target"));
+            fact(
+                "operation",
+                "Operation",
+                text_at(d, "/request/action/operation"),
+            );
+            fact("goal", "Goal", text_at(d, "/request/intent/goal"));
+            fact(
+                "rationale",
+                "Rationale",
+                text_at(d, "/request/intent/rationale"),
+            );
+            fact(
+                "environment",
+                "Environment",
+                text_at(d, "/request/context/environment"),
+            );
+            fact(
+                "amount",
+                "Amount",
+                text_at(d, "/request/context/amount/value").map(|v| {
+                    match text_at(d, "/request/context/amount/currency") {
+                        Some(c) => format!("{v} {c}"),
+                        None => v,
+                    }
+                }),
+            );
+            fact("action_hash", "Action hash", text_at(d, "/action_hash"));
+            let mut intent = facts;
+            if let Some(ms) = d.get("expires_at").and_then(Value::as_i64) {
+                intent.push(time_fact("expires_at", "Waits until", ms));
+            }
+            let mut policy = Vec::new();
+            let mut pfact = |key: &'static str, label: &'static str, value: Option<String>| {
+                if let Some(value) = value {
+                    policy.push(Fact {
+                        key,
+                        label,
+                        value,
+                        at: None,
+                    });
+                }
+            };
+            pfact("rule", "Rule", text_at(d, "/policy/rule"));
+            pfact("outcome", "Outcome", text_at(d, "/policy/outcome"));
+            pfact("explanation", "Why", text_at(d, "/policy/explanation"));
+            pfact(
+                "approvals_required",
+                "Approvals needed",
+                text_at(d, "/policy/approver_rule/approvals"),
+            );
+            pfact(
+                "approvers",
+                "Who may approve",
+                d.pointer("/policy/approver_rule/approvers")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .filter(|s| !s.is_empty()),
+            );
+            pfact(
+                "policy_version",
+                "Policy version",
+                text_at(d, "/policy/version").map(|v| match text_at(d, "/policy/hash") {
+                    Some(h) => format!("{v} ({h})"),
+                    None => v,
+                }),
+            );
+            return vec![step("Intent", intent), step("Policy decision", policy)];
+        }
+        "approval.recorded" | "request.denied" => {
+            fact("approver", "Person", person(text_at(d, "/user_id")));
+            fact(
+                "passkey",
+                "Passkey",
+                text_at(d, "/passkey_id").map(|id| match names.passkeys.get(&id) {
+                    Some(name) => format!("{name} ({id})"),
+                    None => format!("{id} (since removed)"),
+                }),
+            );
+            fact(
+                "credential_id",
+                "Credential id",
+                text_at(d, "/credential_id"),
+            );
+            fact("display_hash", "Display hash", text_at(d, "/display_hash"));
+            fact("action_hash", "Action hash", text_at(d, "/action_hash"));
+            fact("challenge", "Challenge", text_at(d, "/challenge"));
+            fact(
+                "user_verified",
+                "User verified",
+                text_at(d, "/user_verified"),
+            );
+            fact("rule", "Rule", text_at(d, "/rule"));
+            fact("reason_code", "Reason code", text_at(d, "/reason_code"));
+            fact("reason", "Reason", text_at(d, "/reason"));
+            if e.kind == "approval.recorded" {
+                "Approval"
+            } else {
+                "Denied"
+            }
+        }
+        "request.approved" => {
+            let approvers = d
+                .get("approvers")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(|id| person_label(names, id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .filter(|s| !s.is_empty());
+            fact(
+                "approved_by",
+                "Approved by",
+                approvers.or_else(|| text_at(d, "/by")),
+            );
+            fact("rule", "Rule", text_at(d, "/rule"));
+            "Approved"
+        }
+        "grant.issued" => {
+            fact("jti", "Grant id", text_at(d, "/jti"));
+            fact("audience", "For", text_at(d, "/claims/aud"));
+            fact("key", "Signing key", text_at(d, "/kid"));
+            fact("bound_key", "Bound to key", text_at(d, "/claims/cnf/jkt"));
+            let mut out = facts;
+            if let Some(exp) = d.pointer("/claims/exp").and_then(Value::as_i64) {
+                out.push(time_fact("expires_at", "Expires", exp.saturating_mul(1000)));
+            }
+            return vec![step("Grant issued", out)];
+        }
+        "grant.redeemed" => {
+            fact("jti", "Grant id", text_at(d, "/jti"));
+            "Grant redeemed"
+        }
+        "grant.outcome" => {
+            fact("outcome", "Outcome", text_at(d, "/outcome"));
+            fact("detail", "Detail", text_at(d, "/detail"));
+            fact("jti", "Grant id", text_at(d, "/jti"));
+            "Outcome reported"
+        }
+        "grant.revoked" => {
+            fact("jti", "Grant id", text_at(d, "/jti"));
+            fact("reason", "Reason", text_at(d, "/reason"));
+            "Grant revoked"
+        }
+        "grant.expired" => {
+            fact("jti", "Grant id", text_at(d, "/jti"));
+            "Grant expired unused"
+        }
+        "request.cancelled" => {
+            fact("by", "By", text_at(d, "/by"));
+            fact("reason", "Reason", text_at(d, "/reason"));
+            "Cancelled"
+        }
+        "request.expired" => "Expired undecided",
+        other => other,
+    }
+    .to_string();
+    vec![step(&title, facts)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(kind: &str, actor: &str, data: Value) -> AuditEvent {
+        AuditEvent {
+            seq: 7,
+            at: 1_000,
+            actor: actor.into(),
+            kind: kind.into(),
+            request_id: Some("r1".into()),
+            data,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    fn fact<'a>(step: &'a TimelineStep, key: &str) -> Option<&'a str> {
+        step.facts
+            .iter()
+            .find(|f| f.key == key)
+            .map(|f| f.value.as_str())
+    }
+
+    #[test]
+    fn an_approval_reads_with_its_person_passkey_and_hashes() {
+        let mut names = Names::default();
+        names
+            .people
+            .insert("u1".into(), ("Ada".into(), "ada@example.com".into()));
+        names.passkeys.insert("p1".into(), "Phone".into());
+        let e = event(
+            "approval.recorded",
+            "user:u1",
+            json!({ "user_id": "u1", "passkey_id": "p1", "credential_id": "cred",
+                    "display_hash": "sha256:d", "action_hash": "sha256:a", "user_verified": true }),
+        );
+        let steps = describe(&e, &names);
+        assert_eq!(steps.len(), 1);
+        let s = &steps[0];
+        assert_eq!(s.title, "Approval");
+        assert_eq!(s.actor, "Ada <ada@example.com>");
+        assert_eq!(fact(s, "approver"), Some("Ada <ada@example.com>"));
+        assert_eq!(fact(s, "passkey"), Some("Phone (p1)"));
+        assert_eq!(fact(s, "credential_id"), Some("cred"));
+        assert_eq!(fact(s, "display_hash"), Some("sha256:d"));
+        assert_eq!(fact(s, "user_verified"), Some("true"));
+        assert_eq!(fact(s, "reason"), None, "absent fields are left out");
+        // A passkey removed since is still named by id.
+        let s = &describe(&e, &Names::default())[0];
+        assert_eq!(fact(s, "passkey"), Some("p1 (since removed)"));
+        assert_eq!(fact(s, "approver"), Some("user u1"));
+    }
+
+    #[test]
+    fn creation_reads_as_intent_then_policy_decision() {
+        let e = event(
+            "request.created",
+            "agent:a1",
+            json!({ "agent_id": "a1", "action_hash": "sha256:a", "expires_at": 5_000,
+                    "request": { "action": { "type": "payments.transfer", "target": "bank" },
+                                 "intent": { "goal": "Pay INV-1" },
+                                 "context": { "amount": { "value": "10.00", "currency": "EUR" } } },
+                    "policy": { "version": 2, "hash": "sha256:p", "rule": "default", "outcome": "pending",
+                                "explanation": "needs one", "approver_rule": { "approvals": 1, "approvers": ["owner"] } } }),
+        );
+        let mut names = Names::default();
+        names.agents.insert("a1".into(), "invoice-bot".into());
+        let steps = describe(&e, &names);
+        assert_eq!(
+            steps.iter().map(|s| s.title.as_str()).collect::<Vec<_>>(),
+            ["Intent", "Policy decision"]
+        );
+        assert_eq!(steps[0].actor, "agent invoice-bot");
+        assert_eq!(fact(&steps[0], "goal"), Some("Pay INV-1"));
+        assert_eq!(fact(&steps[0], "amount"), Some("10.00 EUR"));
+        assert_eq!(fact(&steps[0], "agent"), Some("invoice-bot (a1)"));
+        let expires = steps[0]
+            .facts
+            .iter()
+            .find(|f| f.key == "expires_at")
+            .unwrap();
+        assert_eq!(expires.at, Some(5_000));
+        assert_eq!(expires.value, "1970-01-01T00:00:05.000Z");
+        assert_eq!(fact(&steps[1], "rule"), Some("default"));
+        assert_eq!(fact(&steps[1], "explanation"), Some("needs one"));
+        assert_eq!(fact(&steps[1], "approvals_required"), Some("1"));
+        assert_eq!(fact(&steps[1], "policy_version"), Some("2 (sha256:p)"));
+    }
+
+    #[test]
+    fn a_grant_reads_with_its_id_and_expiry() {
+        let e = event(
+            "grant.issued",
+            "system",
+            json!({ "jti": "j1", "kid": "k1", "claims": { "aud": "bank", "exp": 60 } }),
+        );
+        let s = &describe(&e, &Names::default())[0];
+        assert_eq!(s.title, "Grant issued");
+        assert_eq!(s.actor, "Countersign");
+        assert_eq!(fact(s, "jti"), Some("j1"));
+        let exp = s.facts.iter().find(|f| f.key == "expires_at").unwrap();
+        assert_eq!(exp.at, Some(60_000));
+        let unknown = &describe(&event("something.new", "cli", json!({})), &Names::default())[0];
+        assert_eq!(unknown.title, "something.new");
+        assert!(unknown.facts.is_empty());
+    }
+}
