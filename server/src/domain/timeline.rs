@@ -5,6 +5,7 @@
 //! [`Names`]. It only describes; the evidence itself is always shown and exported exactly as
 //! stored, so a reader can check it against the chain.
 
+use super::audit_kind::EventKind;
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -118,8 +119,10 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
         value: crate::clock::rfc3339(ms),
         at: Some(ms),
     };
-    let title = match e.kind.as_str() {
-        "request.created" => {
+    // Kinds this version does not know (written by a newer one) show as their text.
+    let kind = e.kind.parse::<EventKind>().ok();
+    let title = match kind {
+        Some(EventKind::RequestCreated) => {
             let agent = text_at(d, "/agent_id").map(|id| match names.agents.get(&id) {
                 Some(name) => format!("{name} ({id})"),
                 None => id,
@@ -200,7 +203,7 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
             );
             return vec![step("Intent", intent), step("Policy decision", policy)];
         }
-        "approval.recorded" | "request.denied" => {
+        Some(EventKind::ApprovalRecorded | EventKind::RequestDenied) => {
             fact("approver", "Person", person(text_at(d, "/user_id")));
             fact(
                 "passkey",
@@ -226,13 +229,13 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
             fact("rule", "Rule", text_at(d, "/rule"));
             fact("reason_code", "Reason code", text_at(d, "/reason_code"));
             fact("reason", "Reason", text_at(d, "/reason"));
-            if e.kind == "approval.recorded" {
+            if kind == Some(EventKind::ApprovalRecorded) {
                 "Approval"
             } else {
                 "Denied"
             }
         }
-        "request.approved" => {
+        Some(EventKind::RequestApproved) => {
             let approvers = d
                 .get("approvers")
                 .and_then(Value::as_array)
@@ -252,7 +255,7 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
             fact("rule", "Rule", text_at(d, "/rule"));
             "Approved"
         }
-        "grant.issued" => {
+        Some(EventKind::GrantIssued) => {
             fact("jti", "Grant id", text_at(d, "/jti"));
             fact("audience", "For", text_at(d, "/claims/aud"));
             fact("key", "Signing key", text_at(d, "/kid"));
@@ -263,32 +266,32 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
             }
             return vec![step("Grant issued", out)];
         }
-        "grant.redeemed" => {
+        Some(EventKind::GrantRedeemed) => {
             fact("jti", "Grant id", text_at(d, "/jti"));
             "Grant redeemed"
         }
-        "grant.outcome" => {
+        Some(EventKind::GrantOutcome) => {
             fact("outcome", "Outcome", text_at(d, "/outcome"));
             fact("detail", "Detail", text_at(d, "/detail"));
             fact("jti", "Grant id", text_at(d, "/jti"));
             "Outcome reported"
         }
-        "grant.revoked" => {
+        Some(EventKind::GrantRevoked) => {
             fact("jti", "Grant id", text_at(d, "/jti"));
             fact("reason", "Reason", text_at(d, "/reason"));
             "Grant revoked"
         }
-        "grant.expired" => {
+        Some(EventKind::GrantExpired) => {
             fact("jti", "Grant id", text_at(d, "/jti"));
             "Grant expired unused"
         }
-        "request.cancelled" => {
+        Some(EventKind::RequestCancelled) => {
             fact("by", "By", text_at(d, "/by"));
             fact("reason", "Reason", text_at(d, "/reason"));
             "Cancelled"
         }
-        "request.expired" => "Expired undecided",
-        other => other,
+        Some(EventKind::RequestExpired) => "Expired undecided",
+        _ => e.kind.as_str(),
     }
     .to_string();
     vec![step(&title, facts)]
