@@ -944,6 +944,25 @@ pub fn in_request<S, Fut>(
     fetch
 }
 
+/// A page's resource: what every page builds its data with, instead of `Resource::new`
+/// (clippy refuses a bare `Resource::new` in this crate; see `clippy.toml`).
+///
+/// It is `Resource::new(source, in_request(fetch))`: the fetcher is wrapped by [`in_request`]
+/// so that, during a server render, the page's server calls carry the request they serve
+/// (forgetting that once deadlocked a worker thread; `in_request` says why).
+#[allow(clippy::disallowed_methods)]
+pub fn page_resource<S, T, Fut>(
+    source: impl Fn() -> S + Send + Sync + 'static,
+    fetch: impl Fn(S) -> Fut + Send + Sync + 'static,
+) -> Resource<T>
+where
+    S: PartialEq + Clone + Send + Sync + 'static,
+    T: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    Resource::new(source, in_request(fetch))
+}
+
 /// The request a server function serves: the one [`in_request`] carried, for a page rendering
 /// on the server, or else the context leptos_axum provided for a call over HTTP (whose owner
 /// lives as long as the call).

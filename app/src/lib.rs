@@ -49,7 +49,7 @@ pub struct Session(pub Resource<Result<Option<Viewer>, AppError>>);
 pub fn App() -> impl IntoView {
     provide_meta_context();
     ui::provide_clock();
-    let me = Resource::new(|| (), api::in_request(|_| api::me()));
+    let me = api::page_resource(|| (), |_| api::me());
     provide_context(Session(me));
 
     view! {

@@ -15,10 +15,7 @@ pub fn AccountPage() -> impl IntoView {
     // The passkey code is its own wasm chunk: fetch it now, while the person reads.
     Effect::new(|_| crate::passkey::preload());
     let version = RwSignal::new(0u64);
-    let keys = Resource::new(
-        move || version.get(),
-        crate::api::in_request(|_| passkeys()),
-    );
+    let keys = crate::api::page_resource(move || version.get(), |_| passkeys());
     let new_name = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<AppError>);

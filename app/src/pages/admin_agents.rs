@@ -36,10 +36,7 @@ enum Confirm {
 #[component]
 pub fn AdminAgentsPage() -> impl IntoView {
     let version = RwSignal::new(0u64);
-    let agents = Resource::new(
-        move || version.get(),
-        crate::api::in_request(|_| admin_agents()),
-    );
+    let agents = crate::api::page_resource(move || version.get(), |_| admin_agents());
     let outcome = RwSignal::new(None::<Outcome>);
     view! {
         <Title text="All agents"/>

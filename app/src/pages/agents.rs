@@ -12,10 +12,7 @@ use crate::ui::{ErrorBox, Loading, When};
 #[component]
 pub fn AgentsPage() -> impl IntoView {
     let version = RwSignal::new(0u64);
-    let agents = Resource::new(
-        move || version.get(),
-        crate::api::in_request(|_| my_agents()),
-    );
+    let agents = crate::api::page_resource(move || version.get(), |_| my_agents());
     let name = RwSignal::new(String::new());
     let created = RwSignal::new(None::<NewAgent>);
     let error = RwSignal::new(None::<AppError>);

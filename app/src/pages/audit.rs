@@ -101,7 +101,7 @@ pub fn AuditPage() -> impl IntoView {
             before: q.get("before").and_then(|b| b.parse().ok()).unwrap_or(0),
         }
     };
-    let listing = Resource::new(filter, crate::api::in_request(audit_events));
+    let listing = crate::api::page_resource(filter, audit_events);
     let export = move || {
         let f = filter();
         if f.request.is_empty() {
@@ -285,7 +285,7 @@ fn ChainBanner(chain: ChainStatus) -> impl IntoView {
 pub fn AuditRequestPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    let timeline = Resource::new(id, crate::api::in_request(audit_request));
+    let timeline = crate::api::page_resource(id, audit_request);
     view! {
         <Title text="Audit: request"/>
         <super::AdminOnly>

@@ -19,7 +19,7 @@ pub fn EnrolPage() -> impl IntoView {
     Effect::new(|_| crate::passkey::preload());
     let params = use_params_map();
     let token = move || params.read().get("token").unwrap_or_default();
-    let info = Resource::new(token, crate::api::in_request(enrolment));
+    let info = crate::api::page_resource(token, enrolment);
 
     view! {
         <Title text="Welcome"/>

@@ -12,7 +12,7 @@ use crate::ui::{ErrorBox, Loading};
 /// `/admin/guards`
 #[component]
 pub fn GuardsPage() -> impl IntoView {
-    let current = Resource::new(|| (), crate::api::in_request(|_| guards()));
+    let current = crate::api::page_resource(|| (), |_| guards());
     view! {
         <Title text="Guards"/>
         <super::AdminOnly>

@@ -21,8 +21,8 @@ pub fn HistoryPage() -> impl IntoView {
             within_hours: q.get("within").and_then(|w| w.parse().ok()).unwrap_or(0),
         }
     };
-    let items = Resource::new(filter, crate::api::in_request(history));
-    let agents = Resource::new(|| (), crate::api::in_request(|_| my_agents()));
+    let items = crate::api::page_resource(filter, history);
+    let agents = crate::api::page_resource(|| (), |_| my_agents());
 
     view! {
         <Title text="History"/>

@@ -14,7 +14,7 @@ use crate::ui::{Countdown, Loading, Risks, When};
 #[component]
 pub fn InboxPage() -> impl IntoView {
     let version = RwSignal::new(0u64);
-    let items = Resource::new(move || version.get(), crate::api::in_request(|_| inbox()));
+    let items = crate::api::page_resource(move || version.get(), |_| inbox());
     let live = RwSignal::new("connecting");
     listen_for_changes(version, live);
 

@@ -89,7 +89,7 @@ pub fn PeoplePage() -> impl IntoView {
 #[component]
 fn Everyone() -> impl IntoView {
     let refresh = RwSignal::new(0u64);
-    let list = Resource::new(move || refresh.get(), crate::api::in_request(|_| people()));
+    let list = crate::api::page_resource(move || refresh.get(), |_| people());
     view! {
         <h2>"Everyone"</h2>
         <Transition fallback=Loading>

@@ -14,10 +14,7 @@ use crate::ui::{ErrorBox, Loading, When};
 #[component]
 pub fn PolicyPage() -> impl IntoView {
     let version = RwSignal::new(0u64);
-    let versions = Resource::new(
-        move || version.get(),
-        crate::api::in_request(|_| policy_history()),
-    );
+    let versions = crate::api::page_resource(move || version.get(), |_| policy_history());
     let error = RwSignal::new(None::<AppError>);
     view! {
         <Title text="Policy"/>

@@ -21,10 +21,7 @@ const LEVELS: [&str; 4] = ["public", "internal", "confidential", "restricted"];
 /// The editor; `applied` is bumped after a new version is applied (the history reloads).
 #[component]
 pub fn PolicyEditor(applied: RwSignal<u64>) -> impl IntoView {
-    let start = Resource::new(
-        move || applied.get(),
-        crate::api::in_request(|_| policy_editor()),
-    );
+    let start = crate::api::page_resource(move || applied.get(), |_| policy_editor());
     view! {
         <Transition fallback=Loading>
             {move || Suspend::new(async move {

@@ -23,10 +23,7 @@ pub fn RequestPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let version = RwSignal::new(0u64);
-    let page = Resource::new(
-        move || (id(), version.get()),
-        crate::api::in_request(|(id, _)| request_page(id)),
-    );
+    let page = crate::api::page_resource(move || (id(), version.get()), |(id, _)| request_page(id));
     // Outlive a reload of the page's data: after a decision (or a failed one) the page re-reads
     // the request, and the person should still see what just happened and why.
     let notes = Notes {
