@@ -143,11 +143,7 @@ async fn key_bound_agents_sign_assertions_once(backend: Backend) {
         }
     };
     let ok = post(assertion("j1", now, now + 30)).await;
-    assert_eq!(ok.status(), StatusCode::ACCEPTED);
-    let id = ok.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::created_id(ok).await;
     // Replayed jti.
     problem(
         post(assertion("j1", now, now + 30)).await,

@@ -321,8 +321,7 @@ async fn an_idempotent_replay_mails_nobody_again(backend: Backend) {
             .send()
     };
     let first = send().await.unwrap();
-    assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let id = first.json::<Value>().await.unwrap()["id"].clone();
+    let id = common::json_of(first, StatusCode::ACCEPTED).await["id"].clone();
     sink.wait_for(1, is_approval).await;
     for _ in 0..2 {
         let again = send().await.unwrap();

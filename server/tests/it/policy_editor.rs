@@ -64,8 +64,7 @@ async fn a_cli_file_is_the_editors_rules_and_back(backend: Backend) {
         json!({ "base_version": v1, "rules": rules }),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.json::<Value>().await.unwrap(), v1);
+    assert_eq!(common::json_of(r, StatusCode::OK).await, v1);
     let before = app.core.show_policy().await.unwrap();
 
     // Moving the threshold in the editor is the file with that threshold.
@@ -79,8 +78,7 @@ async fn a_cli_file_is_the_editors_rules_and_back(backend: Backend) {
         json!({ "base_version": v1, "rules": edited }),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let v2 = r.json::<Value>().await.unwrap();
+    let v2 = common::json_of(r, StatusCode::OK).await;
     assert_eq!(v2, v1 + 1);
     let shown = app.core.show_policy().await.unwrap();
     assert_eq!(shown, before.replace("\"100.00\"", "\"250\""));
@@ -132,9 +130,8 @@ async fn drafts_are_checked_field_by_field_and_dry_run(backend: Backend) {
         json!({ "base_version": start["version"], "rules": rules }),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
-        r.json::<Value>().await.unwrap()["Invalid"]["field"],
+        common::json_of(r, StatusCode::BAD_REQUEST).await["Invalid"]["field"],
         "amount_below"
     );
 
@@ -210,9 +207,8 @@ async fn drafts_are_checked_field_by_field_and_dry_run(backend: Backend) {
         json!({ "draft": { "rules": rules, "sample": { "amount": "5" , "currency": "EUR" } } }),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
-        r.json::<Value>().await.unwrap()["Invalid"]["field"],
+        common::json_of(r, StatusCode::BAD_REQUEST).await["Invalid"]["field"],
         "sample.action_type"
     );
 }

@@ -24,11 +24,7 @@ async fn a_decision_on_one_replica_wakes_the_agent_waiting_on_another() {
     let r = b
         .agent_post(&agent, "/api/v1/requests", &transfer("10.00"))
         .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::created_id(r).await;
     let waiter = b.wait_in_background(&agent, &id);
     common::eventually(
         "the waiter registered on B",

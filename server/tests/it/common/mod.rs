@@ -683,6 +683,23 @@ pub fn transfer(amount: &str) -> Value {
     })
 }
 
+/// The JSON body of an answer that must have `status` (its body is shown when it has not): the
+/// "check the status, then read the JSON" chain that tests repeat.
+pub async fn json_of(r: Response, status: StatusCode) -> Value {
+    let got = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The id of a request the agent API accepted (202).
+pub async fn created_id(r: Response) -> String {
+    json_of(r, StatusCode::ACCEPTED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Reads a problem+json body and checks its code.
 pub async fn problem(r: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(r.status(), status, "status for {code}");
