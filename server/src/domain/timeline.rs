@@ -297,23 +297,26 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
     vec![step(&title, facts)]
 }
 
+/// An event of request `r1` at seq 7, for tests of the wording and of the service around it.
+#[cfg(test)]
+pub(crate) fn test_event(kind: &str, actor: &str, data: Value) -> AuditEvent {
+    AuditEvent {
+        seq: 7,
+        at: 1_000,
+        actor: actor.into(),
+        kind: kind.into(),
+        request_id: Some("r1".into()),
+        data,
+        prev_hash: String::new(),
+        hash: String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_event as event;
     use super::*;
     use serde_json::json;
-
-    fn event(kind: &str, actor: &str, data: Value) -> AuditEvent {
-        AuditEvent {
-            seq: 7,
-            at: 1_000,
-            actor: actor.into(),
-            kind: kind.into(),
-            request_id: Some("r1".into()),
-            data,
-            prev_hash: String::new(),
-            hash: String::new(),
-        }
-    }
 
     fn fact<'a>(step: &'a TimelineStep, key: &str) -> Option<&'a str> {
         step.facts

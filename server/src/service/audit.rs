@@ -514,20 +514,8 @@ pub fn export_filename(request_id: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::timeline::test_event as event;
     use serde_json::json;
-
-    fn event(kind: &str, actor: &str, data: Value) -> AuditEvent {
-        AuditEvent {
-            seq: 7,
-            at: 1_000,
-            actor: actor.into(),
-            kind: kind.into(),
-            request_id: Some("r1".into()),
-            data,
-            prev_hash: String::new(),
-            hash: String::new(),
-        }
-    }
 
     #[test]
     fn bounds_cover_the_whole_day_or_minute_given() {

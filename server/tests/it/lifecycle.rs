@@ -45,6 +45,16 @@ fn request_row(id: &str, agent_id: &str, status: RequestStatus, expires_at: i64)
     }
 }
 
+/// For a row whose deadline is `T + HOUR`: a time on the wrong side of it for a transition
+/// (None when there is no wrong side), and a time on the right side.
+fn sides_of(deadline: Deadline) -> (Option<i64>, i64) {
+    match deadline {
+        Deadline::Before => (Some(T + 2 * HOUR), T),
+        Deadline::After => (Some(T), T + 2 * HOUR),
+        Deadline::Any => (None, T),
+    }
+}
+
 fn is_refused(result: Result<bool, StoreError>, from: &str, to: &str) -> bool {
     match result {
         Err(StoreError::IllegalTransition(t)) => t.from == from && t.to == to,
@@ -108,11 +118,7 @@ async fn every_request_transition_outside_the_table_is_refused(backend: Backend)
                 Some(t) => {
                     // The wrong side of the deadline first: refused by the condition, not the
                     // table, and nothing changes.
-                    let (wrong, right) = match t.deadline {
-                        Deadline::Before => (Some(T + 2 * HOUR), T),
-                        Deadline::After => (Some(T), T + 2 * HOUR),
-                        Deadline::Any => (None, T),
-                    };
+                    let (wrong, right) = sides_of(t.deadline);
                     if let Some(at) = wrong {
                         let c = Change {
                             from,
@@ -248,11 +254,7 @@ async fn every_grant_transition_outside_the_table_is_refused(backend: Backend) {
             let mut tx = app.core.db.begin().await.unwrap();
             match in_table {
                 Some(t) => {
-                    let (wrong, right) = match t.deadline {
-                        Deadline::Before => (Some(T + 2 * HOUR), T),
-                        Deadline::After => (Some(T), T + 2 * HOUR),
-                        Deadline::Any => (None, T),
-                    };
+                    let (wrong, right) = sides_of(t.deadline);
                     if let Some(at) = wrong {
                         let moved = grants::change(&mut tx, &jti, from, to, at).await.unwrap();
                         assert!(!moved, "{from} -> {to} on the wrong side of exp");
