@@ -19,7 +19,7 @@ use leptos_router::{
     path, Lazy, SsrMode,
 };
 
-use crate::api::{AppError, Viewer};
+use crate::api::{AppError, Role, Viewer};
 
 /// The HTML document around every page, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -83,7 +83,7 @@ fn Header() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match me.await {
                         Ok(Some(me)) => {
-                            let admin = me.role == "admin";
+                            let admin = me.role == Role::Admin;
                             view! {
                                 <nav aria-label="Main">
                                     <a href="/">"Inbox"</a>

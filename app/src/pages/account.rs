@@ -5,7 +5,7 @@ use leptos_meta::Title;
 use serde_json::json;
 
 use super::failure;
-use crate::api::{passkeys, remove_passkey, rename_passkey, AppError, PasskeyItem};
+use crate::api::{passkeys, remove_passkey, AppError, PasskeyItem, RenamePasskey};
 use crate::passkey::{ceremony, Ceremony};
 use crate::ui::{ErrorBox, Loading, When};
 
@@ -79,24 +79,15 @@ pub fn AccountPage() -> impl IntoView {
 
 #[component]
 fn Row(key: PasskeyItem, last: bool, version: RwSignal<u64>) -> impl IntoView {
-    let name = RwSignal::new(key.name.clone());
-    let editing = RwSignal::new(false);
+    // Renaming is an `ActionForm` in a `<details>`: it opens and posts before the wasm loads.
+    let rename = ServerAction::<RenamePasskey>::new();
+    Effect::new(move || {
+        if let Some(Ok(())) = rename.value().get() {
+            version.update(|v| *v += 1);
+        }
+    });
     let error = RwSignal::new(None::<AppError>);
-    let (id_rename, id_remove) = (key.id.clone(), key.id.clone());
-    let save = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let id = id_rename.clone();
-        let n = name.get_untracked().trim().to_string();
-        leptos::task::spawn_local(async move {
-            match rename_passkey(id, n).await {
-                Ok(()) => {
-                    editing.set(false);
-                    version.update(|v| *v += 1);
-                }
-                Err(e) => error.set(Some(e)),
-            }
-        });
-    };
+    let id_remove = key.id.clone();
     let remove = move |_| {
         let id = id_remove.clone();
         leptos::task::spawn_local(async move {
@@ -108,35 +99,32 @@ fn Row(key: PasskeyItem, last: bool, version: RwSignal<u64>) -> impl IntoView {
     };
     view! {
         <li class="passkey-row">
-            <Show
-                when=move || editing.get()
-                fallback=move || view! {
-                    <strong>{move || name.get()}</strong>
-                    <span class="meta">
-                        "added " <When ms=key.created_at/> " · last used "
-                        {match key.last_used_at {
-                            Some(t) => view! { <When ms=t/> }.into_any(),
-                            None => "never".into_any(),
-                        }}
-                    </span>
-                    <button on:click=move |_| editing.set(true)>"Rename"</button>
-                    <button
-                        class="danger"
-                        on:click=remove.clone()
-                        disabled=last
-                        title=if last { "Your only passkey cannot be removed: add another first" } else { "" }
-                    >
-                        "Remove"
-                    </button>
-                }
-            >
-                <form class="inline" on:submit=save.clone()>
+            <strong>{key.name.clone()}</strong>
+            <span class="meta">
+                "added " <When ms=key.created_at/> " · last used "
+                {match key.last_used_at {
+                    Some(t) => view! { <When ms=t/> }.into_any(),
+                    None => "never".into_any(),
+                }}
+            </span>
+            <details class="rename">
+                <summary>"Rename"</summary>
+                <ActionForm action=rename attr:class="inline">
+                    <input type="hidden" name="id" value=key.id.clone()/>
                     <label class="visually-hidden" for=format!("name-{}", key.id)>"New name"</label>
-                    <input id=format!("name-{}", key.id) required maxlength="100" bind:value=name/>
-                    <button type="submit">"Save"</button>
-                    <button type="button" on:click=move |_| editing.set(false)>"Cancel"</button>
-                </form>
-            </Show>
+                    <input id=format!("name-{}", key.id) name="name" required maxlength="100" value=key.name.clone()/>
+                    <button type="submit" disabled=move || rename.pending().get()>"Save"</button>
+                </ActionForm>
+            </details>
+            <button
+                class="danger"
+                on:click=remove
+                disabled=last
+                title=if last { "Your only passkey cannot be removed: add another first" } else { "" }
+            >
+                "Remove"
+            </button>
+            {move || rename.value().get().and_then(Result::err).map(|e| view! { <ErrorBox error=e/> })}
             {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
         </li>
     }

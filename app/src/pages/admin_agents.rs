@@ -12,7 +12,7 @@ use super::agents::{copy_text, origin};
 use super::failure;
 use crate::api::{
     admin_agent_status, admin_agents, admin_rotate_agent_key, admin_set_agent_key, AdminAgentItem,
-    AgentStatusOut, AppError, RotatedKeyOut,
+    AgentStatus, AgentStatusOut, AppError, RotatedKeyOut,
 };
 use crate::ui::{ErrorBox, Loading, When};
 
@@ -69,12 +69,12 @@ pub fn AdminAgentsPage() -> impl IntoView {
 }
 
 fn status_sentence(name: &str, r: &AgentStatusOut) -> String {
-    match (r.status.as_str(), r.changed) {
-        ("suspended", true) => format!(
+    match (r.status, r.changed) {
+        (AgentStatus::Suspended, true) => format!(
             "{name} is suspended: {} pending requests cancelled, {} grants revoked.",
             r.cancelled_requests, r.revoked_grants
         ),
-        ("suspended", false) => format!("{name} was already suspended."),
+        (AgentStatus::Suspended, false) => format!("{name} was already suspended."),
         (_, true) => format!("{name} is active again."),
         (_, false) => format!("{name} was not suspended."),
     }
@@ -86,7 +86,7 @@ fn AgentCard(
     version: RwSignal<u64>,
     outcome: RwSignal<Option<Outcome>>,
 ) -> impl IntoView {
-    let active = agent.status == "active";
+    let active = agent.status == AgentStatus::Active;
     let id = StoredValue::new(agent.id.clone());
     let name = StoredValue::new(agent.name.clone());
     let error = RwSignal::new(None::<AppError>);
@@ -255,7 +255,7 @@ fn AgentCard(
         <li class="agent-card" data-agent-id=agent.id.clone()>
             <div class="agent-head">
                 <strong>{agent.name.clone()}</strong>
-                <span class=format!("status {}", agent.status)>{agent.status.clone()}</span>
+                <span class=format!("status {}", agent.status)>{agent.status.as_str()}</span>
                 <span class="tag">{key_label}</span>
             </div>
             {facts}

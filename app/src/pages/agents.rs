@@ -1,46 +1,49 @@
 //! My agents: their status and last activity; register a new one (its API key is shown once,
 //! with a copy button and a curl example); suspend or resume.
+//!
+//! Registering is an `ActionForm`: before the wasm loads the browser posts it, and the key
+//! comes back to this page once ([`registered_agent`]).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::failure;
-use crate::api::{create_agent, my_agents, set_agent_active, AgentItem, AppError, NewAgent};
+use crate::api::{
+    my_agents, registered_agent, set_agent_active, AgentItem, AgentStatus, AppError, CreateAgent,
+    NewAgent,
+};
 use crate::ui::{ErrorBox, Loading, When};
 
 /// `/agents`
 #[component]
 pub fn AgentsPage() -> impl IntoView {
     let version = RwSignal::new(0u64);
-    let agents = crate::api::page_resource(move || version.get(), |_| my_agents());
+    let register = ServerAction::<CreateAgent>::new();
+    // Reloaded after every change here and after every registration.
+    let agents = crate::api::page_resource(
+        move || (version.get(), register.version().get()),
+        |_| my_agents(),
+    );
+    let handed_over = crate::api::page_resource(|| (), |_| registered_agent());
     let name = RwSignal::new(String::new());
-    let created = RwSignal::new(None::<NewAgent>);
-    let error = RwSignal::new(None::<AppError>);
-    let busy = RwSignal::new(false);
-
-    let register = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        busy.set(true);
-        error.set(None);
-        let n = name.get_untracked().trim().to_string();
-        leptos::task::spawn_local(async move {
-            match create_agent(n).await {
-                Ok(agent) => {
-                    created.set(Some(agent));
-                    name.set(String::new());
-                    version.update(|v| *v += 1);
-                }
-                Err(e) => error.set(Some(e)),
-            }
-            busy.set(false);
-        });
-    };
+    let error = move || register.value().get().and_then(Result::err);
+    let created = move || register.value().get().and_then(Result::ok);
+    Effect::new(move || {
+        if created().is_some() {
+            name.set(String::new());
+        }
+    });
 
     view! {
         <Title text="Agents"/>
         <section class="page">
             <h1>"My agents"</h1>
-            {move || created.get().map(|a| view! { <KeyOnce agent=a/> })}
+            {move || created().map(|a| view! { <KeyOnce agent=a/> })}
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    handed_over.await.ok().flatten().map(|a| view! { <KeyOnce agent=a/> })
+                })}
+            </Transition>
             <Transition fallback=Loading>
                 {move || Suspend::new(async move {
                     match agents.await {
@@ -56,21 +59,21 @@ pub fn AgentsPage() -> impl IntoView {
                     }
                 })}
             </Transition>
-            <form class="card" on:submit=register>
+            <ActionForm action=register attr:class="card" attr:id="register-agent">
                 <h2>"Register an agent"</h2>
                 <label for="agent-name">"Name"</label>
                 <input id="agent-name" name="name" required maxlength="100" placeholder="invoice-bot" bind:value=name/>
-                {move || error.get().and_then(|e| e.for_field("name")).map(|m| view! { <p class="field-error">{m}</p> })}
-                <button class="primary" type="submit" disabled=move || busy.get()>"Register"</button>
-                {move || error.get().filter(|e| e.for_field("name").is_none()).map(|e| view! { <ErrorBox error=e/> })}
-            </form>
+                {move || error().and_then(|e| e.for_field("name")).map(|m| view! { <p class="field-error">{m}</p> })}
+                <button class="primary" type="submit" disabled=move || register.pending().get()>"Register"</button>
+                {move || error().filter(|e| e.for_field("name").is_none()).map(|e| view! { <ErrorBox error=e/> })}
+            </ActionForm>
         </section>
     }
 }
 
 #[component]
 fn Row(agent: AgentItem, version: RwSignal<u64>) -> impl IntoView {
-    let active = agent.status == "active";
+    let active = agent.status == AgentStatus::Active;
     let error = RwSignal::new(None::<AppError>);
     let id = agent.id.clone();
     let toggle = move |_| {
@@ -86,7 +89,7 @@ fn Row(agent: AgentItem, version: RwSignal<u64>) -> impl IntoView {
         <li class="agent-row" data-agent-id=agent.id.clone()>
             <strong>{agent.name}</strong>
             " "
-            <span class=format!("status {}", agent.status)>{agent.status.clone()}</span>
+            <span class=format!("status {}", agent.status)>{agent.status.as_str()}</span>
             <span class="meta">
                 <code>{agent.id.clone()}</code>
                 " · " {if agent.key_type == "api_key" { "API key" } else { "public key" }}

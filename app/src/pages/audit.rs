@@ -301,7 +301,7 @@ pub fn AuditRequestPage() -> impl IntoView {
                                     <h1>"Evidence for request " <code class="request-id">{rid.clone()}</code></h1>
                                     <ChainBanner chain=t.chain/>
                                     <p class="meta links">
-                                        {t.status.map(|s| view! { <span class=format!("status {s}")>{s.clone()}</span> " " })}
+                                        {t.status.map(|s| view! { <span class=format!("status {s}")>{s.as_str()}</span> " " })}
                                         <a href=format!("/requests/{}", encode(&rid))>"Open the request"</a>
                                         " · "
                                         <a href=export_href(&rid) rel="external" download="">"Export this request (JSON lines)"</a>

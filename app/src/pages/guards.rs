@@ -1,12 +1,16 @@
 //! Guards against approval fatigue (admins): the pending cap, mails per approver per minute,
 //! the cooldown after a denial, collapsing identical requests, and the approve delay. The
 //! server enforces them; this page only sets them.
+//!
+//! The form posts to the server function itself, so it works before the wasm loads; once it
+//! has, the page checks the numbers first and sends them through a `ServerAction`.
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn as _;
 use leptos_meta::Title;
 
 use super::failure;
-use crate::api::{guards, set_guards, AppError, GuardSettings};
+use crate::api::{guards, AppError, GuardSettings, SetGuards};
 use crate::ui::{ErrorBox, Loading};
 
 /// `/admin/guards`
@@ -39,14 +43,19 @@ fn GuardsForm(initial: GuardSettings) -> impl IntoView {
     let cooldown = RwSignal::new(initial.deny_cooldown_seconds.to_string());
     let delay = RwSignal::new(initial.approve_delay_ms.to_string());
     let collapse = RwSignal::new(initial.collapse_identical);
-    let error = RwSignal::new(None::<AppError>);
-    let saved = RwSignal::new(false);
-    let busy = RwSignal::new(false);
+    let save = ServerAction::<SetGuards>::new();
+    // A number the page refused before sending; otherwise the server's answer.
+    let refused = RwSignal::new(None::<AppError>);
+    let error = move || {
+        refused
+            .get()
+            .or_else(|| save.value().get().and_then(Result::err))
+    };
+    let saved = move || matches!(save.value().get(), Some(Ok(_)));
 
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        error.set(None);
-        saved.set(false);
+        refused.set(None);
         let number = |field: &str, s: RwSignal<String>| {
             s.get_untracked()
                 .trim()
@@ -68,55 +77,49 @@ fn GuardsForm(initial: GuardSettings) -> impl IntoView {
                 collapse_identical: collapse.get_untracked(),
             })
         })();
-        let new = match parsed {
-            Ok(g) => g,
-            Err(e) => {
-                error.set(Some(e));
-                return;
+        match parsed {
+            Ok(guards) => {
+                save.dispatch(SetGuards { guards });
             }
-        };
-        busy.set(true);
-        leptos::task::spawn_local(async move {
-            match set_guards(new).await {
-                Ok(_) => saved.set(true),
-                Err(e) => error.set(Some(e)),
-            }
-            busy.set(false);
-        });
+            Err(e) => refused.set(Some(e)),
+        }
     };
     let field = move |name: &'static str| {
         move || {
-            error
-                .get()
+            error()
                 .and_then(|e| e.for_field(name))
                 .map(|m| view! { <p class="field-error">{m}</p> })
         }
     };
+    // Errors no field shows: a field-less `Invalid` is a form the server could not read (posted
+    // before the wasm loaded, with a number that is not one).
+    let named_field =
+        |e: &AppError| matches!(e, AppError::Invalid { field, .. } if !field.is_empty());
 
     view! {
-        <form class="card" on:submit=submit>
+        <form class="card" id="guards" method="post" action=SetGuards::url() on:submit=submit>
             <label for="max_pending_per_agent">"Requests one agent may have waiting"</label>
-            <input id="max_pending_per_agent" inputmode="numeric" bind:value=pending/>
+            <input id="max_pending_per_agent" name="guards[max_pending_per_agent]" inputmode="numeric" bind:value=pending/>
             {field("max_pending_per_agent")}
             <label for="prompts_per_approver_per_minute">"Mails per approver per minute"</label>
-            <input id="prompts_per_approver_per_minute" inputmode="numeric" bind:value=prompts/>
+            <input id="prompts_per_approver_per_minute" name="guards[prompts_per_approver_per_minute]" inputmode="numeric" bind:value=prompts/>
             <p class="hint">"More requests than this wait in the inbox without a mail."</p>
             {field("prompts_per_approver_per_minute")}
             <label for="deny_cooldown_seconds">"Cooldown after a denial (seconds, 0 = off)"</label>
-            <input id="deny_cooldown_seconds" inputmode="numeric" bind:value=cooldown/>
+            <input id="deny_cooldown_seconds" name="guards[deny_cooldown_seconds]" inputmode="numeric" bind:value=cooldown/>
             <p class="hint">"The same agent asking for the same action again is refused this long."</p>
             {field("deny_cooldown_seconds")}
             <label for="approve_delay_ms">"Approve delay (milliseconds, 0 = off)"</label>
-            <input id="approve_delay_ms" inputmode="numeric" bind:value=delay/>
+            <input id="approve_delay_ms" name="guards[approve_delay_ms]" inputmode="numeric" bind:value=delay/>
             <p class="hint">"Approving opens only this long after the request's page does."</p>
             {field("approve_delay_ms")}
             <label class="check">
-                <input type="checkbox" bind:checked=collapse/>
+                <input id="collapse_identical" type="checkbox" name="guards[collapse_identical]" value="true" bind:checked=collapse/>
                 " Collapse identical pending requests of an agent into one"
             </label>
-            <button class="primary" type="submit" disabled=move || busy.get()>"Save"</button>
-            {move || saved.get().then(|| view! { <p class="outcome" role="status">"Saved. Every replica applies it within 2 seconds."</p> })}
-            {move || error.get().filter(|e| !matches!(e, AppError::Invalid { .. })).map(|e| view! { <ErrorBox error=e/> })}
+            <button class="primary" type="submit" disabled=move || save.pending().get()>"Save"</button>
+            {move || saved().then(|| view! { <p class="outcome" role="status">"Saved. Every replica applies it within 2 seconds."</p> })}
+            {move || error().filter(|e| !named_field(e)).map(|e| view! { <ErrorBox error=e/> })}
         </form>
     }
 }

@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::failure;
-use crate::api::{history, my_agents, EventRow, HistoryFilter, HistoryItem};
+use crate::api::{history, my_agents, EventRow, HistoryFilter, HistoryItem, RequestStatus};
 use crate::ui::{Loading, ValueTable, When};
 
 /// `/history?agent=…&status=…&within=…`
@@ -48,9 +48,9 @@ pub fn HistoryPage() -> impl IntoView {
                 <label>
                     "Status "
                     <select name="status">
-                        {["", "approved", "denied", "expired", "cancelled"].into_iter().map(|s| {
-                            let label = if s.is_empty() { "Any" } else { s };
-                            view! { <option value=s selected=move || filter().status == s>{label}</option> }
+                        <option value="" selected=move || filter().status.is_empty()>"Any"</option>
+                        {RequestStatus::FINAL.into_iter().map(|s| {
+                            view! { <option value=s.as_str() selected=move || filter().status == s.as_str()>{s.as_str()}</option> }
                         }).collect_view()}
                     </select>
                 </label>
@@ -87,7 +87,7 @@ fn Item(item: HistoryItem) -> impl IntoView {
         <li class="history-row" data-request-id=item.id.clone()>
             <details>
                 <summary>
-                    <span class=format!("status {}", item.status)>{item.status.clone()}</span>
+                    <span class=format!("status {}", item.status)>{item.status.as_str()}</span>
                     " "
                     <strong>{item.agent_name}</strong>
                     " · "

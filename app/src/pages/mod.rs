@@ -50,7 +50,7 @@ pub fn AdminOnly(children: ChildrenFn) -> impl IntoView {
         <Suspense fallback=crate::ui::Loading>
             {move || Suspend::new(async move {
                 let refused = match me.await {
-                    Ok(Some(v)) if v.role == "admin" => {
+                    Ok(Some(v)) if v.role == crate::api::Role::Admin => {
                         return children.with_value(|c| c()).into_any();
                     }
                     Ok(Some(_)) => AppError::Forbidden("This page is for admins.".into()),

@@ -1,50 +1,36 @@
 //! People (admins): invite someone with a role and groups (the link is shown to the admin and
 //! mailed to the person); see everyone with their passkeys and last sign-in; change a person's
 //! role and groups; deactivate someone, which ends their sessions at once.
+//!
+//! Inviting is an `ActionForm`: before the wasm loads the browser posts it, and the link comes
+//! back to this page once ([`sent_invitation`]).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::failure;
 use crate::api::{
-    invite, people, set_person_active, update_person, AppError, InvitationOut, PersonItem,
+    people, sent_invitation, set_person_active, update_person, AppError, InvitationOut, Invite,
+    PersonItem,
 };
 use crate::ui::{absolute, ErrorBox, Loading, When};
 
 /// `/admin/people`
 #[component]
 pub fn PeoplePage() -> impl IntoView {
+    let invite = ServerAction::<Invite>::new();
+    let handed_over = crate::api::page_resource(|| (), |_| sent_invitation());
     let email = RwSignal::new(String::new());
-    let role = RwSignal::new("owner".to_string());
-    let groups = RwSignal::new(String::new());
-    let busy = RwSignal::new(false);
-    let error = RwSignal::new(None::<AppError>);
-    let sent = RwSignal::new(None::<InvitationOut>);
-
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        busy.set(true);
-        error.set(None);
-        let (e, r, g) = (
-            email.get_untracked(),
-            role.get_untracked(),
-            groups.get_untracked(),
-        );
-        leptos::task::spawn_local(async move {
-            match invite(e.trim().to_string(), r, g).await {
-                Ok(inv) => {
-                    sent.set(Some(inv));
-                    email.set(String::new());
-                }
-                Err(e) => error.set(Some(e)),
-            }
-            busy.set(false);
-        });
-    };
+    let error = move || invite.value().get().and_then(Result::err);
+    let sent = move || invite.value().get().and_then(Result::ok);
+    Effect::new(move || {
+        if sent().is_some() {
+            email.set(String::new());
+        }
+    });
     let field = move |name: &'static str| {
         move || {
-            error
-                .get()
+            error()
                 .and_then(|e| e.for_field(name))
                 .map(|m| view! { <p class="field-error">{m}</p> })
         }
@@ -55,33 +41,44 @@ pub fn PeoplePage() -> impl IntoView {
         <super::AdminOnly>
         <section class="page">
             <h1>"People"</h1>
-            {move || sent.get().map(|inv| view! {
-                <section class="card" role="status">
-                    <p>{format!("Invitation for {} (mailed to them too):", inv.email)}</p>
-                    <p class="secret"><code id="invite-link">{inv.link}</code></p>
-                    <p class="hint">"It works once, until " {absolute(inv.expires_at)} "."</p>
-                </section>
-            })}
-            <form class="card" on:submit=submit>
+            {move || sent().map(|inv| view! { <Sent inv/> })}
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    handed_over.await.ok().flatten().map(|inv| view! { <Sent inv/> })
+                })}
+            </Transition>
+            <ActionForm action=invite attr:class="card" attr:id="invite">
                 <h2>"Invite someone"</h2>
                 <label for="invite-email">"E-mail"</label>
                 <input id="invite-email" name="email" type="email" required bind:value=email/>
                 {field("email")}
                 <label for="invite-role">"Role"</label>
-                <select id="invite-role" name="role" bind:value=role>
+                <select id="invite-role" name="role">
                     <option value="owner">"Owner: runs agents and approves"</option>
                     <option value="admin">"Admin: also sets policy and manages people"</option>
                 </select>
                 {field("role")}
                 <label for="invite-groups">"Groups (comma-separated, optional)"</label>
-                <input id="invite-groups" name="groups" placeholder="finance, sre" bind:value=groups/>
+                <input id="invite-groups" name="groups" placeholder="finance, sre"/>
                 {field("groups")}
-                <button class="primary" type="submit" disabled=move || busy.get()>"Invite"</button>
-                {move || error.get().filter(|e| !matches!(e, AppError::Invalid { .. })).map(|e| view! { <ErrorBox error=e/> })}
-            </form>
+                <button class="primary" type="submit" disabled=move || invite.pending().get()>"Invite"</button>
+                {move || error().filter(|e| !matches!(e, AppError::Invalid { .. })).map(|e| view! { <ErrorBox error=e/> })}
+            </ActionForm>
             <Everyone/>
         </section>
         </super::AdminOnly>
+    }
+}
+
+/// An invitation just sent: the link is shown here once.
+#[component]
+fn Sent(inv: InvitationOut) -> impl IntoView {
+    view! {
+        <section class="card" role="status">
+            <p>{format!("Invitation for {} (mailed to them too):", inv.email)}</p>
+            <p class="secret"><code id="invite-link">{inv.link}</code></p>
+            <p class="hint">"It works once, until " {absolute(inv.expires_at)} "."</p>
+        </section>
     }
 }
 
@@ -141,7 +138,7 @@ fn groups_of(people: &[PersonItem]) -> Vec<(String, Vec<String>)> {
 #[component]
 fn PersonRow(p: PersonItem, refresh: RwSignal<u64>) -> impl IntoView {
     let id = StoredValue::new(p.id.clone());
-    let role = RwSignal::new(p.role.clone());
+    let role = RwSignal::new(p.role.as_str().to_string());
     let groups = RwSignal::new(p.groups.join(", "));
     let error = RwSignal::new(None::<AppError>);
     let saved = RwSignal::new(false);

@@ -8,10 +8,11 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::failure;
-use crate::api::{request_page, AppError, RequestView as Page};
+use crate::api::{request_page, AppError, RequestStatus, RequestView as Page, Verdict};
 use crate::passkey::{ceremony, Ceremony};
 use crate::ui::{text_at, Countdown, ErrorBox, Loading, Risks, ValueTable, When};
 
@@ -88,17 +89,17 @@ fn Shown(page: Page, notes: Notes) -> impl IntoView {
     let received = page
         .decisions
         .iter()
-        .filter(|d| d.decision == "approved")
+        .filter(|d| d.decision == Verdict::Approved)
         .count();
     let title = format!("{} · {}", shown.agent_name, action_type);
 
     view! {
         <Title text=title/>
-        <article class="request" data-status=page.status.clone() data-display-hash=page.display_hash.clone()>
+        <article class="request" data-status=page.status.as_str() data-display-hash=page.display_hash.clone()>
             <header class="summary">
                 <p class="status-line">
-                    <span class=format!("status {}", page.status)>{status_label(&page.status)}</span>
-                    {(page.status == "pending").then(|| view! {
+                    <span class=format!("status {}", page.status)>{page.status.label()}</span>
+                    {(page.status == RequestStatus::Pending).then(|| view! {
                         " · expires in " <Countdown deadline=page.expires_at/>
                     })}
                 </p>
@@ -168,7 +169,7 @@ fn Shown(page: Page, notes: Notes) -> impl IntoView {
                 {(!page.decisions.is_empty()).then(|| view! {
                     <ul class="decisions">
                         {page.decisions.iter().cloned().map(|d| view! {
-                            <li>{d.who} " " {d.decision} " " <When ms=d.at/></li>
+                            <li>{d.who} " " {d.decision.as_str()} " " <When ms=d.at/></li>
                         }).collect_view()}
                     </ul>
                 })}
@@ -196,7 +197,7 @@ fn Shown(page: Page, notes: Notes) -> impl IntoView {
                                     <a href=format!("/requests/{}", r.id)>
                                         <code>{r.action_type}</code> " on " <code>{r.target}</code>
                                     </a>
-                                    " · " <span class=format!("status {}", r.status)>{r.status.clone()}</span>
+                                    " · " <span class=format!("status {}", r.status)>{r.status.as_str()}</span>
                                     " · " <When ms=r.created_at/>
                                 </li>
                             }).collect_view()}
@@ -222,17 +223,6 @@ fn or_unset(s: String) -> String {
     }
 }
 
-fn status_label(status: &str) -> &'static str {
-    match status {
-        "pending" => "Waiting for approval",
-        "approved" => "Approved",
-        "denied" => "Denied",
-        "expired" => "Expired",
-        "cancelled" => "Cancelled by the agent",
-        _ => "Unknown",
-    }
-}
-
 /// Approve or deny, each with a passkey. The approve button unlocks only after the page has
 /// been open `approve_delay_ms` (a guard against approving on reflex).
 #[component]
@@ -248,19 +238,18 @@ fn DecisionPanel(page: Page, notes: Notes) -> impl IntoView {
             {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
         }
     };
-    if page.status != "pending" || !page.can_decide {
-        let text = match page.status.as_str() {
-            "pending" => page
+    if page.status != RequestStatus::Pending || !page.can_decide {
+        let text = match page.status {
+            RequestStatus::Pending => page
                 .why_not
                 .clone()
                 .unwrap_or_else(|| "You cannot decide this request.".into()),
-            "approved" => "This request was approved; the agent has its grant.".into(),
-            "denied" => "This request was denied; the agent was told why.".into(),
-            "expired" => {
+            RequestStatus::Approved => "This request was approved; the agent has its grant.".into(),
+            RequestStatus::Denied => "This request was denied; the agent was told why.".into(),
+            RequestStatus::Expired => {
                 "This request expired before enough approvals arrived. Nothing was granted.".into()
             }
-            "cancelled" => "The agent cancelled this request.".into(),
-            _ => String::new(),
+            RequestStatus::Cancelled => "The agent cancelled this request.".into(),
         };
         return view! {
             <section class="card decide closed">
@@ -298,12 +287,12 @@ fn DecisionPanel(page: Page, notes: Notes) -> impl IntoView {
                 Ok(result) => {
                     let status = result
                         .get("status")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    outcome.set(Some(match status.as_str() {
-                        "approved" => "Approved. The agent has its grant.".into(),
-                        "denied" => "Denied. The agent has been told.".into(),
+                        .and_then(|s| RequestStatus::deserialize(s).ok());
+                    outcome.set(Some(match status {
+                        Some(RequestStatus::Approved) => {
+                            "Approved. The agent has its grant.".into()
+                        }
+                        Some(RequestStatus::Denied) => "Denied. The agent has been told.".into(),
                         _ => "Your approval is recorded; more approvals are needed.".into(),
                     }));
                     busy.set(false);

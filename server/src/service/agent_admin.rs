@@ -45,6 +45,7 @@ use super::people::SignedIn;
 use super::{Countersign, Error};
 use crate::domain::audit_kind::EventKind;
 use crate::domain::jose::PublicJwk;
+use crate::domain::lifecycle::AgentStatus;
 use crate::domain::secrets::{self, Secret};
 use crate::store::agents::{self as rows, AgentListing, Credential};
 use crate::store::{self, audit};
@@ -76,10 +77,10 @@ pub struct RegisteredKey {
 }
 
 /// What suspending or resuming did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
-    /// `active` or `suspended`: the agent's status afterwards.
-    pub status: String,
+    /// The agent's status afterwards.
+    pub status: AgentStatus,
     /// False when it already had that status.
     pub changed: bool,
     /// Pending requests cancelled (suspending only).
@@ -120,14 +121,15 @@ impl Countersign {
         if active {
             let changed = self.resume_agent(agent_id, &actor).await?;
             Ok(StatusChange {
-                status: "active".into(),
+                status: AgentStatus::Active,
                 changed,
-                ..StatusChange::default()
+                cancelled_requests: 0,
+                revoked_grants: 0,
             })
         } else {
             let r = self.suspend_agent(agent_id, &actor).await?;
             Ok(StatusChange {
-                status: "suspended".into(),
+                status: AgentStatus::Suspended,
                 changed: r.changed,
                 cancelled_requests: r.cancelled_requests,
                 revoked_grants: r.revoked_grants,

@@ -35,7 +35,8 @@ impl GuardsCache {
 }
 
 impl Countersign {
-    /// The guards in force.
+    /// The guards in force, for the service's own checks (people see them through
+    /// [`Self::guards_seen_by`]).
     pub async fn guards(&self) -> Result<Guards, Error> {
         let now = self.now();
         if let Some(g) = self.guards_cache.get(now) {
@@ -45,6 +46,15 @@ impl Countersign {
         let g = self.config.guard_defaults.with_stored(&stored);
         self.guards_cache.put(now, g);
         Ok(g)
+    }
+
+    /// The guards in force, for an admin's settings page (admins only: what the guards are set
+    /// to tells an agent how to stay just under them).
+    pub async fn guards_seen_by(&self, who: &SignedIn) -> Result<Guards, Error> {
+        if !who.person.role.is_admin() {
+            return Err(Error::Forbidden("only admins can see the guards".into()));
+        }
+        self.guards().await
     }
 
     /// An admin changes the guards; recorded on the audit chain with the old and new values.

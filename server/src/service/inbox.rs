@@ -8,20 +8,26 @@
 //! - the history holds finished requests of the person's agents and those they decided
 //!   (admins: all);
 //! - agents are managed by their owner (and admins).
+//!
+//! Each answer is a read model in the words the pages use (an inbox entry, a request's
+//! details, a history entry, an agent), not a stored row: the request's JSON is read here, once.
 
 use std::collections::HashMap;
+
+use serde_json::Value;
 
 use super::decisions::{candidate, Decision, DENY_REASONS};
 use super::people::SignedIn;
 use super::requests::stored_body;
 use super::{Countersign, Error};
+use crate::clock::Millis;
 use crate::domain::audit::AuditEvent;
 use crate::domain::display::ApprovalView;
-use crate::domain::lifecycle::RequestStatus;
+use crate::domain::lifecycle::{AgentStatus, RequestStatus};
 use crate::domain::quorum::ApproverRule;
 use crate::domain::risk::{self, Risk};
 use crate::store::agents::{self, AgentRow};
-use crate::store::listings::{self, ApprovalRow, HistoryQuery};
+use crate::store::listings::{self, HistoryQuery};
 use crate::store::requests::RequestRow;
 use crate::store::{audit, requests as rows};
 
@@ -33,17 +39,59 @@ const INBOX_SHOWN: usize = 100;
 /// Rows a history page shows.
 const HISTORY_SHOWN: i64 = 100;
 
-/// One row of an inbox.
+/// One row of an inbox: what the request asks, in the words the list shows.
 #[derive(Debug, Clone)]
 pub struct InboxEntry {
-    /// The request.
-    pub request: RequestRow,
+    /// Request id.
+    pub id: String,
     /// Its agent's name.
     pub agent_name: String,
+    /// The action's type, e.g. `payments.transfer`.
+    pub action_type: String,
+    /// What it acts on.
+    pub target: String,
+    /// The intent's goal, in the agent's words (empty when it gave none).
+    pub goal: String,
+    /// The environment it names, if any.
+    pub environment: Option<String>,
+    /// The amount with its currency (`1200 EUR`), if any.
+    pub amount: Option<String>,
+    /// Unix ms.
+    pub created_at: Millis,
+    /// Unix ms.
+    pub expires_at: Millis,
+    /// Approvals the policy asks for.
+    pub approvals_required: i64,
     /// Approvals so far.
     pub approvals: i64,
     /// Risk highlights.
     pub risks: Vec<Risk>,
+}
+
+/// An approval already given, by whom.
+#[derive(Debug, Clone)]
+pub struct GivenApproval {
+    /// Their display name.
+    pub display_name: String,
+    /// Their e-mail.
+    pub email: String,
+    /// Unix ms.
+    pub decided_at: Millis,
+}
+
+/// Another request of the same agent, as the request page lists it.
+#[derive(Debug, Clone)]
+pub struct RecentRequest {
+    /// Request id.
+    pub id: String,
+    /// The action's type.
+    pub action_type: String,
+    /// What it acts on.
+    pub target: String,
+    /// Where it stands.
+    pub status: RequestStatus,
+    /// Unix ms.
+    pub created_at: Millis,
 }
 
 /// A request with everything its page shows.
@@ -53,18 +101,28 @@ pub struct RequestDetails {
     pub view: ApprovalView,
     /// Its hash.
     pub display_hash: String,
-    /// The stored request.
-    pub request: RequestRow,
-    /// Approvals so far.
-    pub approvals: Vec<ApprovalRow>,
-    /// The person who denied it, when denied (display name and e-mail).
+    /// Where it stands.
+    pub status: RequestStatus,
+    /// Unix ms.
+    pub created_at: Millis,
+    /// Unix ms.
+    pub expires_at: Millis,
+    /// When it left `pending` (unix ms), if it has.
+    pub decided_at: Option<Millis>,
+    /// Approvals so far, in order.
+    pub approvals: Vec<GivenApproval>,
+    /// The person who denied it, when a person did (display name and e-mail).
     pub denied_by: Option<String>,
+    /// The reason code it ended with (a denial's, or policy's), if any.
+    pub reason_code: Option<String>,
+    /// The reason's text, if any.
+    pub reason: Option<String>,
     /// Whether this person may approve or deny now, and if not, why.
     pub may_decide: Result<(), String>,
     /// Risk highlights.
     pub risks: Vec<Risk>,
     /// The agent's other recent requests.
-    pub recent: Vec<RequestRow>,
+    pub recent: Vec<RecentRequest>,
     /// Milliseconds until this person may approve (the approve delay, counted from when they
     /// first opened the page).
     pub approve_wait_ms: i64,
@@ -73,12 +131,39 @@ pub struct RequestDetails {
 /// One finished request and its evidence.
 #[derive(Debug, Clone)]
 pub struct HistoryEntry {
-    /// The request.
-    pub request: RequestRow,
+    /// Request id.
+    pub id: String,
     /// Its agent's name.
     pub agent_name: String,
+    /// The action's type.
+    pub action_type: String,
+    /// What it acts on.
+    pub target: String,
+    /// How it ended.
+    pub status: RequestStatus,
+    /// Unix ms.
+    pub created_at: Millis,
+    /// Unix ms.
+    pub decided_at: Option<Millis>,
     /// Its events on the audit chain.
     pub events: Vec<AuditEvent>,
+}
+
+/// One of a person's agents, as their agents page lists it (no credential material).
+#[derive(Debug, Clone)]
+pub struct OwnAgent {
+    /// Agent id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Active or suspended.
+    pub status: AgentStatus,
+    /// `api_key` or `ed25519`.
+    pub key_type: String,
+    /// Unix ms.
+    pub created_at: Millis,
+    /// Unix ms, if it has been seen.
+    pub last_seen_at: Option<Millis>,
 }
 
 /// History filters.
@@ -90,6 +175,16 @@ pub struct HistoryFilter {
     pub status: String,
     /// Created within this many hours (0: any time).
     pub within_hours: i64,
+}
+
+/// The text at `pointer` in a request body: strings as they are, numbers and the like as JSON,
+/// null and absent as `None`.
+fn text_at(body: &Value, pointer: &str) -> Option<String> {
+    match body.pointer(pointer)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
 }
 
 /// The reason codes a denial may carry, with their labels.
@@ -150,11 +245,28 @@ impl Countersign {
         let asked = listings::asked_before_each(self.db.reader(), &ids).await?;
         Ok(waiting
             .into_iter()
-            .map(|(r, agent_name)| InboxEntry {
-                approvals: approvals(&r.id).len() as i64,
-                risks: risk::assess(&stored_body(&r), !asked.contains(&r.id)),
-                agent_name,
-                request: r,
+            .map(|(r, agent_name)| {
+                let body = stored_body(&r);
+                let amount = text_at(&body, "/context/amount/value").map(|value| {
+                    match text_at(&body, "/context/amount/currency") {
+                        Some(currency) => format!("{value} {currency}"),
+                        None => value,
+                    }
+                });
+                InboxEntry {
+                    approvals: approvals(&r.id).len() as i64,
+                    risks: risk::assess(&body, !asked.contains(&r.id)),
+                    goal: text_at(&body, "/intent/goal").unwrap_or_default(),
+                    environment: text_at(&body, "/context/environment"),
+                    amount,
+                    agent_name,
+                    id: r.id,
+                    action_type: r.action_type,
+                    target: r.target,
+                    created_at: r.created_at,
+                    expires_at: r.expires_at,
+                    approvals_required: r.approvals_required,
+                }
             })
             .collect())
     }
@@ -195,12 +307,33 @@ impl Countersign {
             approve_wait_ms,
             display_hash: view.display_hash(),
             view,
-            request,
-            approvals,
+            status: request.status,
+            created_at: request.created_at,
+            expires_at: request.expires_at,
+            decided_at: request.decided_at,
+            approvals: approvals
+                .into_iter()
+                .map(|a| GivenApproval {
+                    display_name: a.display_name,
+                    email: a.email,
+                    decided_at: a.decided_at,
+                })
+                .collect(),
             denied_by,
+            reason_code: request.reason_code,
+            reason: request.reason,
             may_decide,
             risks,
-            recent,
+            recent: recent
+                .into_iter()
+                .map(|r| RecentRequest {
+                    id: r.id,
+                    action_type: r.action_type,
+                    target: r.target,
+                    status: r.status,
+                    created_at: r.created_at,
+                })
+                .collect(),
         })
     }
 
@@ -249,15 +382,31 @@ impl Countersign {
             out.push(HistoryEntry {
                 agent_name: agent.name,
                 events: events.remove(&r.id).unwrap_or_default(),
-                request: r,
+                id: r.id,
+                action_type: r.action_type,
+                target: r.target,
+                status: r.status,
+                created_at: r.created_at,
+                decided_at: r.decided_at,
             });
         }
         Ok(out)
     }
 
     /// The person's own agents, newest first.
-    pub async fn my_agents(&self, who: &SignedIn) -> Result<Vec<AgentRow>, Error> {
-        Ok(agents::list(self.db.reader(), Some(&who.person.id)).await?)
+    pub async fn my_agents(&self, who: &SignedIn) -> Result<Vec<OwnAgent>, Error> {
+        Ok(agents::list(self.db.reader(), Some(&who.person.id))
+            .await?
+            .into_iter()
+            .map(|a| OwnAgent {
+                id: a.id,
+                name: a.name,
+                status: a.status,
+                key_type: a.key_type,
+                created_at: a.created_at,
+                last_seen_at: a.last_seen_at,
+            })
+            .collect())
     }
 
     /// Suspends or resumes an agent the person owns (admins: any agent).
