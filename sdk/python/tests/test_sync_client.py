@@ -24,6 +24,7 @@ from countersign import (
     InvalidToken,
     NotFound,
     RequestState,
+    SlowDown,
     action_hash,
 )
 
@@ -196,6 +197,18 @@ def test_wait_with_a_timeout_leaves_the_request_pending(cs: Countersign) -> None
     cs.cancel(state.id)
 
 
+def test_polling_faster_than_the_interval_is_slow_down(cs: Countersign) -> None:
+    state = cs.create_request("payments.transfer", "bank-api", params={"amount": "3.50"})
+    with pytest.raises(SlowDown) as slow:
+        for _ in range(3):
+            cs.get_request(state.id)
+    assert slow.value.status == 429 and slow.value.interval and slow.value.interval >= 1
+    # The long-wait is never slow_down, and the client waits out the interval when told.
+    with pytest.raises(TimeoutError):
+        cs.wait_for_decision(state.id, timeout=1)
+    cs.cancel(state.id)
+
+
 def test_idempotency_key_returns_the_same_request(cs: Countersign) -> None:
     key = f"inv-{uuid.uuid4()}"
     first = cs.create_request("payments.transfer", "bank-api", params={"amount": "4.00"}, idempotency_key=key)
@@ -260,6 +273,17 @@ def test_verify_grant_refuses_tampered_and_misdirected_tokens(cs: Countersign, d
         downstream.verify_grant(grant.token, expected_audience="warehouse",
                                 action={"action": {"type": "reports.read", "target": "warehouse", "params": {"rows": 11}}})
     assert wrong_action.value.field == "action_hash"
+
+    # A key the server never published: refetched once, then refused, naming the kid.
+    other_kid = base64.urlsafe_b64encode(json.dumps(
+        {"alg": "EdDSA", "typ": "countersign-grant+jwt", "kid": "not-a-server-key"}).encode()).rstrip(b"=").decode()
+    with pytest.raises(InvalidGrant) as unknown:
+        downstream.verify_grant(f"{other_kid}.{payload}.{signature}", expected_audience="warehouse")
+    assert unknown.value.field == "kid"
+    plain_jwt = base64.urlsafe_b64encode(b'{"alg":"EdDSA","typ":"JWT"}').rstrip(b"=").decode()
+    with pytest.raises(InvalidGrant) as untyped:
+        downstream.verify_grant(f"{plain_jwt}.{payload}.{signature}", expected_audience="warehouse")
+    assert untyped.value.field == "typ"
 
     # The genuine token still verifies, and the server refuses a redemption for another hash.
     downstream.verify_grant(grant.token, expected_audience="warehouse")

@@ -323,7 +323,7 @@ SKIPPED_ARGUMENTS = ("self", "cls", "grant")
 
 
 def takes_grant(fn: Callable[..., Any]) -> bool:
-    """True when ``fn`` has a ``grant`` parameter (or ``**kwargs``) to receive its grant."""
+    """True when ``fn`` has a parameter named ``grant`` to receive its grant."""
     parameters = inspect.signature(fn).parameters
     return "grant" in parameters
 
