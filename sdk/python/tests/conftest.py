@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -246,4 +247,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
         if db_name:
             with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
+        if not request.session.testsfailed:
+            shutil.rmtree(tmp, ignore_errors=True)  # kept after a failure: server.log is there
 
