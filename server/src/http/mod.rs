@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod body;
 pub mod headers;
 pub mod limits;
+pub mod mcp;
 pub mod openapi;
 pub mod ops;
 pub mod owner_api;
@@ -124,6 +125,11 @@ pub fn router(core: Arc<Countersign>) -> Router {
         ))
         .layer(session_layer(&core));
 
+    // MCP (Streamable HTTP): every request authenticated like the agent API's.
+    let mcp = Router::new()
+        .route_service("/mcp", mcp::service(core.clone()))
+        .layer(from_fn_with_state(core.clone(), mcp::authenticate));
+
     let api = Router::new()
         .route("/api/v1/requests", post(agent_api::create_request))
         .route("/api/v1/requests/{id}", get(agent_api::get_request))
@@ -150,6 +156,7 @@ pub fn router(core: Arc<Countersign>) -> Router {
         .route("/metrics", get(ops::metrics))
         .nest("/api/ui", owner)
         .merge(revoke)
+        .merge(mcp)
         // Under /api/ a path that is no endpoint is a problem+json 404, not the app's page.
         .route("/api", any(problem::no_such_endpoint))
         .route("/api/", any(problem::no_such_endpoint))
