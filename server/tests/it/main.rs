@@ -24,6 +24,7 @@ mod hardening;
 mod lifecycle;
 mod limits;
 mod mail;
+mod mcp;
 mod openapi;
 mod owner_app;
 mod people;
