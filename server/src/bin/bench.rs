@@ -20,8 +20,13 @@
 //!    stored request, its approvals, risks and recent requests, and the HTML render), one at a
 //!    time, measured on the client over loopback.
 //!
+//! 5. **MCP against HTTP**: 200 approvals delivered to an agent waiting in the MCP tool
+//!    `wait_for_approval` and 200 to one waiting on `GET /api/v1/requests/{id}?wait=`,
+//!    alternating, each measured on the client from sending the passkey assertion to the
+//!    waiting call's answer: the MCP edge's cost is the difference between the two.
+//!
 //! Run it with `make bench` (which raises the open-file limit these connection counts need);
-//! `bash .ci/bench intake` (or `delivery`, `waiters`, `page`) runs one scenario.
+//! `bash .ci/bench intake` (or `delivery`, `waiters`, `page`, `mcp`) runs one scenario.
 //! It prints the machine, the figures, and a Markdown table for the README.
 
 use std::collections::HashMap;
@@ -751,6 +756,176 @@ async fn request_page(http: &Client, figures: &mut Figures) -> Result<()> {
     Ok(())
 }
 
+/// An MCP session of one agent at `/mcp`, spoken as plain JSON-RPC (a benchmark measures the
+/// server, so the client stays as thin as possible; the tests use the official SDKs).
+struct McpSession {
+    url: String,
+    key: String,
+    id: String,
+}
+
+impl McpSession {
+    async fn open(http: &Client, base: &str, key: &str) -> Result<Self> {
+        let url = format!("{base}/mcp");
+        let hello = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": { "name": "countersign-bench", "version": "1" } } });
+        let r = Self::post(http, &url, key, None, &hello).await?;
+        let id = r
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| anyhow!("initialize: no session id"))?
+            .to_string();
+        Self::message(r).await?;
+        let session = Self {
+            url,
+            key: key.to_string(),
+            id,
+        };
+        let done = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+        Self::post(http, &session.url, key, Some(&session.id), &done).await?;
+        Ok(session)
+    }
+
+    async fn post(
+        http: &Client,
+        url: &str,
+        key: &str,
+        session: Option<&str>,
+        body: &Value,
+    ) -> Result<reqwest::Response> {
+        let mut req = http
+            .post(url)
+            .bearer_auth(key)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(body);
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        let r = req.send().await?;
+        if !r.status().is_success() {
+            bail!("/mcp: {}", r.status());
+        }
+        Ok(r)
+    }
+
+    /// The JSON-RPC answer in a response (JSON, or the first message of an SSE stream).
+    async fn message(r: reqwest::Response) -> Result<Value> {
+        let text = r.text().await?;
+        let data = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .find(|d| !d.is_empty())
+            .unwrap_or(text.as_str());
+        Ok(serde_json::from_str(data)?)
+    }
+
+    /// Calls a tool; returns its structured content.
+    async fn call(&self, http: &Client, n: u64, tool: &str, arguments: Value) -> Result<Value> {
+        let body = json!({ "jsonrpc": "2.0", "id": n, "method": "tools/call",
+            "params": { "name": tool, "arguments": arguments } });
+        let r = Self::post(http, &self.url, &self.key, Some(&self.id), &body).await?;
+        let answer = Self::message(r).await?;
+        Ok(answer["result"]["structuredContent"].clone())
+    }
+}
+
+/// Scenario 5: the same approvals delivered through `wait_for_approval` and through the HTTP
+/// long-wait, alternating so that both see the same machine.
+async fn mcp_against_http(http: &Client, figures: &mut Figures) -> Result<()> {
+    let server = Server::start(http, &[]).await?;
+    let mut owner = Owner::enrol(http, &server, "owner@example.com").await?;
+    let keys = server.agents("owner@example.com", 1)?;
+    let key = &keys[0];
+    let session = McpSession::open(http, &server.base, key).await?;
+    let (mut over_mcp, mut over_http) = (Vec::new(), Vec::new());
+    for round in 0..2 * MEASURED_DECISIONS {
+        let id = create(http, &server.base, key, &transfer(round)).await?;
+        let via_mcp = round % 2 == 0;
+        // Both calls on this task (`join!` below), so the session is simply borrowed.
+        let waiter = async {
+            let answer = if via_mcp {
+                let args = json!({ "request_id": id, "wait_seconds": 50 });
+                session
+                    .call(http, round as u64 + 1, "wait_for_approval", args)
+                    .await?
+            } else {
+                let url = format!("{}/api/v1/requests/{id}?wait=50", server.base);
+                http.get(url).bearer_auth(key).send().await?.json().await?
+            };
+            let at = Instant::now();
+            Ok::<_, anyhow::Error>((answer["status"].as_str().unwrap_or("?").to_string(), at))
+        };
+        let approve = async {
+            until_waiting(http, &server, 1).await?;
+            let start = owner
+                .post(
+                    http,
+                    &format!("/api/ui/requests/{id}/decision/start"),
+                    &json!({ "decision": "approve" }),
+                )
+                .await?;
+            let options = serde_json::from_value(start["options"].clone())?;
+            let credential = owner
+                .passkey
+                .do_authentication(owner.origin.clone(), options)
+                .map_err(|e| anyhow!("assert: {e:?}"))?;
+            let body = json!({ "ceremony_id": start["ceremony_id"], "credential": credential });
+            let sent = Instant::now();
+            owner
+                .post(
+                    http,
+                    &format!("/api/ui/requests/{id}/decision/finish"),
+                    &body,
+                )
+                .await?;
+            Ok::<_, anyhow::Error>(sent)
+        };
+        let (answer, sent) = tokio::join!(waiter, approve);
+        let (status, at) = answer?;
+        let sent = sent?;
+        if status != "approved" {
+            bail!("round {round}: the waiting call got {status}");
+        }
+        if via_mcp {
+            &mut over_mcp
+        } else {
+            &mut over_http
+        }
+        .push(at.duration_since(sent));
+    }
+    over_mcp.sort();
+    over_http.sort();
+    let line = |d: &[Duration]| {
+        format!(
+            "p50 {}, p99 {}",
+            ms(percentile(d, 0.5)),
+            ms(percentile(d, 0.99))
+        )
+    };
+    println!(
+        "mcp: assertion sent → answer, {MEASURED_DECISIONS} approvals each: MCP wait_for_approval {}; HTTP long-wait {}",
+        line(&over_mcp),
+        line(&over_http)
+    );
+    figures.rows.push((
+        format!("Passkey assertion sent → MCP `wait_for_approval` answered ({MEASURED_DECISIONS} approvals, alternating with the HTTP long-wait below)"),
+        line(&over_mcp),
+        "within 10 ms of the HTTP long-wait".into(),
+    ));
+    figures.rows.push((
+        format!(
+            "The same through `GET /api/v1/requests/{{id}}?wait=` ({MEASURED_DECISIONS} approvals)"
+        ),
+        line(&over_http),
+        "—".into(),
+    ));
+    Ok(())
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -773,7 +948,7 @@ async fn main() -> Result<()> {
         .pool_max_idle_per_host(usize::MAX)
         .build()?;
     let mut figures = Figures { rows: Vec::new() };
-    // Scenarios to run: all by default, or any of `intake`, `delivery`, `waiters`, `page`.
+    // Scenarios to run: all by default, or any of `intake`, `delivery`, `waiters`, `page`, `mcp`.
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|a| a == name);
     println!("machine: {}", machine());
@@ -788,6 +963,9 @@ async fn main() -> Result<()> {
     }
     if wanted("page") {
         request_page(&http, &mut figures).await?;
+    }
+    if wanted("mcp") {
+        mcp_against_http(&http, &mut figures).await?;
     }
     println!("\n| measure | result | target |\n| --- | --- | --- |");
     for (m, r, t) in &figures.rows {
