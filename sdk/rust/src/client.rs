@@ -90,7 +90,8 @@ impl Client {
         self.auth.agent_id()
     }
 
-    /// The downstream side (verifying and redeeming grants) of the same server.
+    /// A [`Downstream`] of the same server (verifying and redeeming grants), sharing this
+    /// client's connection pool. Each call makes a new one with an empty JWKS cache: keep it.
     pub fn downstream(&self) -> Downstream {
         Downstream::from_server(self.server.clone())
     }
