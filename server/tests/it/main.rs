@@ -17,6 +17,7 @@ mod audit_admin;
 mod audit_checkpoints;
 mod browser_edge;
 mod cli;
+mod client;
 mod concurrent_pages;
 mod contract_errors;
 mod guards;

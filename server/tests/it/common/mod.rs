@@ -434,6 +434,33 @@ impl TestApp {
         }
     }
 
+    /// The Rust client (`sdk/rust`) as this agent, with its API key.
+    pub fn client(&self, agent: &Agent) -> countersign_client::Client {
+        countersign_client::Client::new(
+            &self.base,
+            countersign_client::Credentials::ApiKey(agent.bearer.clone()),
+        )
+        .unwrap()
+    }
+
+    /// The Rust client as a downstream system of this server.
+    pub fn downstream(&self) -> countersign_client::Downstream {
+        countersign_client::Downstream::new(&self.base).unwrap()
+    }
+
+    /// Registers an agent with a fresh Ed25519 key for `owner_email` (its public JWK written
+    /// by the Rust client, as an agent author would); returns the agent's id and its key.
+    pub async fn key_agent(&self, owner_email: &str) -> (String, ed25519_dalek::SigningKey) {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+        let jwk = countersign_client::public_jwk(&key).to_string();
+        let created = self
+            .core
+            .create_agent("key-agent", owner_email, Some(&jwk), "test")
+            .await
+            .unwrap();
+        (created.id, key)
+    }
+
     /// An agent call.
     pub async fn agent_post(&self, agent: &Agent, path: &str, body: &Value) -> Response {
         self.http
