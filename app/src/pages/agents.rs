@@ -1,5 +1,6 @@
 //! My agents: their status and last activity; register a new one (its API key is shown once,
-//! with a copy button and a curl example); suspend or resume.
+//! with a copy button and a curl example); suspend or resume; set or clear its callback URL
+//! (Countersign POSTs a signed notice there when one of its requests is decided).
 //!
 //! Registering is an `ActionForm`: before the wasm loads the browser posts it, and the key
 //! comes back to this page once ([`registered_agent`]).
@@ -9,7 +10,7 @@ use leptos_meta::Title;
 
 use super::failure;
 use crate::api::{
-    my_agents, registered_agent, set_agent_active, AgentItem, AgentStatus, AppError, CreateAgent,
+    my_agents, registered_agent, set_agent_active, set_agent_callback, AgentItem, AgentStatus, AppError, CreateAgent,
     NewAgent,
 };
 use crate::ui::{ErrorBox, Loading, When};
@@ -103,7 +104,41 @@ fn Row(agent: AgentItem, version: RwSignal<u64>) -> impl IntoView {
                 {if active { "Suspend" } else { "Resume" }}
             </button>
             {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
+            <Callback id=agent.id.clone() current=agent.callback_url.clone() version/>
         </li>
+    }
+}
+
+/// The agent's callback URL: edit and save, or save empty to clear.
+#[component]
+fn Callback(id: String, current: Option<String>, version: RwSignal<u64>) -> impl IntoView {
+    let url = RwSignal::new(current.unwrap_or_default());
+    let error = RwSignal::new(None::<AppError>);
+    let saving = RwSignal::new(false);
+    let input_id = format!("callback-{id}");
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let (id, value) = (id.clone(), url.get_untracked());
+        saving.set(true);
+        leptos::task::spawn_local(async move {
+            match set_agent_callback(id, value).await {
+                Ok(_) => {
+                    error.set(None);
+                    version.update(|v| *v += 1);
+                }
+                Err(e) => error.set(Some(e)),
+            }
+            saving.set(false);
+        });
+    };
+    view! {
+        <form class="callback" on:submit=save>
+            <label for=input_id.clone()>"Callback URL"</label>
+            <input id=input_id type="url" name="url" maxlength="2048"
+                placeholder="https://agent.example.com/countersign" bind:value=url/>
+            <button type="submit" disabled=move || saving.get()>"Save callback"</button>
+            {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
+        </form>
     }
 }
 

@@ -32,10 +32,13 @@ pub struct AgentRow {
     pub last_seen_at: Option<Millis>,
     /// Advances with every change of status or credential (see [`set_status`]).
     pub epoch: i64,
+    /// Where its requests' decisions are announced (see [`super::callbacks`]); written only
+    /// by [`super::callbacks::set_url`], so [`insert`] leaves it unset.
+    pub callback_url: Option<String>,
 }
 
 const COLUMNS: &str = "id, name, owner_id, status, key_type, api_key_hash, public_jwk, \
-                       jwk_thumbprint, created_at, last_seen_at, epoch";
+                       jwk_thumbprint, created_at, last_seen_at, epoch, callback_url";
 
 fn from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
     Ok(AgentRow {
@@ -50,6 +53,7 @@ fn from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
         created_at: col(row, "created_at")?,
         last_seen_at: col(row, "last_seen_at")?,
         epoch: col(row, "epoch")?,
+        callback_url: col(row, "callback_url")?,
     })
 }
 
