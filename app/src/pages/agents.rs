@@ -10,8 +10,8 @@ use leptos_meta::Title;
 
 use super::failure;
 use crate::api::{
-    my_agents, registered_agent, set_agent_active, set_agent_callback, AgentItem, AgentStatus, AppError, CreateAgent,
-    NewAgent,
+    my_agents, registered_agent, set_agent_active, set_agent_callback, AgentItem, AgentStatus,
+    AppError, CreateAgent, NewAgent,
 };
 use crate::ui::{ErrorBox, Loading, When};
 

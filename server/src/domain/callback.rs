@@ -240,9 +240,7 @@ impl AllowList {
 /// `::ffff:a.b.c.d` as `a.b.c.d`, so an allowed IPv4 network covers its mapped form too.
 fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -348,7 +346,10 @@ pub fn check_addresses(
             return Err(CallbackUrlError::NotGlobal { ip: *ip, class });
         }
     }
-    addresses.first().copied().ok_or(CallbackUrlError::NoAddress)
+    addresses
+        .first()
+        .copied()
+        .ok_or(CallbackUrlError::NoAddress)
 }
 
 /// The origin of a callback URL (`https://host:port`): what logs and the audit chain show. The

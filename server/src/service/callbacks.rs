@@ -148,9 +148,7 @@ impl Countersign {
         if agent.owner_id != who.person.id && !who.person.role.is_admin() {
             return Err(Error::NotFound("no such agent".into()));
         }
-        Ok(rows::url_of(self.db.reader(), agent_id)
-            .await?
-            .flatten())
+        Ok(rows::url_of(self.db.reader(), agent_id).await?.flatten())
     }
 
     /// Sets or clears an agent's callback URL as `actor` (the command line is `cli`; callers
@@ -355,7 +353,11 @@ impl Countersign {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(ATTEMPT_TIMEOUT)
-            .user_agent(concat!("Countersign/", env!("CARGO_PKG_VERSION"), " callback"));
+            .user_agent(concat!(
+                "Countersign/",
+                env!("CARGO_PKG_VERSION"),
+                " callback"
+            ));
         if let Some(url::Host::Domain(name)) = url.host() {
             // Connect to the address we checked, not to whatever the name says next time.
             client = client.resolve(name, SocketAddr::new(ip, port));

@@ -123,7 +123,7 @@ pub async fn claim(
         .fetch_all(conn)
         .await?;
     let mut out: Vec<DeliveryRow> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
-    out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    out.sort_by_key(|a| a.created_at);
     Ok(out)
 }
 

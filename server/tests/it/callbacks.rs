@@ -282,7 +282,10 @@ async fn a_failing_endpoint_is_retried_and_the_delivery_is_audited(backend: Back
         .unwrap();
     assert_eq!(delivered["data"]["attempts"], 3);
     assert_eq!(delivered["data"]["status"], "approved");
-    assert_eq!(delivered["data"]["endpoint"], endpoint.url.trim_end_matches("/cb"));
+    assert_eq!(
+        delivered["data"]["endpoint"],
+        endpoint.url.trim_end_matches("/cb")
+    );
     // Each attempt was signed afresh.
     let calls = endpoint.calls();
     let mut jtis = Vec::new();
@@ -299,7 +302,11 @@ async fn a_failing_endpoint_is_retried_and_the_delivery_is_audited(backend: Back
     );
     // The chain still verifies with the new events on it.
     let out = app.cli(&["audit", "verify"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn a_loopback_callback_is_refused_without_the_allow_list(backend: Backend) {
@@ -412,13 +419,21 @@ async fn the_command_line_sets_and_clears_a_callback(backend: Backend) {
         .args(["agent", "callback", "set", &agent.id, &endpoint.url])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = app.ask_id(&agent, &transfer("5.00")).await;
     alice.approve(&app.http, &id).await;
     audited(&app, &id, "callback.delivered").await;
 
     let out = app.cli(&["agent", "callback", "clear", &agent.id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = app.ask_id(&agent, &transfer("6.00")).await;
     alice.approve(&app.http, &id).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
