@@ -440,6 +440,121 @@ async fn the_command_line_sets_and_clears_a_callback(backend: Backend) {
     assert_eq!(endpoint.count(), 1, "no callback once cleared");
 }
 
+async fn an_endpoint_that_always_fails_is_given_up_and_audited(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("COUNTERSIGN_CALLBACK_ALLOW", "127.0.0.1"),
+            // The whole schedule (ten attempts) in about five seconds.
+            ("COUNTERSIGN_CALLBACK_RETRY_FIRST_SECONDS", "0.01"),
+        ],
+    )
+    .await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let endpoint = Endpoint::start(Behaviour::FailFirst(usize::MAX)).await;
+    set_callback(&app, &alice, &agent, &endpoint.url).await;
+
+    let id = app.ask_id(&agent, &transfer("5000.00")).await;
+    alice.approve(&app.http, &id).await;
+    audited(&app, &id, "callback.failed").await;
+
+    assert_eq!(endpoint.count(), 10, "ten attempts, then no more");
+    let failed: Value = app
+        .audit_lines(&id)
+        .await
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["kind"] == "callback.failed")
+        .unwrap();
+    assert_eq!(failed["data"]["attempts"], 10);
+    assert_eq!(failed["data"]["error"], "the endpoint answered 500");
+    assert_eq!(
+        app.metric("countersign_callbacks_total{outcome=\"failed\"}")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.metric("countersign_callback_attempts_total{result=\"http_error\"}")
+            .await,
+        10
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(endpoint.count(), 10);
+}
+
+async fn every_delivery_checks_the_address_again(backend: Backend) {
+    // A loopback URL stored while it was allowed (or written behind the service's back) is
+    // refused when the callback is due, by a server that does not allow it: nothing is sent.
+    let app = TestApp::spawn(backend).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let endpoint = Endpoint::start(Behaviour::Ok).await;
+    let mut conn = app.core.db.writer().acquire().await.unwrap();
+    countersign::store::callbacks::set_url(&mut conn, &agent.id, Some(&endpoint.url))
+        .await
+        .unwrap();
+    drop(conn);
+
+    let id = app.ask_id(&agent, &transfer("5000.00")).await;
+    alice.approve(&app.http, &id).await;
+    eventually(
+        "the attempt is refused",
+        Duration::from_secs(20),
+        || async {
+            app.metric("countersign_callback_attempts_total{result=\"refused\"}")
+                .await
+                >= 1
+        },
+    )
+    .await;
+    assert_eq!(endpoint.count(), 0);
+    assert_eq!(app.state(&agent, &id).await["status"], "approved");
+}
+
+async fn the_agents_page_sets_a_callback_and_the_document_describes_it(backend: Backend) {
+    let (app, mut alice, agent) = app_allowing_loopback(backend).await;
+    let endpoint = Endpoint::start(Behaviour::Ok).await;
+    let stored = alice
+        .server_json(
+            &app.http,
+            "set_agent_callback",
+            &[("id", agent.id.as_str()), ("url", endpoint.url.as_str())],
+        )
+        .await;
+    assert_eq!(stored, json!(endpoint.url));
+    let mine = alice.server_json(&app.http, "my_agents", &[]).await;
+    assert_eq!(mine[0]["callback_url"], json!(endpoint.url));
+    // Refused addresses come back as a field error the page shows.
+    let r = alice
+        .server_fn(
+            &app.http,
+            "set_agent_callback",
+            &[("id", agent.id.as_str()), ("url", "https://10.0.0.1/cb")],
+        )
+        .await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    // An empty URL clears it.
+    let cleared = alice
+        .server_json(
+            &app.http,
+            "set_agent_callback",
+            &[("id", agent.id.as_str()), ("url", "")],
+        )
+        .await;
+    assert_eq!(cleared, Value::Null);
+
+    let hook = &app.openapi["webhooks"]["requestDecided"]["post"];
+    assert!(
+        hook["requestBody"]["content"]["application/jwt"].is_object(),
+        "{hook}"
+    );
+    assert!(hook["description"]
+        .as_str()
+        .unwrap()
+        .contains("countersign-callback+jwt"));
+}
+
 on_both_backends!(
     approve_calls_back_once_signed_and_the_agent_fetches_the_grant,
     deny_cancel_and_expiry_each_call_back,
@@ -448,4 +563,7 @@ on_both_backends!(
     a_dead_endpoint_delays_neither_a_decision_nor_another_agents_callback,
     an_owner_cannot_set_another_owners_agent_callback,
     the_command_line_sets_and_clears_a_callback,
+    an_endpoint_that_always_fails_is_given_up_and_audited,
+    every_delivery_checks_the_address_again,
+    the_agents_page_sets_a_callback_and_the_document_describes_it,
 );
