@@ -555,6 +555,41 @@ async fn the_agents_page_sets_a_callback_and_the_document_describes_it(backend: 
         .contains("countersign-callback+jwt"));
 }
 
+async fn two_replicas_never_deliver_the_same_callback_twice(backend: Backend) {
+    let (app, mut alice, agent) = app_allowing_loopback(backend).await;
+    let other = app
+        .replica_with(&[
+            ("COUNTERSIGN_CALLBACK_ALLOW", "127.0.0.1"),
+            ("COUNTERSIGN_CALLBACK_RETRY_FIRST_SECONDS", "0.05"),
+        ])
+        .await;
+    let endpoint = Endpoint::start(Behaviour::Ok).await;
+    set_callback(&app, &alice, &agent, &endpoint.url).await;
+
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(app.ask_id(&agent, &transfer(&format!("{i}.00"))).await);
+    }
+    for id in &ids {
+        alice.approve(&app.http, id).await;
+        // Both workers are woken: this one by the decision, the other by its one-second look.
+        other.core.callbacks.kick();
+    }
+    for id in &ids {
+        audited(&app, id, "callback.delivered").await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut seen = Vec::new();
+    for call in endpoint.calls() {
+        let (_, claims) = verify(&app, &call.body).await;
+        seen.push(claims["request_id"].as_str().unwrap().to_string());
+    }
+    seen.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(seen, expected, "each request called back exactly once");
+}
+
 on_both_backends!(
     approve_calls_back_once_signed_and_the_agent_fetches_the_grant,
     deny_cancel_and_expiry_each_call_back,
@@ -566,4 +601,5 @@ on_both_backends!(
     an_endpoint_that_always_fails_is_given_up_and_audited,
     every_delivery_checks_the_address_again,
     the_agents_page_sets_a_callback_and_the_document_describes_it,
+    two_replicas_never_deliver_the_same_callback_twice,
 );
