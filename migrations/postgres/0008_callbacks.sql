@@ -7,8 +7,8 @@ ALTER TABLE agents ADD COLUMN callback_url TEXT;
 CREATE TABLE callback_deliveries (
     request_id       TEXT PRIMARY KEY REFERENCES requests(id),
     agent_id         TEXT NOT NULL,
-    -- The URL registered when the request was decided: changing it later does not redirect
-    -- a callback already owed.
+    -- The URL registered when the request was decided, as evidence. Each attempt goes to the
+    -- URL registered at that moment; once it is cleared, the callback is given up.
     url              TEXT NOT NULL,
     -- The request's final status, as announced.
     status           TEXT NOT NULL,

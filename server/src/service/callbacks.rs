@@ -111,6 +111,8 @@ enum AttemptError {
     Status(u16),
     #[error("{0}")]
     Internal(String),
+    #[error("the agent's callback URL was cleared")]
+    Cleared,
 }
 
 fn url_error(e: CallbackUrlError) -> Error {
@@ -246,29 +248,47 @@ impl Countersign {
 
     /// Makes one attempt at a claimed callback and records how it went.
     async fn deliver(&self, row: DeliveryRow) {
-        let result = match tokio::time::timeout(ATTEMPT_TIMEOUT, self.attempt(&row)).await {
-            Ok(r) => r,
-            Err(_) => Err(AttemptError::Timeout),
+        // The URL registered now, not when the request was decided: an owner who clears or
+        // replaces a callback (say, because the endpoint changed hands) is obeyed at once.
+        let current = match rows::url_of(self.db.reader(), &row.agent_id).await {
+            Ok(url) => url.flatten(),
+            Err(e) => {
+                // The lease runs out and the callback is tried again.
+                tracing::warn!(request_id = %row.request_id, error = %Error::from(e).for_log(), "callback: cannot read the agent's callback URL");
+                return;
+            }
+        };
+        let target = current.as_deref().unwrap_or(&row.url);
+        let result = match &current {
+            None => Err(AttemptError::Cleared),
+            Some(url) => match tokio::time::timeout(ATTEMPT_TIMEOUT, self.attempt(&row, url)).await
+            {
+                Ok(r) => r,
+                Err(_) => Err(AttemptError::Timeout),
+            },
         };
         let now = self.now();
-        let endpoint = Url::parse(&row.url)
+        let endpoint = Url::parse(target)
             .map(|u| rules::origin(&u))
             .unwrap_or_else(|_| "<invalid>".into());
         let m = &self.metrics.callbacks;
         let attempt = row.attempts;
-        if let Err(e) = &result {
-            bump(match e {
-                AttemptError::Refused(_) => &m.attempt_refused,
-                AttemptError::Timeout => &m.attempt_timeout,
-                AttemptError::Connect(_) | AttemptError::Internal(_) => &m.attempt_connect_error,
-                AttemptError::Status(_) => &m.attempt_http_error,
-            });
-        } else {
-            bump(&m.attempt_delivered);
+        match &result {
+            Ok(()) => bump(&m.attempt_delivered),
+            Err(AttemptError::Refused(_)) => bump(&m.attempt_refused),
+            Err(AttemptError::Timeout) => bump(&m.attempt_timeout),
+            Err(AttemptError::Connect(_) | AttemptError::Internal(_)) => {
+                bump(&m.attempt_connect_error)
+            }
+            Err(AttemptError::Status(_)) => bump(&m.attempt_http_error),
+            // No attempt was made.
+            Err(AttemptError::Cleared) => {}
         }
         let error = result.as_ref().err().map(ToString::to_string);
+        let cleared = matches!(result, Err(AttemptError::Cleared));
         let outcome = match error.as_deref() {
             None => Outcome::Delivered,
+            Some(e) if cleared => Outcome::Failed(e),
             Some(e) => {
                 let done = u32::try_from(attempt).unwrap_or(u32::MAX);
                 match self
@@ -342,9 +362,9 @@ impl Countersign {
     }
 
     /// One attempt: check the URL and every address again, sign, POST to the checked address.
-    async fn attempt(&self, row: &DeliveryRow) -> Result<(), AttemptError> {
+    async fn attempt(&self, row: &DeliveryRow, target: &str) -> Result<(), AttemptError> {
         let allow = &self.config.callback_allow;
-        let url = rules::check_url(&row.url, allow).map_err(AttemptError::Refused)?;
+        let url = rules::check_url(target, allow).map_err(AttemptError::Refused)?;
         let ip = resolve_checked(&url, allow).await?;
         let port = url
             .port_or_known_default()
@@ -367,7 +387,7 @@ impl Countersign {
             .map_err(|e| AttemptError::Internal(e.without_url().to_string()))?;
         let claims = rules::claims(
             &self.issuer(),
-            &row.url,
+            target,
             &row.request_id,
             &row.status,
             &uuid::Uuid::new_v4().to_string(),

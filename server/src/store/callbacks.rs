@@ -20,7 +20,7 @@ pub struct DeliveryRow {
     pub request_id: String,
     /// Its agent.
     pub agent_id: String,
-    /// Where to send it, as registered when the request was decided.
+    /// The URL registered when the request was decided (attempts use the current one).
     pub url: String,
     /// The request's final status.
     pub status: String,

@@ -590,6 +590,38 @@ async fn two_replicas_never_deliver_the_same_callback_twice(backend: Backend) {
     assert_eq!(seen, expected, "each request called back exactly once");
 }
 
+async fn clearing_the_url_gives_up_a_callback_still_owed(backend: Backend) {
+    let (app, mut alice, agent) = app_allowing_loopback(backend).await;
+    let endpoint = Endpoint::start(Behaviour::FailFirst(usize::MAX)).await;
+    set_callback(&app, &alice, &agent, &endpoint.url).await;
+    let id = app.ask_id(&agent, &transfer("5000.00")).await;
+    alice.approve(&app.http, &id).await;
+    eventually("a first attempt", Duration::from_secs(20), || async {
+        endpoint.count() >= 1
+    })
+    .await;
+    let alice_in = app.signed_in(&alice).await;
+    app.core
+        .set_agent_callback(&alice_in, &agent.id, None)
+        .await
+        .unwrap();
+    audited(&app, &id, "callback.failed").await;
+    let failed: Value = app
+        .audit_lines(&id)
+        .await
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["kind"] == "callback.failed")
+        .unwrap();
+    assert_eq!(
+        failed["data"]["error"],
+        "the agent's callback URL was cleared"
+    );
+    let calls = endpoint.count();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(endpoint.count(), calls, "nothing more is sent");
+}
+
 on_both_backends!(
     approve_calls_back_once_signed_and_the_agent_fetches_the_grant,
     deny_cancel_and_expiry_each_call_back,
@@ -602,4 +634,5 @@ on_both_backends!(
     every_delivery_checks_the_address_again,
     the_agents_page_sets_a_callback_and_the_document_describes_it,
     two_replicas_never_deliver_the_same_callback_twice,
+    clearing_the_url_gives_up_a_callback_still_owed,
 );
