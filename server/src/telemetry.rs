@@ -408,6 +408,13 @@ mod tests {
         assert!(text.contains("countersign_rate_limited_total{limit=\"sign_in\"} 0"));
         assert!(text.contains("countersign_requests_total{outcome=\"expired\"} 0"));
         assert!(text.contains("countersign_grant_redemptions_total{result=\"refused\"} 0"));
+        bump(&m.callbacks.attempt_timeout);
+        m.callbacks.latency.record(Duration::from_millis(40));
+        let text = m.render(0);
+        assert!(text.contains("countersign_callback_attempts_total{result=\"timeout\"} 1"));
+        assert!(text.contains("countersign_callback_attempts_total{result=\"refused\"} 0"));
+        assert!(text.contains("countersign_callbacks_total{outcome=\"failed\"} 0"));
+        assert!(text.contains("countersign_callback_delivery_seconds_bucket{le=\"0.05\"} 1"));
     }
 
     #[test]
