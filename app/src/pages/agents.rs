@@ -10,8 +10,8 @@ use leptos_meta::Title;
 
 use super::failure;
 use crate::api::{
-    my_agents, registered_agent, set_agent_active, set_agent_callback, AgentItem, AgentStatus,
-    AppError, CreateAgent, NewAgent,
+    my_agents, registered_agent, set_agent_active, AgentItem, AgentStatus, AppError, CreateAgent,
+    NewAgent, SetAgentCallback,
 };
 use crate::ui::{ErrorBox, Loading, When};
 
@@ -109,36 +109,26 @@ fn Row(agent: AgentItem, version: RwSignal<u64>) -> impl IntoView {
     }
 }
 
-/// The agent's callback URL: edit and save, or save empty to clear.
+/// The agent's callback URL: edit and save, or save it empty to clear it. An `ActionForm`, so it
+/// posts before the wasm loads too.
 #[component]
 fn Callback(id: String, current: Option<String>, version: RwSignal<u64>) -> impl IntoView {
-    let url = RwSignal::new(current.unwrap_or_default());
-    let error = RwSignal::new(None::<AppError>);
-    let saving = RwSignal::new(false);
+    let save = ServerAction::<SetAgentCallback>::new();
+    Effect::new(move || {
+        if let Some(Ok(_)) = save.value().get() {
+            version.update(|v| *v += 1);
+        }
+    });
     let input_id = format!("callback-{id}");
-    let save = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let (id, value) = (id.clone(), url.get_untracked());
-        saving.set(true);
-        leptos::task::spawn_local(async move {
-            match set_agent_callback(id, value).await {
-                Ok(_) => {
-                    error.set(None);
-                    version.update(|v| *v += 1);
-                }
-                Err(e) => error.set(Some(e)),
-            }
-            saving.set(false);
-        });
-    };
     view! {
-        <form class="callback" on:submit=save>
+        <ActionForm action=save attr:class="callback">
+            <input type="hidden" name="id" value=id.clone()/>
             <label for=input_id.clone()>"Callback URL"</label>
             <input id=input_id type="url" name="url" maxlength="2048"
-                placeholder="https://agent.example.com/countersign" bind:value=url/>
-            <button type="submit" disabled=move || saving.get()>"Save callback"</button>
-            {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
-        </form>
+                placeholder="https://agent.example.com/countersign" value=current.unwrap_or_default()/>
+            <button type="submit" disabled=move || save.pending().get()>"Save callback"</button>
+            {move || save.value().get().and_then(Result::err).map(|e| view! { <ErrorBox error=e/> })}
+        </ActionForm>
     }
 }
 

@@ -138,21 +138,6 @@ impl Countersign {
             .await
     }
 
-    /// The agent's callback URL, for its owner or an admin.
-    pub async fn agent_callback(
-        &self,
-        who: &SignedIn,
-        agent_id: &str,
-    ) -> Result<Option<String>, Error> {
-        let agent = agents::get(self.db.reader(), agent_id)
-            .await?
-            .ok_or_else(|| Error::NotFound("no such agent".into()))?;
-        if agent.owner_id != who.person.id && !who.person.role.is_admin() {
-            return Err(Error::NotFound("no such agent".into()));
-        }
-        Ok(rows::url_of(self.db.reader(), agent_id).await?.flatten())
-    }
-
     /// Sets or clears an agent's callback URL as `actor` (the command line is `cli`; callers
     /// have authorised). The URL is checked as a delivery would check it, and the change is
     /// audited with the URL's origin and a hash of the whole URL, never the URL itself.
