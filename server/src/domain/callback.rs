@@ -331,14 +331,14 @@ pub fn check_url(raw: &str, allow: &AllowList) -> Result<Url, CallbackUrlError> 
     Ok(url)
 }
 
-/// Checks every address a callback host resolved to; returns the first, the one to connect to.
-/// All must pass: a name with one private address among public ones could otherwise reach the
-/// private one on a later attempt.
+/// Checks every address a callback host resolved to and returns them, the only ones to connect
+/// to. All must pass: a name with one private address among public ones could otherwise reach
+/// the private one whenever the client happened to try it.
 pub fn check_addresses(
     host: &url::Host<&str>,
     addresses: &[IpAddr],
     allow: &AllowList,
-) -> Result<IpAddr, CallbackUrlError> {
+) -> Result<Vec<IpAddr>, CallbackUrlError> {
     let host_allowed = allow.allows_host(host);
     for ip in addresses {
         let class = classify(*ip);
@@ -346,10 +346,10 @@ pub fn check_addresses(
             return Err(CallbackUrlError::NotGlobal { ip: *ip, class });
         }
     }
-    addresses
-        .first()
-        .copied()
-        .ok_or(CallbackUrlError::NoAddress)
+    if addresses.is_empty() {
+        return Err(CallbackUrlError::NoAddress);
+    }
+    Ok(addresses.to_vec())
 }
 
 /// The origin of a callback URL (`https://host:port`): what logs and the audit chain show. The

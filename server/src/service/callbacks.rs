@@ -10,7 +10,7 @@
 //!                            INSERT callback_deliveries           (one transaction)
 //!   worker (every replica):  UPDATE … SET attempts+1, lease        (one claim, one winner)
 //!                            resolve again, check every address,
-//!                            connect to the checked one ────────> POST application/jwt
+//!                            connect only to checked ones ──────> POST application/jwt
 //!                                                                  {request_id, status}
 //!                            2xx: delivered ─ audited <────────── 200
 //!                            else: retry with backoff, then failed ─ audited
@@ -26,9 +26,9 @@
 //! - **Reach what it should not (SSRF).** An owner chooses the URL, so the URL is an attacker's
 //!   input. The host is resolved at registration and again at every attempt, every address it
 //!   resolves to must be globally routable (or on `COUNTERSIGN_CALLBACK_ALLOW`), and the
-//!   connection goes to the address that was checked (the client's resolver is overridden
-//!   with it), so a name that answers differently the second time (DNS rebinding) gains
-//!   nothing. Redirects are not followed (a 3xx is a failed attempt) and no proxy is used.
+//!   connection goes only to the addresses that were checked (the client's resolver is
+//!   overridden with them), so a name that answers differently the second time (DNS
+//!   rebinding) gains nothing. Redirects are not followed (a 3xx is a failed attempt) and no proxy is used.
 //! - **Carry or log a secret.** The body says which request changed and to what; the grant is
 //!   fetched by the agent with its own credential. Logs and the audit chain show the URL's
 //!   origin only: its path or query may hold a token the agent uses to recognise us.
@@ -350,7 +350,7 @@ impl Countersign {
     async fn attempt(&self, row: &DeliveryRow, target: &str) -> Result<(), AttemptError> {
         let allow = &self.config.callback_allow;
         let url = rules::check_url(target, allow).map_err(AttemptError::Refused)?;
-        let ip = resolve_checked(&url, allow).await?;
+        let addresses = resolve_checked(&url, allow).await?;
         let port = url
             .port_or_known_default()
             .ok_or_else(|| AttemptError::Internal("no port".into()))?;
@@ -364,8 +364,12 @@ impl Countersign {
                 " callback"
             ));
         if let Some(url::Host::Domain(name)) = url.host() {
-            // Connect to the address we checked, not to whatever the name says next time.
-            client = client.resolve(name, SocketAddr::new(ip, port));
+            // Connect only to the addresses we checked, not to whatever the name says next time.
+            let checked: Vec<SocketAddr> = addresses
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect();
+            client = client.resolve_to_addrs(name, &checked);
         }
         let client = client
             .build()
@@ -405,8 +409,8 @@ impl Countersign {
 }
 
 /// Resolves the URL's host (an address literal resolves to itself) and checks every address;
-/// returns the one to connect to.
-async fn resolve_checked(url: &Url, allow: &rules::AllowList) -> Result<IpAddr, AttemptError> {
+/// returns them, the only ones to connect to.
+async fn resolve_checked(url: &Url, allow: &rules::AllowList) -> Result<Vec<IpAddr>, AttemptError> {
     let host = url
         .host()
         .ok_or(AttemptError::Refused(CallbackUrlError::NoAddress))?;

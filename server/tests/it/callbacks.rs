@@ -622,6 +622,29 @@ async fn clearing_the_url_gives_up_a_callback_still_owed(backend: Backend) {
     assert_eq!(endpoint.count(), calls, "nothing more is sent");
 }
 
+async fn a_host_name_is_resolved_checked_and_called(backend: Backend) {
+    // `localhost` is allowed by name here; its addresses are resolved, checked and the call
+    // goes to them (whichever of 127.0.0.1 and ::1 comes first, the other is tried too).
+    let app = TestApp::spawn_with(backend, &[("COUNTERSIGN_CALLBACK_ALLOW", "localhost")]).await;
+    let mut alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let endpoint = Endpoint::start(Behaviour::Ok).await;
+    let by_name = endpoint.url.replace("127.0.0.1", "localhost");
+    set_callback(&app, &alice, &agent, &by_name).await;
+    let id = app.ask_id(&agent, &transfer("5000.00")).await;
+    alice.approve(&app.http, &id).await;
+    audited(&app, &id, "callback.delivered").await;
+    let (_, claims) = verify(&app, &endpoint.calls()[0].body).await;
+    assert_eq!(claims["aud"], by_name.as_str());
+    // The name is allowed, not every loopback address: the address itself is refused.
+    let signed_in = app.signed_in(&alice).await;
+    assert!(app
+        .core
+        .set_agent_callback(&signed_in, &agent.id, Some(&endpoint.url))
+        .await
+        .is_err());
+}
+
 on_both_backends!(
     approve_calls_back_once_signed_and_the_agent_fetches_the_grant,
     deny_cancel_and_expiry_each_call_back,
@@ -635,4 +658,5 @@ on_both_backends!(
     the_agents_page_sets_a_callback_and_the_document_describes_it,
     two_replicas_never_deliver_the_same_callback_twice,
     clearing_the_url_gives_up_a_callback_still_owed,
+    a_host_name_is_resolved_checked_and_called,
 );
