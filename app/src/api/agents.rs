@@ -61,6 +61,8 @@ pub struct AdminAgentItem {
     pub last_seen_at: Option<i64>,
     /// Its requests waiting for people.
     pub pending_requests: i64,
+    /// The URL called (a signed POST) when one of its requests is decided, if any.
+    pub callback_url: Option<String>,
 }
 
 /// What suspending or resuming an agent did.

@@ -112,7 +112,11 @@ fn Row(agent: AgentItem, version: RwSignal<u64>) -> impl IntoView {
 /// The agent's callback URL: edit and save, or save it empty to clear it. An `ActionForm`, so it
 /// posts before the wasm loads too.
 #[component]
-fn Callback(id: String, current: Option<String>, version: RwSignal<u64>) -> impl IntoView {
+pub(crate) fn Callback(
+    id: String,
+    current: Option<String>,
+    version: RwSignal<u64>,
+) -> impl IntoView {
     let save = ServerAction::<SetAgentCallback>::new();
     Effect::new(move || {
         if let Some(Ok(_)) = save.value().get() {

@@ -525,6 +525,9 @@ async fn the_agents_page_sets_a_callback_and_the_document_describes_it(backend: 
     assert_eq!(stored, json!(endpoint.url));
     let mine = alice.server_json(&app.http, "my_agents", &[]).await;
     assert_eq!(mine[0]["callback_url"], json!(endpoint.url));
+    // Admins see it in the list of every agent.
+    let all = alice.server_json(&app.http, "admin/agents", &[]).await;
+    assert_eq!(all[0]["callback_url"], json!(endpoint.url));
     // Refused addresses come back as a field error the page shows.
     let r = alice
         .server_fn(

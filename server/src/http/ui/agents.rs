@@ -83,6 +83,7 @@ impl AgentsBackend for UiBackend {
                 created_at: a.created_at,
                 last_seen_at: a.last_seen_at,
                 pending_requests: a.pending_requests,
+                callback_url: a.callback_url,
             })
             .collect())
     }
