@@ -648,6 +648,34 @@ async fn a_host_name_is_resolved_checked_and_called(backend: Backend) {
         .is_err());
 }
 
+async fn the_callback_commits_or_rolls_back_with_the_decision(backend: Backend) {
+    use countersign::domain::lifecycle::RequestStatus;
+    use countersign::store::{callbacks, requests};
+    let (app, alice, agent) = app_allowing_loopback(backend).await;
+    let endpoint = Endpoint::start(Behaviour::Ok).await;
+    set_callback(&app, &alice, &agent, &endpoint.url).await;
+    let id = app.ask_id(&agent, &transfer("5000.00")).await;
+
+    // The status change writes the callback in its own transaction…
+    let mut tx = app.core.db.begin().await.unwrap();
+    let change = requests::Change::from_pending(RequestStatus::Cancelled, app.core.now(), "agent");
+    assert!(requests::change(&mut tx, &id, &change).await.unwrap());
+    let owed = callbacks::get(&mut *tx, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (owed.status.as_str(), owed.state.as_str()),
+        ("cancelled", "pending")
+    );
+    // …so when that transaction does not commit, neither does the callback.
+    drop(tx);
+    assert!(callbacks::get(app.core.db.reader(), &id)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(app.request_status(&id).await, "pending");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(endpoint.count(), 0);
+}
+
 on_both_backends!(
     approve_calls_back_once_signed_and_the_agent_fetches_the_grant,
     deny_cancel_and_expiry_each_call_back,
@@ -662,4 +690,5 @@ on_both_backends!(
     two_replicas_never_deliver_the_same_callback_twice,
     clearing_the_url_gives_up_a_callback_still_owed,
     a_host_name_is_resolved_checked_and_called,
+    the_callback_commits_or_rolls_back_with_the_decision,
 );
