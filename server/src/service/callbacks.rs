@@ -88,7 +88,7 @@ impl Callbacks {
     }
 }
 
-/// An agent's callback after a change: its URL's origin, or `None` when cleared.
+/// An agent's callback after a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackSetting {
     /// The agent.
