@@ -676,6 +676,50 @@ async fn the_callback_commits_or_rolls_back_with_the_decision(backend: Backend) 
     assert_eq!(endpoint.count(), 0);
 }
 
+async fn a_leased_callback_is_claimed_once_and_a_late_outcome_is_ignored(backend: Backend) {
+    use countersign::store::callbacks::{self, Outcome};
+    let (app, mut alice, agent) = app_allowing_loopback(backend).await;
+    let dead = Endpoint::start(Behaviour::Hang).await;
+    set_callback(&app, &alice, &agent, &dead.url).await;
+    let id = app.ask_id(&agent, &transfer("5000.00")).await;
+    alice.approve(&app.http, &id).await;
+    eventually("the first attempt", Duration::from_secs(20), || async {
+        dead.count() >= 1
+    })
+    .await;
+
+    // While the worker's lease holds, nobody else can claim the callback.
+    let now = app.core.now();
+    let mut tx = app.core.db.begin().await.unwrap();
+    let again = callbacks::claim(&mut tx, now, now + 30_000, 10)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+
+    // Once it runs out (the worker hung or died), the next claim makes attempt 2…
+    app.clock.advance_ms(31_000);
+    eventually("a second attempt", Duration::from_secs(20), || async {
+        callbacks::get(app.core.db.reader(), &id)
+            .await
+            .unwrap()
+            .is_some_and(|d| d.attempts >= 2)
+    })
+    .await;
+    // …and the first attempt's outcome, arriving late, is not recorded.
+    let mut tx = app.core.db.begin().await.unwrap();
+    let recorded = callbacks::finish(&mut tx, &id, 1, app.core.now(), Outcome::Delivered)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(!recorded);
+    let row = callbacks::get(app.core.db.reader(), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, "pending");
+}
+
 on_both_backends!(
     approve_calls_back_once_signed_and_the_agent_fetches_the_grant,
     deny_cancel_and_expiry_each_call_back,
@@ -691,4 +735,5 @@ on_both_backends!(
     clearing_the_url_gives_up_a_callback_still_owed,
     a_host_name_is_resolved_checked_and_called,
     the_callback_commits_or_rolls_back_with_the_decision,
+    a_leased_callback_is_claimed_once_and_a_late_outcome_is_ignored,
 );
