@@ -131,6 +131,26 @@ enum AgentCommand {
         #[arg(long)]
         jwk: PathBuf,
     },
+    /// The URL Countersign calls (a signed POST) when one of the agent's requests is decided.
+    #[command(subcommand)]
+    Callback(CallbackCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CallbackCommand {
+    /// Register or replace the agent's callback URL (https, or http for a host on
+    /// COUNTERSIGN_CALLBACK_ALLOW; it must not resolve to a private address unless allowed).
+    Set {
+        /// The agent id.
+        id: String,
+        /// The callback URL.
+        url: String,
+    },
+    /// Remove the agent's callback URL: its requests are no longer called back.
+    Clear {
+        /// The agent id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -356,6 +376,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{id} now authenticates with assertions signed by its key (jkt {}); its API key no longer works, {} grants revoked.",
                 r.jkt, r.revoked_grants
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCommand::Callback(CallbackCommand::Set { id, url })) => {
+            let core = open().await?;
+            let r = core
+                .set_callback_url(&id, Some(&url), "cli")
+                .await
+                .map_err(describe)?;
+            println!(
+                "{id} is called back at {} when its requests are decided.",
+                r.url.unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCommand::Callback(CallbackCommand::Clear { id })) => {
+            let core = open().await?;
+            core.set_callback_url(&id, None, "cli")
+                .await
+                .map_err(describe)?;
+            println!("{id} has no callback URL any more.");
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCommand::Apply { file }) => {

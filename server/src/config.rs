@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::domain::callback::{AllowList, RetrySchedule};
 use crate::domain::guards::Guards;
 use crate::store::DatabaseUrl;
 
@@ -47,6 +48,13 @@ pub struct Config {
     /// the server signs an audit checkpoint while the chain grows. Important events get one
     /// within a second whatever this says (see `service::checkpoints`).
     pub checkpoint_interval: Duration,
+    /// `COUNTERSIGN_CALLBACK_ALLOW`, default empty: hosts, addresses and CIDR blocks that
+    /// agents' callbacks may reach although they are not globally routable, and over plain
+    /// http (see `domain::callback`).
+    pub callback_allow: AllowList,
+    /// `COUNTERSIGN_CALLBACK_RETRY_FIRST_SECONDS`, default 1 (fractions allowed, at most 60):
+    /// the first wait before a failed callback is tried again; each later wait doubles.
+    pub callback_retry: RetrySchedule,
 }
 
 /// A setting that cannot be used, named.
@@ -105,6 +113,17 @@ impl Config {
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
         };
+        let callback_allow = match lookup("COUNTERSIGN_CALLBACK_ALLOW") {
+            Some(v) => AllowList::parse(&v).map_err(|reason| ConfigError {
+                name: "COUNTERSIGN_CALLBACK_ALLOW",
+                reason,
+            })?,
+            None => AllowList::default(),
+        };
+        let callback_retry = match lookup("COUNTERSIGN_CALLBACK_RETRY_FIRST_SECONDS") {
+            Some(v) => RetrySchedule::starting_at(parse_callback_retry_first(&v)?),
+            None => RetrySchedule::default(),
+        };
         Ok(Self {
             listen,
             public_url,
@@ -119,6 +138,8 @@ impl Config {
             guard_defaults,
             edge_limits,
             checkpoint_interval,
+            callback_allow,
+            callback_retry,
         })
     }
 
@@ -423,6 +444,19 @@ fn parse_checkpoint_interval(raw: &str) -> Result<Duration, ConfigError> {
         })
 }
 
+/// Seconds, fractions allowed, above 0 and at most a minute.
+fn parse_callback_retry_first(raw: &str) -> Result<Duration, ConfigError> {
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0 && *s <= 60.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| ConfigError {
+            name: "COUNTERSIGN_CALLBACK_RETRY_FIRST_SECONDS",
+            reason: format!("{raw:?} is not a number of seconds above 0 and at most 60"),
+        })
+}
+
 /// Comma-separated seconds (fractions allowed), each above 0 and at most a day, at most 20.
 fn parse_retry_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
     let err = || ConfigError {
@@ -596,6 +630,24 @@ mod tests {
             .unwrap()
             .guard_defaults;
         assert_eq!(g.deny_cooldown_seconds, 0);
+    }
+
+    #[test]
+    fn callback_settings_are_read_and_name_the_variable_when_wrong() {
+        let c = config(&[]).unwrap();
+        assert!(c.callback_allow.is_empty());
+        assert_eq!(c.callback_retry, RetrySchedule::default());
+        let c = config(&[
+            ("COUNTERSIGN_CALLBACK_ALLOW", "127.0.0.1,agents.internal"),
+            ("COUNTERSIGN_CALLBACK_RETRY_FIRST_SECONDS", "0.05"),
+        ])
+        .unwrap();
+        assert!(c.callback_allow.allows_ip("127.0.0.1".parse().unwrap()));
+        assert_eq!(c.callback_retry.first, Duration::from_millis(50));
+        let e = config(&[("COUNTERSIGN_CALLBACK_ALLOW", "no such host!")]).unwrap_err();
+        assert_eq!(e.name, "COUNTERSIGN_CALLBACK_ALLOW");
+        let e = config(&[("COUNTERSIGN_CALLBACK_RETRY_FIRST_SECONDS", "0")]).unwrap_err();
+        assert_eq!(e.name, "COUNTERSIGN_CALLBACK_RETRY_FIRST_SECONDS");
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub mail: Arc<MailCounters>,
     /// Calls refused by the per-address limits at the edge (shared with `http::limits`).
     pub limited: Arc<LimitedCounters>,
+    /// Callbacks to agents: attempts by result, final outcomes, and delivery latency.
+    pub callbacks: CallbackMetrics,
     /// Agents long-waiting right now; set from the waiters when rendered.
     waiting_agents: Gauge,
     /// Time to answer each HTTP call, by method, route and status.
@@ -100,6 +102,33 @@ pub struct MailCounters {
     /// Attempts the SMTP server did not take (each retry that follows one counts again).
     pub failed_attempts: Counter,
 }
+
+/// What became of callbacks to agents (see `service::callbacks`).
+#[derive(Debug)]
+pub struct CallbackMetrics {
+    /// Attempts the endpoint answered with 2xx.
+    pub attempt_delivered: Counter,
+    /// Attempts it answered with anything else.
+    pub attempt_http_error: Counter,
+    /// Attempts that got no answer within the per-attempt timeout.
+    pub attempt_timeout: Counter,
+    /// Attempts that could not connect (or whose connection failed).
+    pub attempt_connect_error: Counter,
+    /// Attempts not made: the host resolved to an address callbacks may not reach, or to none.
+    pub attempt_refused: Counter,
+    /// Callbacks delivered in the end.
+    pub delivered: Counter,
+    /// Callbacks given up on.
+    pub failed: Counter,
+    /// From the decision to the endpoint's 2xx, retries included.
+    pub latency: LatencyHistogram,
+}
+
+/// Upper bounds (seconds) of the callback latency buckets: from an immediate delivery to the
+/// end of the retry schedule.
+const CALLBACK_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0,
+];
 
 /// Upper bounds (seconds) of the decision delivery buckets: the target is a few milliseconds,
 /// so the resolution is there.
@@ -156,6 +185,11 @@ struct Outcome {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RedemptionResult {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptResult {
     result: &'static str,
 }
 
@@ -232,6 +266,27 @@ impl Default for Metrics {
             delivery.clone(),
         );
 
+        let attempts = Family::<AttemptResult, Counter>::default();
+        registry.register(
+            "callback_attempts",
+            "Callback attempts to agents' endpoints by result",
+            attempts.clone(),
+        );
+        let attempt = |result| series(&attempts, AttemptResult { result });
+        let callbacks = Family::<Outcome, Counter>::default();
+        registry.register(
+            "callbacks",
+            "Callbacks to agents by final outcome",
+            callbacks.clone(),
+        );
+        let callback = |outcome| series(&callbacks, Outcome { outcome });
+        let callback_latency = Histogram::new(CALLBACK_BUCKETS);
+        registry.register(
+            "callback_delivery_seconds",
+            "From a request's decision to its callback's delivery, retries included",
+            callback_latency.clone(),
+        );
+
         let http = Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             http_histogram,
         );
@@ -267,6 +322,16 @@ impl Default for Metrics {
                 redeem: limit("redeem"),
                 agent_auth: limit("agent_auth"),
             }),
+            callbacks: CallbackMetrics {
+                attempt_delivered: attempt("delivered"),
+                attempt_http_error: attempt("http_error"),
+                attempt_timeout: attempt("timeout"),
+                attempt_connect_error: attempt("connect_error"),
+                attempt_refused: attempt("refused"),
+                delivered: callback("delivered"),
+                failed: callback("failed"),
+                latency: LatencyHistogram::new(callback_latency),
+            },
             waiting_agents,
             http,
             registry,
@@ -343,6 +408,13 @@ mod tests {
         assert!(text.contains("countersign_rate_limited_total{limit=\"sign_in\"} 0"));
         assert!(text.contains("countersign_requests_total{outcome=\"expired\"} 0"));
         assert!(text.contains("countersign_grant_redemptions_total{result=\"refused\"} 0"));
+        bump(&m.callbacks.attempt_timeout);
+        m.callbacks.latency.record(Duration::from_millis(40));
+        let text = m.render(0);
+        assert!(text.contains("countersign_callback_attempts_total{result=\"timeout\"} 1"));
+        assert!(text.contains("countersign_callback_attempts_total{result=\"refused\"} 0"));
+        assert!(text.contains("countersign_callbacks_total{outcome=\"failed\"} 0"));
+        assert!(text.contains("countersign_callback_delivery_seconds_bucket{le=\"0.05\"} 1"));
     }
 
     #[test]

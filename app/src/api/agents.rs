@@ -23,6 +23,8 @@ pub struct AgentItem {
     pub created_at: i64,
     /// Unix ms of its last request, if any.
     pub last_seen_at: Option<i64>,
+    /// The URL called (a signed POST) when one of its requests is decided, if any.
+    pub callback_url: Option<String>,
 }
 
 /// A newly registered agent; the key is shown once.
@@ -59,6 +61,8 @@ pub struct AdminAgentItem {
     pub last_seen_at: Option<i64>,
     /// Its requests waiting for people.
     pub pending_requests: i64,
+    /// The URL called (a signed POST) when one of its requests is decided, if any.
+    pub callback_url: Option<String>,
 }
 
 /// What suspending or resuming an agent did.
@@ -126,6 +130,14 @@ pub trait AgentsBackend: Send + Sync + 'static {
         id: String,
         active: bool,
     ) -> Result<(), AppError>;
+    /// Sets (a URL) or clears (an empty string) the callback URL of one of this person's agents
+    /// (admins: any agent); returns the URL as stored.
+    async fn set_agent_callback(
+        &self,
+        req: &http::request::Parts,
+        id: String,
+        url: String,
+    ) -> Result<Option<String>, AppError>;
     /// Every agent with its owner (admins only).
     async fn admin_agents(
         &self,
@@ -186,6 +198,14 @@ pub async fn registered_agent() -> Result<Option<NewAgent>, AppError> {
 pub async fn set_agent_active(id: String, active: bool) -> Result<(), AppError> {
     let (b, p) = backend().await?;
     with_status(b.set_agent_active(&p, id, active).await)
+}
+
+/// Sets the callback URL of an agent (an empty `url` clears it): Countersign then POSTs a signed
+/// notice there whenever one of its requests is decided.
+#[server(prefix = "/api/app", endpoint = "set_agent_callback")]
+pub async fn set_agent_callback(id: String, url: String) -> Result<Option<String>, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.set_agent_callback(&p, id, url).await)
 }
 
 /// Every agent with its owner, status, key type and last activity (admins only).

@@ -251,6 +251,10 @@ fn AgentCard(
         </details>
     }
     .into_any();
+    let callback = view! {
+        <super::agents::Callback id=agent.id.clone() current=agent.callback_url.clone() version/>
+    }
+    .into_any();
     view! {
         <li class="agent-card" data-agent-id=agent.id.clone()>
             <div class="agent-head">
@@ -262,6 +266,7 @@ fn AgentCard(
             {actions}
             {confirm}
             {key_form}
+            {callback}
             {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
         </li>
     }

@@ -1,5 +1,6 @@
 //! My agents: their status and last activity; register a new one (its API key is shown once,
-//! with a copy button and a curl example); suspend or resume.
+//! with a copy button and a curl example); suspend or resume; set or clear its callback URL
+//! (Countersign POSTs a signed notice there when one of its requests is decided).
 //!
 //! Registering is an `ActionForm`: before the wasm loads the browser posts it, and the key
 //! comes back to this page once ([`registered_agent`]).
@@ -10,7 +11,7 @@ use leptos_meta::Title;
 use super::failure;
 use crate::api::{
     my_agents, registered_agent, set_agent_active, AgentItem, AgentStatus, AppError, CreateAgent,
-    NewAgent,
+    NewAgent, SetAgentCallback,
 };
 use crate::ui::{ErrorBox, Loading, When};
 
@@ -103,7 +104,35 @@ fn Row(agent: AgentItem, version: RwSignal<u64>) -> impl IntoView {
                 {if active { "Suspend" } else { "Resume" }}
             </button>
             {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
+            <Callback id=agent.id.clone() current=agent.callback_url.clone() version/>
         </li>
+    }
+}
+
+/// The agent's callback URL: edit and save, or save it empty to clear it. An `ActionForm`, so it
+/// posts before the wasm loads too.
+#[component]
+pub(crate) fn Callback(
+    id: String,
+    current: Option<String>,
+    version: RwSignal<u64>,
+) -> impl IntoView {
+    let save = ServerAction::<SetAgentCallback>::new();
+    Effect::new(move || {
+        if let Some(Ok(_)) = save.value().get() {
+            version.update(|v| *v += 1);
+        }
+    });
+    let input_id = format!("callback-{id}");
+    view! {
+        <ActionForm action=save attr:class="callback">
+            <input type="hidden" name="id" value=id.clone()/>
+            <label for=input_id.clone()>"Callback URL"</label>
+            <input id=input_id type="url" name="url" maxlength="2048"
+                placeholder="https://agent.example.com/countersign" value=current.unwrap_or_default()/>
+            <button type="submit" disabled=move || save.pending().get()>"Save callback"</button>
+            {move || save.value().get().and_then(Result::err).map(|e| view! { <ErrorBox error=e/> })}
+        </ActionForm>
     }
 }
 

@@ -58,6 +58,18 @@ pub enum EventKind {
     /// An agent's public key was set or replaced.
     #[strum(serialize = "agent.public_key_set")]
     AgentPublicKeySet,
+    /// An agent's callback URL was registered or replaced.
+    #[strum(serialize = "agent.callback_set")]
+    AgentCallbackSet,
+    /// An agent's callback URL was removed.
+    #[strum(serialize = "agent.callback_cleared")]
+    AgentCallbackCleared,
+    /// A request's callback reached the agent's endpoint.
+    #[strum(serialize = "callback.delivered")]
+    CallbackDelivered,
+    /// A request's callback was given up on (every attempt failed, or the URL was refused).
+    #[strum(serialize = "callback.failed")]
+    CallbackFailed,
     /// Someone was invited.
     #[strum(serialize = "user.invited")]
     UserInvited,
@@ -106,7 +118,7 @@ mod tests {
         for k in EventKind::VARIANTS {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(*k));
         }
-        assert_eq!(EventKind::VARIANTS.len(), 27);
+        assert_eq!(EventKind::VARIANTS.len(), 31);
         assert_eq!(EventKind::GrantRedeemed.as_str(), "grant.redeemed");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod audit_kind;
+pub mod callback;
 pub mod canonical;
 pub mod checkpoint;
 pub mod client_data;

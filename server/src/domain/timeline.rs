@@ -291,6 +291,19 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
             "Cancelled"
         }
         Some(EventKind::RequestExpired) => "Expired undecided",
+        Some(EventKind::CallbackDelivered) => {
+            fact("endpoint", "Endpoint", text_at(d, "/endpoint"));
+            fact("status", "Announced", text_at(d, "/status"));
+            fact("attempts", "Attempts", text_at(d, "/attempts"));
+            "Agent called back"
+        }
+        Some(EventKind::CallbackFailed) => {
+            fact("endpoint", "Endpoint", text_at(d, "/endpoint"));
+            fact("status", "Announced", text_at(d, "/status"));
+            fact("attempts", "Attempts", text_at(d, "/attempts"));
+            fact("error", "Last error", text_at(d, "/error"));
+            "Callback to the agent failed"
+        }
         _ => e.kind.as_str(),
     }
     .to_string();
@@ -407,5 +420,27 @@ mod tests {
         let unknown = &describe(&event("something.new", "cli", json!({})), &Names::default())[0];
         assert_eq!(unknown.title, "something.new");
         assert!(unknown.facts.is_empty());
+    }
+
+    #[test]
+    fn callbacks_read_with_their_endpoint_and_attempts() {
+        let e = event(
+            "callback.delivered",
+            "system",
+            json!({ "endpoint": "https://agent.example", "status": "approved", "attempts": 3 }),
+        );
+        let s = &describe(&e, &Names::default())[0];
+        assert_eq!(s.title, "Agent called back");
+        assert_eq!(fact(s, "endpoint"), Some("https://agent.example"));
+        assert_eq!(fact(s, "attempts"), Some("3"));
+        let e = event(
+            "callback.failed",
+            "system",
+            json!({ "endpoint": "https://agent.example", "status": "denied", "attempts": 10,
+                    "error": "the endpoint answered 503" }),
+        );
+        let s = &describe(&e, &Names::default())[0];
+        assert_eq!(s.title, "Callback to the agent failed");
+        assert_eq!(fact(s, "error"), Some("the endpoint answered 503"));
     }
 }

@@ -247,9 +247,10 @@ pub async fn serve_router(
     .await
 }
 
-/// Starts the background tasks: the sweeper, the audit checkpoints (on every replica), and on
-/// PostgreSQL the cross-replica listener.
+/// Starts the background tasks: the sweeper, the audit checkpoints and the callback worker (on
+/// every replica), and on PostgreSQL the cross-replica listener.
 pub fn spawn_background(core: Arc<Countersign>) {
+    tokio::spawn(crate::service::callbacks::run(core.clone()));
     tokio::spawn(crate::service::checkpoints::run(
         core.clone(),
         Duration::from_secs(1),

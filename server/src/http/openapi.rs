@@ -359,3 +359,68 @@ pub struct CheckpointDoc {
     /// The compact JWS.
     jws: String,
 }
+
+/// Adds OpenAPI 3.1's top-level `webhooks` (utoipa 5 has no field for it): the signed callback
+/// Countersign POSTs to an agent's registered callback URL when one of its requests leaves
+/// `pending` (see `service::callbacks`).
+pub fn with_webhooks(mut doc: serde_json::Value) -> serde_json::Value {
+    use crate::domain::callback::{CALLBACK_CONTENT_TYPE, CALLBACK_LIFETIME_SECS, CALLBACK_TYP};
+    let description = format!(
+        "Sent to the agent's callback URL (registered by its owner or an admin: \
+         `countersign agent callback set AGENT_ID URL`, or the agents page) when one of its \
+         requests leaves `pending`: approved, denied, cancelled or expired (not for requests \
+         policy decides at once: their answer is the creation call's). The body is a compact \
+         JWS (`{CALLBACK_CONTENT_TYPE}`), `alg` EdDSA, `typ` `{CALLBACK_TYP}`, `kid` a key of \
+         `/.well-known/jwks.json`. Verify it before reading it: the signature with that key, \
+         `typ`, `aud` equal to your callback URL, `iss` equal to this server's URL, `exp` (at \
+         most {CALLBACK_LIFETIME_SECS} s after `iat`) not passed, and `jti` not seen before. \
+         It never carries the grant: fetch the request with the agent's own credential \
+         (`GET /api/v1/requests/{{id}}`). Answer 2xx to acknowledge; anything else, no answer \
+         within 5 s, or a redirect is retried with exponential backoff (about 10 attempts over \
+         up to 10 minutes). Delivery is at least once: the same `request_id` may arrive twice."
+    );
+    let webhook = serde_json::json!({
+        "post": {
+            "summary": "A request was decided (signed callback, CIBA ping mode)",
+            "description": description,
+            "operationId": "requestDecidedCallback",
+            "tags": ["requests"],
+            "requestBody": {
+                "required": true,
+                "content": {
+                    CALLBACK_CONTENT_TYPE: {
+                        "schema": {
+                            "type": "string",
+                            "description": "Compact JWS whose payload has the claims below",
+                            "contentMediaType": CALLBACK_CONTENT_TYPE,
+                            "contentSchema": {
+                                "type": "object",
+                                "required": ["iss", "aud", "iat", "exp", "jti", "request_id", "status"],
+                                "properties": {
+                                    "iss": { "type": "string", "description": "This server's public URL" },
+                                    "aud": { "type": "string", "description": "The callback URL, exactly as registered" },
+                                    "iat": { "type": "integer" },
+                                    "exp": { "type": "integer" },
+                                    "jti": { "type": "string", "description": "Unique per attempt" },
+                                    "request_id": { "type": "string" },
+                                    "status": { "type": "string", "enum": ["approved", "denied", "cancelled", "expired"] }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+            "responses": {
+                "2XX": { "description": "Received; no more attempts" },
+                "default": { "description": "Not received; tried again later" }
+            }
+        }
+    });
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert(
+            "webhooks".into(),
+            serde_json::json!({ "requestDecided": webhook }),
+        );
+    }
+    doc
+}

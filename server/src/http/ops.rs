@@ -110,5 +110,8 @@ pub async fn audit_checkpoints(
 pub async fn openapi(State(core): State<Arc<Countersign>>) -> Response {
     let mut doc = super::ApiDoc::openapi();
     doc.servers = Some(vec![utoipa::openapi::Server::new(core.issuer())]);
-    Json(doc).into_response()
+    match serde_json::to_value(&doc) {
+        Ok(doc) => Json(super::openapi::with_webhooks(doc)).into_response(),
+        Err(_) => Json(doc).into_response(),
+    }
 }

@@ -184,6 +184,7 @@ impl Countersign {
             created_at: now,
             last_seen_at: None,
             epoch: 0,
+            callback_url: None,
         };
         rows::insert(&mut tx, &row).await?;
         audit::append(
@@ -254,6 +255,7 @@ impl Countersign {
         for rid in &cancelled {
             self.waiters.wake(rid);
         }
+        self.callbacks.kick();
         Ok(SuspendReport {
             cancelled_requests: cancelled.len(),
             revoked_grants: revoked,

@@ -545,6 +545,7 @@ impl Countersign {
             _ => {}
         }
         self.waiters.wake(&request_id);
+        self.callbacks.kick();
         let received = rows::approvers(self.db.reader(), &request_id).await?.len() as i64;
         Ok(DecisionResult {
             status,

@@ -164,6 +164,8 @@ pub struct OwnAgent {
     pub created_at: Millis,
     /// Unix ms, if it has been seen.
     pub last_seen_at: Option<Millis>,
+    /// Where its decisions are announced, if anywhere.
+    pub callback_url: Option<String>,
 }
 
 /// History filters.
@@ -405,6 +407,7 @@ impl Countersign {
                 key_type: a.key_type,
                 created_at: a.created_at,
                 last_seen_at: a.last_seen_at,
+                callback_url: a.callback_url,
             })
             .collect())
     }

@@ -10,6 +10,7 @@ pub mod account;
 pub mod agent_admin;
 pub mod agents;
 pub mod audit;
+pub mod callbacks;
 pub mod checkpoints;
 pub mod decisions;
 pub mod error;
@@ -72,6 +73,8 @@ pub struct Countersign {
     /// The approval announcements still running (see [`notify`]): they work off the agent's
     /// path, and [`Countersign::announcing`] says how many have not finished.
     pub announcements: tokio_util::task::TaskTracker,
+    /// The callback worker's wake-up and slots (see [`callbacks`]).
+    pub callbacks: callbacks::Callbacks,
 }
 
 impl std::fmt::Debug for Countersign {
@@ -127,6 +130,7 @@ impl Countersign {
             mailer,
             checkpoints,
             announcements: tokio_util::task::TaskTracker::new(),
+            callbacks: callbacks::Callbacks::default(),
         }))
     }
 

@@ -537,6 +537,7 @@ impl Countersign {
         tx.commit().await.map_err(store::StoreError::from)?;
         bump(&self.metrics.requests_expired);
         self.waiters.wake(id);
+        self.callbacks.kick();
         Ok(true)
     }
 
@@ -649,6 +650,7 @@ impl Countersign {
         tx.commit().await.map_err(store::StoreError::from)?;
         bump(&self.metrics.requests_cancelled);
         self.waiters.wake(id);
+        self.callbacks.kick();
         let row = rows::get(self.db.reader(), id)
             .await?
             .ok_or_else(|| Error::internal("cancelled request vanished"))?;

@@ -32,10 +32,13 @@ pub struct AgentRow {
     pub last_seen_at: Option<Millis>,
     /// Advances with every change of status or credential (see [`set_status`]).
     pub epoch: i64,
+    /// Where its requests' decisions are announced (see [`super::callbacks`]); written only
+    /// by [`super::callbacks::set_url`], so [`insert`] leaves it unset.
+    pub callback_url: Option<String>,
 }
 
 const COLUMNS: &str = "id, name, owner_id, status, key_type, api_key_hash, public_jwk, \
-                       jwk_thumbprint, created_at, last_seen_at, epoch";
+                       jwk_thumbprint, created_at, last_seen_at, epoch, callback_url";
 
 fn from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
     Ok(AgentRow {
@@ -50,6 +53,7 @@ fn from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
         created_at: col(row, "created_at")?,
         last_seen_at: col(row, "last_seen_at")?,
         epoch: col(row, "epoch")?,
+        callback_url: col(row, "callback_url")?,
     })
 }
 
@@ -154,6 +158,8 @@ pub struct AgentListing {
     pub last_seen_at: Option<Millis>,
     /// Its requests still pending (and not yet past their expiry) at `now`.
     pub pending_requests: i64,
+    /// Where its decisions are announced, if anywhere.
+    pub callback_url: Option<String>,
 }
 
 /// Every agent with its owner and its count of pending requests, newest first: one statement
@@ -165,7 +171,7 @@ pub async fn list_with_owners<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<AgentListing>, StoreError> {
     let rows = sqlx::query(
         "SELECT a.id, a.name, a.owner_id, u.email AS owner_email, u.display_name AS owner_name, \
-         a.status, a.key_type, a.jwk_thumbprint, a.created_at, a.last_seen_at, \
+         a.status, a.key_type, a.jwk_thumbprint, a.created_at, a.last_seen_at, a.callback_url, \
          (SELECT COUNT(*) FROM requests r WHERE r.agent_id = a.id AND r.status = 'pending' \
           AND r.expires_at > $1) AS pending_requests \
          FROM agents a JOIN users u ON u.id = a.owner_id \
@@ -188,6 +194,7 @@ pub async fn list_with_owners<'e, E: Executor<'e, Database = Any>>(
                 created_at: col(row, "created_at")?,
                 last_seen_at: col(row, "last_seen_at")?,
                 pending_requests: col(row, "pending_requests")?,
+                callback_url: col(row, "callback_url")?,
             })
         })
         .collect()

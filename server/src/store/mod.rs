@@ -20,6 +20,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod callbacks;
 pub mod ceremonies;
 pub mod coordination;
 pub mod grants;

@@ -4,7 +4,8 @@
 //! it first asks [`crate::domain::lifecycle::request`]'s table whether the move exists, then
 //! makes it one conditional `UPDATE … WHERE status = <from>`: when approve, deny, cancel and
 //! expiry race, the database lets exactly one of them change the row and the others see zero
-//! rows affected.
+//! rows affected. The one that wins also writes the agent's callback into the outbox
+//! ([`super::callbacks::enqueue`]) in the same transaction.
 //!
 //! Statements that scan (the kill switch, the sweeper, listings) write the status they look for
 //! as a literal, the same text as [`RequestStatus::as_str`] (its tests pin the text): SQLite uses
@@ -222,9 +223,17 @@ pub async fn change(
         .bind(c.reason)
         .bind(c.expected_hash)
         .bind(c.from.as_str())
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    if c.from == RequestStatus::Pending {
+        // The agent's callback is owed from this moment: written here, in the same
+        // transaction, so it commits or rolls back with the decision (an outbox).
+        super::callbacks::enqueue(conn, id, c.at).await?;
+    }
+    Ok(true)
 }
 
 /// Cancels every pending, unexpired request of an agent in one statement (the kill switch) and
@@ -247,7 +256,7 @@ pub async fn cancel_all_of_agent(
     .bind(t.by)
     .bind(t.reason_code)
     .bind(t.reason)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await?;
     let mut ids: Vec<String> = rows
         .iter()
@@ -255,6 +264,9 @@ pub async fn cancel_all_of_agent(
         .collect::<Result<_, _>>()?;
     // Ids are UUIDv7: sorted is oldest first.
     ids.sort();
+    for id in &ids {
+        super::callbacks::enqueue(conn, id, t.at).await?;
+    }
     Ok(ids)
 }
 

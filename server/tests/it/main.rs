@@ -16,6 +16,7 @@ mod approval_flow;
 mod audit_admin;
 mod audit_checkpoints;
 mod browser_edge;
+mod callbacks;
 mod cli;
 mod client;
 mod concurrent_pages;

@@ -22,8 +22,20 @@ impl AgentsBackend for UiBackend {
                 key_type: a.key_type,
                 created_at: a.created_at,
                 last_seen_at: a.last_seen_at,
+                callback_url: a.callback_url,
             })
             .collect())
+    }
+
+    async fn set_agent_callback(
+        &self,
+        req: &Parts,
+        id: String,
+        url: String,
+    ) -> Result<Option<String>, AppError> {
+        let who = self.who(req).await?;
+        let url = Some(url.trim()).filter(|u| !u.is_empty());
+        Ok(self.core.set_agent_callback(&who, &id, url).await?.url)
     }
 
     async fn create_agent(&self, req: &Parts, name: String) -> Result<NewAgent, AppError> {
@@ -71,6 +83,7 @@ impl AgentsBackend for UiBackend {
                 created_at: a.created_at,
                 last_seen_at: a.last_seen_at,
                 pending_requests: a.pending_requests,
+                callback_url: a.callback_url,
             })
             .collect())
     }

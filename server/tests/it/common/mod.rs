@@ -311,10 +311,15 @@ impl TestApp {
     /// A second server on the same database and public URL (another replica behind the same
     /// load balancer), with its own port, data directory and signing key.
     pub async fn replica(&self) -> TestApp {
+        self.replica_with(&[]).await
+    }
+
+    /// A replica (see [`Self::replica`]) with extra settings.
+    pub async fn replica_with(&self, settings: &[(&'static str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let vars: HashMap<&str, String> = HashMap::from([
+        let mut vars: HashMap<&str, String> = HashMap::from([
             ("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}")),
             ("COUNTERSIGN_PUBLIC_URL", self.base.clone()),
             ("COUNTERSIGN_DATA_DIR", dir.path().display().to_string()),
@@ -323,6 +328,7 @@ impl TestApp {
                 self.core.config.database_url.expose().to_string(),
             ),
         ]);
+        vars.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
         // The first replica owns (and drops) the database.
         Self::start(vars, dir, listener, self.backend, None).await
     }
