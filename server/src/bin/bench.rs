@@ -25,8 +25,13 @@
 //!    alternating, each measured on the client from sending the passkey assertion to the
 //!    waiting call's answer: the MCP edge's cost is the difference between the two.
 //!
+//! 6. **Callbacks**: 200 approvals of requests whose agent has a callback URL (a receiver on
+//!    loopback in this process, allowed by `COUNTERSIGN_CALLBACK_ALLOW`), each measured from
+//!    sending the passkey assertion to the signed callback's arrival.
+//!
 //! Run it with `make bench` (which raises the open-file limit these connection counts need);
-//! `bash .ci/bench intake` (or `delivery`, `waiters`, `page`, `mcp`) runs one scenario.
+//! `bash .ci/bench intake` (or `delivery`, `waiters`, `page`, `mcp`, `callbacks`) runs one
+//! scenario.
 //! It prints the machine, the figures, and a Markdown table for the README.
 
 use std::collections::HashMap;
@@ -926,6 +931,107 @@ async fn mcp_against_http(http: &Client, figures: &mut Figures) -> Result<()> {
     Ok(())
 }
 
+/// The `request_id` a callback names: the payload of its compact JWS (the receiver here only
+/// times arrivals; verifying the signature is the tests' job).
+fn callback_request_id(jws: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = jws.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims["request_id"].as_str().map(str::to_string)
+}
+
+/// Scenario 6: decision → signed callback received, over 200 approvals.
+async fn callbacks(http: &Client, figures: &mut Figures) -> Result<()> {
+    let (arrived, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let receiver = axum::Router::new().route(
+        "/cb",
+        axum::routing::post(move |body: String| {
+            let at = Instant::now();
+            if let Some(id) = callback_request_id(&body) {
+                let _ = arrived.send((id, at));
+            }
+            async { axum::http::StatusCode::NO_CONTENT }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook = format!("http://127.0.0.1:{}/cb", listener.local_addr()?.port());
+    let serving = tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let server = Server::start(http, &[("COUNTERSIGN_CALLBACK_ALLOW", "127.0.0.1")]).await?;
+    let mut owner = Owner::enrol(http, &server, "owner@example.com").await?;
+    let created: Value = serde_json::from_str(&server.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "called-back",
+        "--owner",
+        "owner@example.com",
+        "--json",
+    ])?)?;
+    let (agent_id, key) = (
+        created["id"].as_str().ok_or_else(|| anyhow!("no id"))?,
+        created["api_key"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no api key"))?,
+    );
+    server.cli(&["agent", "callback", "set", agent_id, &hook])?;
+
+    let mut latencies = Vec::with_capacity(MEASURED_DECISIONS);
+    for round in 0..MEASURED_DECISIONS {
+        let id = create(http, &server.base, key, &transfer(round)).await?;
+        let start = owner
+            .post(
+                http,
+                &format!("/api/ui/requests/{id}/decision/start"),
+                &json!({ "decision": "approve" }),
+            )
+            .await?;
+        let options = serde_json::from_value(start["options"].clone())?;
+        let credential = owner
+            .passkey
+            .do_authentication(owner.origin.clone(), options)
+            .map_err(|e| anyhow!("assert: {e:?}"))?;
+        let body = json!({ "ceremony_id": start["ceremony_id"], "credential": credential });
+        let sent = Instant::now();
+        owner
+            .post(
+                http,
+                &format!("/api/ui/requests/{id}/decision/finish"),
+                &body,
+            )
+            .await?;
+        let at = loop {
+            let (got, at) = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())
+                .await
+                .context("no callback within 30 s")?
+                .ok_or_else(|| anyhow!("the receiver stopped"))?;
+            if got == id {
+                break at;
+            }
+        };
+        latencies.push(at.duration_since(sent));
+    }
+    serving.abort();
+    latencies.sort();
+    let line = format!(
+        "p50 {}, p99 {}",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99))
+    );
+    println!(
+        "callbacks: assertion sent → callback received over {MEASURED_DECISIONS} approvals: {line}"
+    );
+    figures.rows.push((
+        format!("Passkey assertion sent → signed callback received on loopback ({MEASURED_DECISIONS} approvals)"),
+        line,
+        "—".into(),
+    ));
+    Ok(())
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -948,7 +1054,8 @@ async fn main() -> Result<()> {
         .pool_max_idle_per_host(usize::MAX)
         .build()?;
     let mut figures = Figures { rows: Vec::new() };
-    // Scenarios to run: all by default, or any of `intake`, `delivery`, `waiters`, `page`, `mcp`.
+    // Scenarios to run: all by default, or any of `intake`, `delivery`, `waiters`, `page`, `mcp`,
+    // `callbacks`.
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|a| a == name);
     println!("machine: {}", machine());
@@ -966,6 +1073,9 @@ async fn main() -> Result<()> {
     }
     if wanted("mcp") {
         mcp_against_http(&http, &mut figures).await?;
+    }
+    if wanted("callbacks") {
+        callbacks(&http, &mut figures).await?;
     }
     println!("\n| measure | result | target |\n| --- | --- | --- |");
     for (m, r, t) in &figures.rows {
