@@ -125,6 +125,9 @@ test('renaming a passkey works from a closed details box', { timeout: 60_000 }, 
 test('the guards are set from the form, the checkbox both ways, and a bad number is refused', { timeout: 60_000 }, () =>
   withLogs(async () => {
     await page.goto(`${server.baseUrl}/admin/guards`, { waitUntil: 'load' });
+    for (const id of ['max_pending_per_agent', 'prompts_per_approver_per_minute', 'deny_cooldown_seconds', 'approve_delay_ms']) {
+      assert.match(await page.inputValue(`#${id}`), /^\d+$/, `the stored ${id} is shown before the wasm loads`);
+    }
     const wasCollapsing = await page.isChecked('#collapse_identical');
     await page.fill('#max_pending_per_agent', '7');
     await page.fill('#approve_delay_ms', '1500');

@@ -96,25 +96,28 @@ fn GuardsForm(initial: GuardSettings) -> impl IntoView {
     let named_field =
         |e: &AppError| matches!(e, AppError::Invalid { field, .. } if !field.is_empty());
 
+    // `bind:` sets the input's property in the browser and renders nothing on the server, so
+    // each input also carries its stored value as an attribute: the form a browser without
+    // the wasm shows (and posts back) starts from what is stored.
     view! {
         <form class="card" id="guards" method="post" action=SetGuards::url() on:submit=submit>
             <label for="max_pending_per_agent">"Requests one agent may have waiting"</label>
-            <input id="max_pending_per_agent" name="guards[max_pending_per_agent]" inputmode="numeric" bind:value=pending/>
+            <input id="max_pending_per_agent" name="guards[max_pending_per_agent]" inputmode="numeric" value=initial.max_pending_per_agent.to_string() bind:value=pending/>
             {field("max_pending_per_agent")}
             <label for="prompts_per_approver_per_minute">"Mails per approver per minute"</label>
-            <input id="prompts_per_approver_per_minute" name="guards[prompts_per_approver_per_minute]" inputmode="numeric" bind:value=prompts/>
+            <input id="prompts_per_approver_per_minute" name="guards[prompts_per_approver_per_minute]" inputmode="numeric" value=initial.prompts_per_approver_per_minute.to_string() bind:value=prompts/>
             <p class="hint">"More requests than this wait in the inbox without a mail."</p>
             {field("prompts_per_approver_per_minute")}
             <label for="deny_cooldown_seconds">"Cooldown after a denial (seconds, 0 = off)"</label>
-            <input id="deny_cooldown_seconds" name="guards[deny_cooldown_seconds]" inputmode="numeric" bind:value=cooldown/>
+            <input id="deny_cooldown_seconds" name="guards[deny_cooldown_seconds]" inputmode="numeric" value=initial.deny_cooldown_seconds.to_string() bind:value=cooldown/>
             <p class="hint">"The same agent asking for the same action again is refused this long."</p>
             {field("deny_cooldown_seconds")}
             <label for="approve_delay_ms">"Approve delay (milliseconds, 0 = off)"</label>
-            <input id="approve_delay_ms" name="guards[approve_delay_ms]" inputmode="numeric" bind:value=delay/>
+            <input id="approve_delay_ms" name="guards[approve_delay_ms]" inputmode="numeric" value=initial.approve_delay_ms.to_string() bind:value=delay/>
             <p class="hint">"Approving opens only this long after the request's page does."</p>
             {field("approve_delay_ms")}
             <label class="check">
-                <input id="collapse_identical" type="checkbox" name="guards[collapse_identical]" value="true" bind:checked=collapse/>
+                <input id="collapse_identical" type="checkbox" name="guards[collapse_identical]" value="true" checked=initial.collapse_identical bind:checked=collapse/>
                 " Collapse identical pending requests of an agent into one"
             </label>
             <button class="primary" type="submit" disabled=move || save.pending().get()>"Save"</button>

@@ -11,7 +11,7 @@ use leptos_meta::Title;
 use super::failure;
 use crate::api::{
     people, sent_invitation, set_person_active, update_person, AppError, InvitationOut, Invite,
-    PersonItem,
+    PersonItem, Role,
 };
 use crate::ui::{absolute, ErrorBox, Loading, When};
 
@@ -140,6 +140,9 @@ fn PersonRow(p: PersonItem, refresh: RwSignal<u64>) -> impl IntoView {
     let id = StoredValue::new(p.id.clone());
     let role = RwSignal::new(p.role.as_str().to_string());
     let groups = RwSignal::new(p.groups.join(", "));
+    // `bind:` renders nothing on the server: the stored values also go in as attributes, so the
+    // page shows them before the wasm loads.
+    let (is_admin, stored_groups) = (p.role == Role::Admin, p.groups.join(", "));
     let error = RwSignal::new(None::<AppError>);
     let saved = RwSignal::new(false);
     let confirming = RwSignal::new(false);
@@ -207,14 +210,14 @@ fn PersonRow(p: PersonItem, refresh: RwSignal<u64>) -> impl IntoView {
                 <label>
                     "Role"
                     <select name="role" bind:value=role>
-                        <option value="owner">"owner"</option>
-                        <option value="admin">"admin"</option>
+                        <option value="owner" selected=!is_admin>"owner"</option>
+                        <option value="admin" selected=is_admin>"admin"</option>
                     </select>
                 </label>
                 {field("role")}
                 <label>
                     "Groups"
-                    <input name="groups" placeholder="finance, sre" bind:value=groups/>
+                    <input name="groups" placeholder="finance, sre" value=stored_groups bind:value=groups/>
                 </label>
                 {field("groups")}
                 <button type="submit">"Save"</button>
