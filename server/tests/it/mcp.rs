@@ -228,8 +228,49 @@ async fn broken_json_rpc_is_answered_in_json_rpc(backend: Backend) {
     );
 }
 
+/// `request_approval` is idempotent per MCP call: a client that sends the same call again (same
+/// session, same JSON-RPC id: a retry after a lost answer) gets the request its first try made;
+/// a new call, or the same id in another session, asks anew.
+async fn a_retried_call_finds_the_request_its_first_try_made(backend: Backend) {
+    let (app, _alice, agent) = TestApp::with_alice(backend).await;
+    let session = open_session(&app, &agent).await;
+    let mut args = transfer("8.00");
+    args["wait_seconds"] = json!(0);
+    let ask = |session: String, id: u64| {
+        let (app, agent, args) = (&app, &agent, args.clone());
+        async move {
+            let r = post(
+                app,
+                Some(&agent.bearer),
+                Some(&session),
+                &call(id, "request_approval", args),
+            )
+            .await;
+            let answer = message(r).await;
+            assert_eq!(
+                answer["result"]["structuredContent"]["status"], "pending",
+                "{answer}"
+            );
+            answer["result"]["structuredContent"]["request_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let first = ask(session.clone(), 7).await;
+    assert_eq!(ask(session.clone(), 7).await, first, "a retry asks once");
+    assert_ne!(ask(session.clone(), 8).await, first, "a new call asks anew");
+    let other = open_session(&app, &agent).await;
+    assert_ne!(
+        ask(other, 7).await,
+        first,
+        "another session's call is its own"
+    );
+}
+
 on_both_backends!(
     refused_like_the_agent_api,
     a_session_id_grants_nothing_and_a_suspension_ends_the_session,
     broken_json_rpc_is_answered_in_json_rpc,
+    a_retried_call_finds_the_request_its_first_try_made,
 );
