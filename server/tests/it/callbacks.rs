@@ -326,7 +326,7 @@ async fn a_loopback_callback_is_refused_without_the_allow_list(backend: Backend)
             .await
             .expect_err(&url);
         assert!(
-            matches!(err, countersign::service::Error::InvalidRequest { .. }),
+            matches!(&err, countersign::service::Error::InvalidRequest { field: Some(f), .. } if f == "url"),
             "{url}: {err:?}"
         );
     }
