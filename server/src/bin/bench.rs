@@ -351,6 +351,28 @@ impl Owner {
 }
 
 impl Owner {
+    /// Approves request `id` with the passkey (start, assertion, finish); returns when the
+    /// assertion was sent, which is where the scenarios start their clocks.
+    async fn approve(&mut self, http: &Client, id: &str) -> Result<Instant> {
+        let path = format!("/api/ui/requests/{id}/decision");
+        let start = self
+            .post(
+                http,
+                &format!("{path}/start"),
+                &json!({ "decision": "approve" }),
+            )
+            .await?;
+        let options = serde_json::from_value(start["options"].clone())?;
+        let credential = self
+            .passkey
+            .do_authentication(self.origin.clone(), options)
+            .map_err(|e| anyhow!("assert: {e:?}"))?;
+        let body = json!({ "ceremony_id": start["ceremony_id"], "credential": credential });
+        let sent = Instant::now();
+        self.post(http, &format!("{path}/finish"), &body).await?;
+        Ok(sent)
+    }
+
     /// A page load by this owner's browser; returns the status and the HTML.
     async fn get(&self, http: &Client, path: &str) -> Result<(StatusCode, String)> {
         let base = self.origin.as_str().trim_end_matches('/');
@@ -591,27 +613,7 @@ async fn delivery(http: &Client, figures: &mut Figures) -> Result<()> {
 
     let mut end_to_end = Vec::with_capacity(MEASURED_DECISIONS);
     for (id, waiter) in measured_waits {
-        let start = owner
-            .post(
-                http,
-                &format!("/api/ui/requests/{id}/decision/start"),
-                &json!({ "decision": "approve" }),
-            )
-            .await?;
-        let options = serde_json::from_value(start["options"].clone())?;
-        let credential = owner
-            .passkey
-            .do_authentication(owner.origin.clone(), options)
-            .map_err(|e| anyhow!("assert: {e:?}"))?;
-        let body = json!({ "ceremony_id": start["ceremony_id"], "credential": credential });
-        let sent = Instant::now();
-        owner
-            .post(
-                http,
-                &format!("/api/ui/requests/{id}/decision/finish"),
-                &body,
-            )
-            .await?;
+        let sent = owner.approve(http, &id).await?;
         let (status, at) = waiter.await??;
         if status != "approved" {
             bail!("waiter got {status}");
@@ -866,28 +868,7 @@ async fn mcp_against_http(http: &Client, figures: &mut Figures) -> Result<()> {
         };
         let approve = async {
             until_waiting(http, &server, 1).await?;
-            let start = owner
-                .post(
-                    http,
-                    &format!("/api/ui/requests/{id}/decision/start"),
-                    &json!({ "decision": "approve" }),
-                )
-                .await?;
-            let options = serde_json::from_value(start["options"].clone())?;
-            let credential = owner
-                .passkey
-                .do_authentication(owner.origin.clone(), options)
-                .map_err(|e| anyhow!("assert: {e:?}"))?;
-            let body = json!({ "ceremony_id": start["ceremony_id"], "credential": credential });
-            let sent = Instant::now();
-            owner
-                .post(
-                    http,
-                    &format!("/api/ui/requests/{id}/decision/finish"),
-                    &body,
-                )
-                .await?;
-            Ok::<_, anyhow::Error>(sent)
+            owner.approve(http, &id).await
         };
         let (answer, sent) = tokio::join!(waiter, approve);
         let (status, at) = answer?;
@@ -982,27 +963,7 @@ async fn callbacks(http: &Client, figures: &mut Figures) -> Result<()> {
     let mut latencies = Vec::with_capacity(MEASURED_DECISIONS);
     for round in 0..MEASURED_DECISIONS {
         let id = create(http, &server.base, key, &transfer(round)).await?;
-        let start = owner
-            .post(
-                http,
-                &format!("/api/ui/requests/{id}/decision/start"),
-                &json!({ "decision": "approve" }),
-            )
-            .await?;
-        let options = serde_json::from_value(start["options"].clone())?;
-        let credential = owner
-            .passkey
-            .do_authentication(owner.origin.clone(), options)
-            .map_err(|e| anyhow!("assert: {e:?}"))?;
-        let body = json!({ "ceremony_id": start["ceremony_id"], "credential": credential });
-        let sent = Instant::now();
-        owner
-            .post(
-                http,
-                &format!("/api/ui/requests/{id}/decision/finish"),
-                &body,
-            )
-            .await?;
+        let sent = owner.approve(http, &id).await?;
         let at = loop {
             let (got, at) = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())
                 .await
