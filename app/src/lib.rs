@@ -89,7 +89,7 @@ fn Header() -> impl IntoView {
                                     <a href="/">"Inbox"</a>
                                     <a href="/history">"History"</a>
                                     <a href="/agents">"Agents"</a>
-                                    {admin.then(|| view! { <a href="/admin/people">"People"</a> <a href="/admin/guards">"Guards"</a> <a href="/admin/policy">"Policy"</a> <a href="/admin/audit">"Audit"</a> <a href="/admin/agents">"All agents"</a> })}
+                                    {admin.then(|| view! { <a href="/admin/people">"People"</a> <a href="/admin/guards">"Guards"</a> <a href="/admin/policy">"Policy"</a> <a href="/admin/credentials">"Credentials"</a> <a href="/admin/audit">"Audit"</a> <a href="/admin/agents">"All agents"</a> })}
                                     <a href="/account" title=me.email.clone()>{me.display_name.clone()}</a>
                                     <button
                                         class="link"
@@ -130,6 +130,7 @@ fn Main() -> impl IntoView {
                 <Route path=path!("/admin/guards") view={Lazy::<pages::GuardsRoute>::new()} ssr=SsrMode::Async/>
                 <Route path=path!("/admin/policy") view={Lazy::<pages::PolicyRoute>::new()} ssr=SsrMode::Async/>
                 <Route path=path!("/admin/agents") view={Lazy::<pages::AdminAgentsRoute>::new()} ssr=SsrMode::Async/>
+                <Route path=path!("/admin/credentials") view={Lazy::<pages::CredentialsRoute>::new()} ssr=SsrMode::Async/>
                 <Route path=path!("/admin/audit") view={Lazy::<pages::AuditRoute>::new()} ssr=SsrMode::Async/>
                 <Route path=path!("/admin/audit/request/:id") view={Lazy::<pages::AuditRequestRoute>::new()} ssr=SsrMode::Async/>
             </Routes>

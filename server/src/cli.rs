@@ -43,6 +43,59 @@ enum Command {
     /// The guards against approval fatigue.
     #[command(subcommand)]
     Guards(GuardsCommand),
+    /// Credential providers: where task-scoped credentials come from.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialCommand {
+    /// Add a provider. Its secret (the admin connection string of a PostgreSQL server, or the
+    /// header value an HTTP API expects) is read from --secret-file, never from the command
+    /// line, and stored sealed with the credential key in the data directory.
+    Add {
+        /// The name policy rules refer to (`credential = "NAME"`).
+        name: String,
+        /// `postgres` (a login per task) or `http` (a gateway that adds the secret).
+        #[arg(long, value_parser = ["postgres", "http"])]
+        kind: String,
+        /// A file holding the secret (one line), or `-` for standard input.
+        #[arg(long = "secret-file", value_name = "FILE|-")]
+        secret_file: String,
+        /// postgres: the role each task's login becomes a member of.
+        #[arg(long = "template-role")]
+        template_role: Option<String>,
+        /// postgres: sessions a task's login may hold at once.
+        #[arg(long = "connection-limit", default_value_t = 2)]
+        connection_limit: u32,
+        /// postgres: the login's statement_timeout in milliseconds.
+        #[arg(long = "statement-timeout-ms", default_value_t = 30_000)]
+        statement_timeout_ms: u32,
+        /// http: the upstream's base URL.
+        #[arg(long = "base-url")]
+        base_url: Option<String>,
+        /// http: the header that carries the secret.
+        #[arg(long, default_value = "Authorization")]
+        header: String,
+        /// http: an operation it covers, e.g. "POST /v2/transfers" (repeatable).
+        #[arg(long = "operation")]
+        operations: Vec<String>,
+        /// http: seconds a forwarded call may take.
+        #[arg(long = "timeout-seconds", default_value_t = 10)]
+        timeout_seconds: u32,
+    },
+    /// List the providers (never their secrets).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a provider (refused while the active policy names it or a credential of it is
+    /// still live).
+    Remove {
+        /// Its name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,9 +295,102 @@ fn describe(e: Error) -> anyhow::Error {
     }
 }
 
+/// Reads a secret from a file or standard input (`-`), without its line ending.
+fn read_secret(source: &str) -> anyhow::Result<crate::domain::secrets::Secret> {
+    use std::io::Read as _;
+    let mut text = zeroize::Zeroizing::new(String::new());
+    if source == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| anyhow::anyhow!("cannot read the secret from standard input: {e}"))?;
+    } else {
+        std::fs::File::open(source)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .map_err(|e| anyhow::anyhow!("cannot read {source}: {e}"))?;
+    }
+    Ok(crate::domain::secrets::Secret::new(
+        text.trim_end_matches(['\r', '\n']).to_string(),
+    ))
+}
+
+async fn credential(command: CredentialCommand) -> anyhow::Result<ExitCode> {
+    use crate::domain::credential::{HttpSettings, PostgresSettings, ProviderSettings};
+    let core = open().await?;
+    match command {
+        CredentialCommand::Add {
+            name,
+            kind,
+            secret_file,
+            template_role,
+            connection_limit,
+            statement_timeout_ms,
+            base_url,
+            header,
+            operations,
+            timeout_seconds,
+        } => {
+            let settings = if kind == "postgres" {
+                ProviderSettings::Postgres(PostgresSettings {
+                    template_role: template_role.ok_or_else(|| {
+                        anyhow::anyhow!("--template-role is required for a postgres provider")
+                    })?,
+                    connection_limit,
+                    statement_timeout_ms,
+                })
+            } else {
+                ProviderSettings::Http(HttpSettings {
+                    base_url: base_url.ok_or_else(|| {
+                        anyhow::anyhow!("--base-url is required for an http provider")
+                    })?,
+                    header,
+                    operations,
+                    timeout_seconds,
+                })
+            };
+            let secret = read_secret(&secret_file)?;
+            let added = core
+                .add_credential_provider(&name, settings, secret, "cli")
+                .await
+                .map_err(describe)?;
+            println!(
+                "Credential provider {} ({}) added; secret fingerprint {}.",
+                added.name,
+                added.kind.as_str(),
+                added.fingerprint
+            );
+        }
+        CredentialCommand::List { json } => {
+            let providers = core.credential_providers().await.map_err(describe)?;
+            if json {
+                println!("{}", serde_json::to_string(&providers)?);
+            } else if providers.is_empty() {
+                println!("No credential providers.");
+            } else {
+                for p in providers {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        p.name,
+                        p.kind.as_str(),
+                        p.fingerprint,
+                        serde_json::to_string(&p.settings)?
+                    );
+                }
+            }
+        }
+        CredentialCommand::Remove { name } => {
+            core.remove_credential_provider(&name, "cli")
+                .await
+                .map_err(describe)?;
+            println!("Credential provider {name} removed.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve => serve().await,
+        Command::Credential(command) => credential(command).await,
         Command::User(UserCommand::Invite {
             email,
             role,

@@ -55,6 +55,10 @@ pub struct Config {
     /// `COUNTERSIGN_CALLBACK_RETRY_FIRST_SECONDS`, default 1 (fractions allowed, at most 60):
     /// the first wait before a failed callback is tried again; each later wait doubles.
     pub callback_retry: RetrySchedule,
+    /// `COUNTERSIGN_CREDENTIAL_KEY_FILE`, default `credential-key` in the data directory: the
+    /// key that seals credential providers' secrets (created, mode 0600, when missing). Every
+    /// replica must have the same one; point them all at one copy of it.
+    pub credential_key_file: PathBuf,
 }
 
 /// A setting that cannot be used, named.
@@ -124,7 +128,11 @@ impl Config {
             Some(v) => RetrySchedule::starting_at(parse_callback_retry_first(&v)?),
             None => RetrySchedule::default(),
         };
+        let credential_key_file = lookup("COUNTERSIGN_CREDENTIAL_KEY_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("credential-key"));
         Ok(Self {
+            credential_key_file,
             listen,
             public_url,
             data_dir,

@@ -1,5 +1,6 @@
 //! What the pages exchange with the server: data types, the error type, and the server
-//! functions, one file per area (account, requests, agents, people, guards, policy, audit).
+//! functions, one file per area (account, requests, agents, people, guards, policy, audit,
+//! credentials).
 //!
 //! The server functions are declared here, so the browser can call them, but this crate knows
 //! nothing about the database: on the server each one asks the [`Backend`] that the server crate
@@ -91,6 +92,7 @@ impl FromServerFnError for AppError {
 mod account;
 mod agents;
 mod audit;
+mod credentials;
 mod guards;
 mod people;
 mod policy;
@@ -100,6 +102,7 @@ mod vocab;
 pub use account::*;
 pub use agents::*;
 pub use audit::*;
+pub use credentials::*;
 pub use guards::*;
 pub use people::*;
 pub use policy::*;
@@ -119,6 +122,7 @@ pub trait Backend:
     + GuardsBackend
     + PolicyBackend
     + AuditBackend
+    + CredentialsBackend
 {
 }
 
@@ -131,6 +135,7 @@ impl<T> Backend for T where
         + GuardsBackend
         + PolicyBackend
         + AuditBackend
+        + CredentialsBackend
 {
 }
 

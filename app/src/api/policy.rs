@@ -73,6 +73,10 @@ pub struct RuleDraft {
     pub grant_ttl_seconds: String,
     /// Why it is refused (deny).
     pub reason: String,
+    /// The credential provider an approval releases from (allow, require).
+    pub credential: String,
+    /// Seconds that credential lives.
+    pub credential_ttl_seconds: String,
 }
 
 /// What the policy editor opens with.

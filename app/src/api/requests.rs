@@ -70,6 +70,9 @@ pub struct Shown {
     pub approvals_required: i64,
     /// RFC 3339.
     pub expires_at: String,
+    /// What approving releases besides the grant (a task-scoped credential), in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub releases: Option<String>,
 }
 
 /// An approval or denial already given.

@@ -6,6 +6,7 @@ pub mod account;
 pub mod admin_agents;
 pub mod agents;
 pub mod audit;
+pub mod credentials;
 pub mod enrol;
 pub mod guards;
 pub mod history;
@@ -130,6 +131,10 @@ macro_rules! lazy_page {
 lazy_page!(
     /// `/admin/people`
     PeopleRoute => people::PeoplePage
+);
+lazy_page!(
+    /// `/admin/credentials`
+    CredentialsRoute => credentials::CredentialsPage
 );
 lazy_page!(
     /// `/admin/guards`

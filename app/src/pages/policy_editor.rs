@@ -350,6 +350,10 @@ fn RuleCard(
                     "deny" => props.text("reason", "Reason given to the agent", "Production deletes are not allowed", |r| &mut r.reason).into_any(),
                     _ => props.text("grant_ttl_seconds", "Grant lifetime (seconds)", "60", |r| &mut r.grant_ttl_seconds).into_any(),
                 }}
+                {move || (outcome.get() != "deny").then(|| view! {
+                    {props.text("credential", "Releases a credential from provider", "orders-db", |r| &mut r.credential)}
+                    {props.text("credential_ttl_seconds", "Credential lifetime (seconds)", "600", |r| &mut r.credential_ttl_seconds)}
+                })}
             </fieldset>
         </li>
     }

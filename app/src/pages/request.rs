@@ -162,6 +162,13 @@ fn Shown(page: Page, notes: Notes) -> impl IntoView {
                 }}
             </section>
 
+            {shown.releases.clone().map(|releases| view! {
+                <section class="card releases" id="releases">
+                    <h2>"Approving releases"</h2>
+                    <p>{releases}</p>
+                    <p class="hint">"Countersign creates it for this task only and removes it when the task ends."</p>
+                </section>
+            })}
             <section class="card">
                 <h2>"Why approval is needed"</h2>
                 <p>"Policy rule " <code>{shown.rule_id.clone()}</code> ": " {shown.explanation.clone()}</p>

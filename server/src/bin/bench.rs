@@ -29,8 +29,20 @@
 //!    loopback in this process, allowed by `COUNTERSIGN_CALLBACK_ALLOW`), each measured from
 //!    sending the passkey assertion to the signed callback's arrival.
 //!
+//! 7. **Task-scoped credentials**: a PostgreSQL provider on the local server (a database and a
+//!    template role made for the run, password logins checked as `.ci/setup` configures):
+//!    200 times, the time from redeeming a grant for a login to that login having run
+//!    `SELECT 1` on a connection of its own; then, with that session open, from sending the
+//!    outcome report to the session being gone.
+//!
+//! 8. **Gateway overhead**: an upstream API on loopback in this process, called 200 times
+//!    directly (with its secret) and 200 times through `/gw/{provider}/…` (with a grant),
+//!    alternating; the difference is what the gateway adds (grant check, its single use, the
+//!    audit events, the second hop).
+//!
 //! Run it with `make bench` (which raises the open-file limit these connection counts need);
-//! `bash .ci/bench intake` (or `delivery`, `waiters`, `page`, `mcp`, `callbacks`) runs one
+//! `bash .ci/bench intake` (or `delivery`, `waiters`, `page`, `mcp`, `callbacks`, `credentials`,
+//! `gateway`) runs one
 //! scenario.
 //! It prints the machine, the figures, and a Markdown table for the README.
 
@@ -993,6 +1005,237 @@ async fn callbacks(http: &Client, figures: &mut Figures) -> Result<()> {
     Ok(())
 }
 
+/// An agent's request that the policy allows at once; returns the grant's jti and token.
+async fn allowed(http: &Client, base: &str, key: &str, body: &Value) -> Result<(String, String)> {
+    let r = http
+        .post(format!("{base}/api/v1/requests"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await?;
+    if r.status() != StatusCode::OK {
+        bail!("create (allowed): {} {}", r.status(), r.text().await?);
+    }
+    let v: Value = r.json().await?;
+    let field = |k: &str| {
+        v["grant"][k]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no grant {k}"))
+    };
+    Ok((field("jti")?, field("token")?))
+}
+
+fn p50_p99(mut d: Vec<Duration>) -> String {
+    d.sort();
+    format!(
+        "p50 {}, p99 {}",
+        ms(percentile(&d, 0.5)),
+        ms(percentile(&d, 0.99))
+    )
+}
+
+/// Scenario 7: grant → usable PostgreSQL login, and outcome report → its session gone.
+async fn credentials(http: &Client, figures: &mut Figures) -> Result<()> {
+    use sqlx::{Connection, Executor};
+    let pg = std::env::var("COUNTERSIGN_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let (db, template) = (
+        format!("cs_bench_{}", &tag[..12]),
+        format!("bench_rw_{}", &tag[..12]),
+    );
+    let mut admin = sqlx::PgConnection::connect(&format!("{pg}/postgres")).await?;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .await?;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE ROLE {template} NOLOGIN IN ROLE countersign_password_checked"
+        )))
+        .await
+        .context("the role countersign_password_checked comes from .ci/setup --pg")?;
+    let server = Server::start(http, &[]).await?;
+    let _owner = Owner::enrol(http, &server, "owner@example.com").await?;
+    let key = server.agent("owner@example.com", "db-agent")?;
+    let secret = server._dir.path().join("orders.secret");
+    std::fs::write(&secret, format!("{pg}/{db}"))?;
+    server.cli(&[
+        "credential",
+        "add",
+        "orders-db",
+        "--kind",
+        "postgres",
+        "--template-role",
+        &template,
+        "--secret-file",
+        &secret.display().to_string(),
+    ])?;
+    let policy = server._dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rule]]\nid = \"orders\"\naction = \"db.*\"\noutcome = \"allow\"\ncredential = \"orders-db\"\n",
+    )?;
+    server.cli(&["policy", "apply", &policy.display().to_string()])?;
+
+    let (mut usable, mut gone) = (Vec::new(), Vec::new());
+    for round in 0..MEASURED_DECISIONS {
+        let body = json!({ "action": { "type": "db.query", "target": "orders-db",
+                                       "params": { "round": round } },
+                           "intent": { "goal": "Read today's orders" } });
+        let (jti, _) = allowed(http, &server.base, &key, &body).await?;
+        let started = Instant::now();
+        let r = http
+            .post(format!("{}/api/v1/grants/{jti}/credential", server.base))
+            .bearer_auth(&key)
+            .send()
+            .await?;
+        if r.status() != StatusCode::OK {
+            bail!("credential: {} {}", r.status(), r.text().await?);
+        }
+        let cred: Value = r.json().await?;
+        let dsn = cred["connection_string"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no connection string"))?;
+        let mut session = sqlx::PgConnection::connect(dsn).await?;
+        session.execute("SELECT 1").await?;
+        usable.push(started.elapsed());
+
+        let reported = Instant::now();
+        http.post(format!("{}/api/v1/grants/{jti}/report", server.base))
+            .bearer_auth(&key)
+            .json(&json!({ "outcome": "succeeded" }))
+            .send()
+            .await?
+            .error_for_status()?;
+        loop {
+            if session.execute("SELECT 1").await.is_err() {
+                break;
+            }
+            if reported.elapsed() > Duration::from_secs(10) {
+                bail!("round {round}: the session outlived its task by 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        gone.push(reported.elapsed());
+    }
+    drop(server);
+    let _ = admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
+        .await;
+    let _ = admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP ROLE IF EXISTS {template}"
+        )))
+        .await;
+    let (usable, gone) = (p50_p99(usable), p50_p99(gone));
+    println!(
+        "credentials: redemption → usable login {usable}; outcome report → session gone {gone}"
+    );
+    figures.rows.push((
+        format!("Grant redeemed → released PostgreSQL login has run `SELECT 1` on its own connection ({MEASURED_DECISIONS} tasks)"),
+        usable,
+        "—".into(),
+    ));
+    figures.rows.push((
+        format!("Outcome reported → that login's open session gone ({MEASURED_DECISIONS} tasks)"),
+        gone,
+        "under 1 s".into(),
+    ));
+    Ok(())
+}
+
+/// Scenario 8: the gateway's cost per call, against calling the upstream directly.
+async fn gateway(http: &Client, figures: &mut Figures) -> Result<()> {
+    let upstream = axum::Router::new().fallback(|body: String| async move {
+        (
+            axum::http::StatusCode::CREATED,
+            [("content-type", "application/json")],
+            format!("{{\"received\":{}}}", body.len()),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base_url = format!("http://127.0.0.1:{}/api", listener.local_addr()?.port());
+    let serving = tokio::spawn(async move { axum::serve(listener, upstream).await });
+    let server = Server::start(http, &[]).await?;
+    let _owner = Owner::enrol(http, &server, "owner@example.com").await?;
+    let key = server.agent("owner@example.com", "payer")?;
+    let secret_value = format!("Bearer upstream-{}", uuid::Uuid::new_v4().simple());
+    let secret = server._dir.path().join("bank.secret");
+    std::fs::write(&secret, &secret_value)?;
+    server.cli(&[
+        "credential",
+        "add",
+        "bank-api",
+        "--kind",
+        "http",
+        "--base-url",
+        &base_url,
+        "--operation",
+        "POST /v2/transfers",
+        "--secret-file",
+        &secret.display().to_string(),
+    ])?;
+    let policy = server._dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rule]]\nid = \"transfers\"\naction = \"payments.*\"\noutcome = \"allow\"\ncredential = \"bank-api\"\n",
+    )?;
+    server.cli(&["policy", "apply", &policy.display().to_string()])?;
+
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for round in 0..MEASURED_DECISIONS {
+        let body = transfer(round);
+        let params = body["action"]["params"].clone();
+        // Every other round starts with the gateway, so neither path always runs first.
+        for via_gateway in [round % 2 == 0, round % 2 == 1] {
+            if via_gateway {
+                let (_, token) = allowed(http, &server.base, &key, &body).await?;
+                let started = Instant::now();
+                let r = http
+                    .post(format!("{}/gw/bank-api/v2/transfers", server.base))
+                    .bearer_auth(&key)
+                    .header("Countersign-Grant", token)
+                    .json(&params)
+                    .send()
+                    .await?;
+                let status = r.status();
+                r.bytes().await?;
+                through.push(started.elapsed());
+                if status != StatusCode::CREATED {
+                    bail!("gateway: {status}");
+                }
+            } else {
+                let started = Instant::now();
+                let r = http
+                    .post(format!("{base_url}/v2/transfers"))
+                    .header("Authorization", &secret_value)
+                    .json(&params)
+                    .send()
+                    .await?;
+                r.bytes().await?;
+                direct.push(started.elapsed());
+            }
+        }
+    }
+    serving.abort();
+    let (direct, through) = (p50_p99(direct), p50_p99(through));
+    println!("gateway: direct {direct}; through the gateway {through}");
+    figures.rows.push((
+        format!("Upstream called directly on loopback ({MEASURED_DECISIONS} calls)"),
+        direct,
+        "—".into(),
+    ));
+    figures.rows.push((
+        format!("The same call through `/gw/bank-api/…` with a grant ({MEASURED_DECISIONS} calls, alternating)"),
+        through,
+        "—".into(),
+    ));
+    Ok(())
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -1016,7 +1259,7 @@ async fn main() -> Result<()> {
         .build()?;
     let mut figures = Figures { rows: Vec::new() };
     // Scenarios to run: all by default, or any of `intake`, `delivery`, `waiters`, `page`, `mcp`,
-    // `callbacks`.
+    // `callbacks`, `credentials`, `gateway`.
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|a| a == name);
     println!("machine: {}", machine());
@@ -1037,6 +1280,12 @@ async fn main() -> Result<()> {
     }
     if wanted("callbacks") {
         callbacks(&http, &mut figures).await?;
+    }
+    if wanted("credentials") {
+        credentials(&http, &mut figures).await?;
+    }
+    if wanted("gateway") {
+        gateway(&http, &mut figures).await?;
     }
     println!("\n| measure | result | target |\n| --- | --- | --- |");
     for (m, r, t) in &figures.rows {

@@ -70,6 +70,33 @@ pub enum EventKind {
     /// A request's callback was given up on (every attempt failed, or the URL was refused).
     #[strum(serialize = "callback.failed")]
     CallbackFailed,
+    /// An admin configured a credential provider (its name, kind, settings and the secret's
+    /// fingerprint; never the secret).
+    #[strum(serialize = "credential_provider.added")]
+    CredentialProviderAdded,
+    /// An admin removed a credential provider.
+    #[strum(serialize = "credential_provider.removed")]
+    CredentialProviderRemoved,
+    /// A grant was redeemed for a task-scoped credential: which provider, which login, until
+    /// when.
+    #[strum(serialize = "credential.issued")]
+    CredentialIssued,
+    /// A released credential's task ended (outcome reported, time up, grant revoked, agent
+    /// suspended or its key changed): its revocation begins.
+    #[strum(serialize = "credential.revoking")]
+    CredentialRevoking,
+    /// One step of a revocation was done downstream.
+    #[strum(serialize = "credential.revoke_step")]
+    CredentialRevokeStep,
+    /// A released credential no longer exists downstream.
+    #[strum(serialize = "credential.revoked")]
+    CredentialRevoked,
+    /// The reaper removed a downstream login of ours that no live credential accounts for.
+    #[strum(serialize = "credential.reaped")]
+    CredentialReaped,
+    /// The gateway forwarded an approved call to its upstream, with the provider's secret.
+    #[strum(serialize = "gateway.forwarded")]
+    GatewayForwarded,
     /// Someone was invited.
     #[strum(serialize = "user.invited")]
     UserInvited,
@@ -118,7 +145,7 @@ mod tests {
         for k in EventKind::VARIANTS {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(*k));
         }
-        assert_eq!(EventKind::VARIANTS.len(), 31);
+        assert_eq!(EventKind::VARIANTS.len(), 39);
         assert_eq!(EventKind::GrantRedeemed.as_str(), "grant.redeemed");
     }
 }

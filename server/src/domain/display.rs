@@ -38,6 +38,12 @@ pub struct ApprovalView {
     pub approvals_required: i64,
     /// When the request expires (RFC 3339).
     pub expires_at: String,
+    /// What approving releases besides the grant, in a sentence ("a PostgreSQL login in role
+    /// orders_rw on orders-db for 10 minutes"), when the rule names a credential provider.
+    /// Left out of the hashed form when absent, so views recorded before it existed keep
+    /// their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub releases: Option<String>,
 }
 
 impl ApprovalView {
@@ -66,6 +72,7 @@ mod tests {
             explanation: "x".into(),
             approvals_required: 1,
             expires_at: "2026-01-01T00:00:00.000Z".into(),
+            releases: None,
         }
     }
 

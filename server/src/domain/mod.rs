@@ -7,6 +7,7 @@ pub mod callback;
 pub mod canonical;
 pub mod checkpoint;
 pub mod client_data;
+pub mod credential;
 pub mod diff;
 pub mod display;
 pub mod guards;

@@ -294,6 +294,71 @@ pub async fn revoke_grant(
     Ok(Json(serde_json::json!({ "jti": jti, "status": "revoked" })).into_response())
 }
 
+/// A task-scoped credential, released once.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[schema(as = Credential)]
+pub struct CredentialAnswer {
+    /// The grant redeemed for it.
+    pub jti: String,
+    /// The provider it comes from (the policy rule's `credential`).
+    pub provider: String,
+    /// The kind of credential: `postgres` (a login role on the provider's server).
+    #[schema(pattern = "^postgres$")]
+    pub r#type: &'static str,
+    /// `postgres://<username>:<password>@<host>:<port>/<database>`: connect with this.
+    pub connection_string: String,
+    /// The login's name (`cs_` and 32 hex digits).
+    pub username: String,
+    /// Its password. Shown here only, never again.
+    pub password: String,
+    /// When the task's time runs out: the login is removed then at the latest, and as soon as
+    /// the outcome is reported, the grant revoked or the agent suspended.
+    pub expires_at: String,
+    /// Seconds until `expires_at`.
+    pub expires_in: i64,
+}
+
+/// Redeem a grant for the task-scoped credential its request's policy rule releases.
+#[utoipa::path(
+    post, path = "/api/v1/grants/{jti}/credential", tag = "grants",
+    params(("jti" = String, Path, description = "The grant id")),
+    responses(
+        (status = 200, description = "Released: a login that exists for this task only. The grant is used up (a later `/grants/redeem` of it answers `409 grant_already_redeemed`).", body = CredentialAnswer),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such grant, or another agent's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`grant_already_redeemed`: the grant was used (a credential is released once); `conflict`: the request's rule releases no credential, or its provider is a gateway", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`grant_expired` or `grant_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = RateLimited),
+        (status = 500, response = InternalError),
+        (status = 502, description = "`upstream_failed`: the provider's server refused to create the login (e.g. its template role is missing); nothing was released", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`provider_unavailable`: the provider's server cannot be reached, or the provider is not configured here; nothing was used up, and the grant stays redeemable until it expires", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("agent" = []))
+)]
+pub async fn release_credential(
+    State(core): State<Arc<Countersign>>,
+    AgentAuth(agent): AgentAuth,
+    Path(jti): Path<String>,
+) -> Result<Response, ApiError> {
+    let released = core.release_credential(&agent, &jti).await?;
+    let expires_in = ((released.expires_at - core.now()) / 1000).max(0);
+    let answer = CredentialAnswer {
+        jti,
+        provider: released.provider,
+        r#type: "postgres",
+        connection_string: released.connection_string.expose().to_string(),
+        username: released.login,
+        password: released.password.expose().to_string(),
+        expires_at: crate::clock::rfc3339(released.expires_at),
+        expires_in,
+    };
+    let mut response = Json(answer).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
 /// What happened after the action.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -3,6 +3,7 @@
 
 pub mod agent_api;
 pub mod body;
+pub mod gateway;
 pub mod headers;
 pub mod limits;
 pub mod mcp;
@@ -148,6 +149,11 @@ pub fn router(core: Arc<Countersign>) -> Router {
             "/api/v1/grants/{jti}/report",
             post(agent_api::report_outcome),
         )
+        .route(
+            "/api/v1/grants/{jti}/credential",
+            post(agent_api::release_credential),
+        )
+        .route("/gw/{provider}/{*path}", any(gateway::forward))
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/api/v1/audit/checkpoints", get(ops::audit_checkpoints))
@@ -255,10 +261,13 @@ pub async fn serve_router(
     .await
 }
 
-/// Starts the background tasks: the sweeper, the audit checkpoints and the callback worker (on
-/// every replica), and on PostgreSQL the cross-replica listener.
+/// Starts the background tasks: the sweeper, the audit checkpoints, the callback worker, the
+/// credential revocation worker and reaper (on every replica; the reaper and sweeper act on one
+/// at a time), and on PostgreSQL the cross-replica listener.
 pub fn spawn_background(core: Arc<Countersign>) {
     tokio::spawn(crate::service::callbacks::run(core.clone()));
+    tokio::spawn(crate::service::credentials::run(core.clone()));
+    tokio::spawn(crate::service::credentials::run_reaper(core.clone()));
     tokio::spawn(crate::service::checkpoints::run(
         core.clone(),
         Duration::from_secs(1),

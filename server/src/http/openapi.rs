@@ -30,6 +30,7 @@ Every error is `application/problem+json` (RFC 9457) with a stable `error` code 
 A method a path does not take is answered `405` with `Allow`; a path that is no endpoint `404 not_found`."),
     paths(agent_api::create_request, agent_api::get_request, agent_api::cancel_request,
           agent_api::redeem_grant, agent_api::revoke_grant, agent_api::report_outcome,
+          agent_api::release_credential, super::gateway::forward,
           ops::openapi, ops::jwks, ops::audit_checkpoints),
     components(
         schemas(Problem, NewRequest),

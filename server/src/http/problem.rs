@@ -18,7 +18,7 @@ use crate::service::Error;
 
 /// The machine codes an answer can carry, with their titles: the agent contract's codes, and
 /// `internal_error` for a failure on our side.
-pub const CODES: [(&str, &str); 16] = [
+pub const CODES: [(&str, &str); 19] = [
     ("invalid_request", "Invalid request"),
     ("invalid_token", "Invalid credentials"),
     ("forbidden", "Forbidden"),
@@ -34,6 +34,9 @@ pub const CODES: [(&str, &str); 16] = [
     ("rate_limited", "Rate limited"),
     ("payload_too_large", "Payload too large"),
     ("conflict", "Conflict"),
+    ("provider_unavailable", "Credential provider unavailable"),
+    ("upstream_failed", "Upstream failed"),
+    ("upstream_timeout", "Upstream timed out"),
     ("internal_error", "Internal error"),
 ];
 
@@ -103,6 +106,9 @@ fn status_of(e: &Error) -> StatusCode {
         Error::ExpiredToken(_) | Error::GrantExpired | Error::GrantRevoked => StatusCode::GONE,
         Error::GrantAlreadyRedeemed | Error::Conflict(_) => StatusCode::CONFLICT,
         Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::ProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+        Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -280,6 +280,7 @@ impl Countersign {
         )
         .await?;
         tx.commit().await.map_err(store::StoreError::from)?;
+        self.credentials.kick();
         Ok(revoked)
     }
 }

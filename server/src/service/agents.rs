@@ -256,6 +256,7 @@ impl Countersign {
             self.waiters.wake(rid);
         }
         self.callbacks.kick();
+        self.credentials.kick();
         Ok(SuspendReport {
             cancelled_requests: cancelled.len(),
             revoked_grants: revoked,
@@ -355,7 +356,8 @@ pub(crate) fn refused_credential() -> Error {
 }
 
 /// Revokes every grant of the agent that was issued and not yet redeemed, each with its
-/// `grant.revoked` audit event giving `reason`; returns how many. Runs inside the caller's
+/// `grant.revoked` audit event giving `reason`, and starts the revocation of every credential
+/// released to it (the caller wakes the worker after committing); returns how many grants. Runs inside the caller's
 /// transaction, so the revocations land together with the change that caused them.
 pub(crate) async fn revoke_outstanding_grants(
     conn: &mut sqlx::AnyConnection,
@@ -364,6 +366,8 @@ pub(crate) async fn revoke_outstanding_grants(
     actor: &str,
     reason: &str,
 ) -> Result<usize, Error> {
+    crate::service::credentials::revoke_leases_of_agent(&mut *conn, agent_id, reason, actor, now)
+        .await?;
     let revoked = store::grants::revoke_all_of_agent(&mut *conn, agent_id, now).await?;
     let events: Vec<audit::NewEvent> = revoked
         .iter()

@@ -156,6 +156,25 @@ impl Countersign {
         if let Some(obj) = body.as_object_mut() {
             obj.remove("expires_in");
         }
+        let releases = match &request.credential {
+            Some(provider) => {
+                let settings = crate::store::credentials::provider(self.db.reader(), provider)
+                    .await?
+                    .and_then(|row| serde_json::from_str(&row.settings).ok());
+                let ttl = request
+                    .credential_ttl_seconds
+                    .and_then(|t| u32::try_from(t).ok())
+                    .unwrap_or(crate::domain::credential::DEFAULT_CREDENTIAL_TTL_SECONDS);
+                let operation = body.pointer("/action/operation").and_then(|v| v.as_str());
+                Some(crate::domain::credential::describe(
+                    provider,
+                    settings.as_ref(),
+                    ttl,
+                    operation,
+                ))
+            }
+            None => None,
+        };
         Ok(ApprovalView {
             view_version: VIEW_VERSION,
             request_id: request.id.clone(),
@@ -168,6 +187,7 @@ impl Countersign {
             explanation: request.explanation.clone(),
             approvals_required: request.approvals_required,
             expires_at: rfc3339(request.expires_at),
+            releases,
         })
     }
 

@@ -73,6 +73,18 @@ pub enum Error {
     /// The state does not allow this (already decided, key reused with another body…).
     #[error("{0}")]
     Conflict(String),
+    /// A credential provider cannot be reached or cannot be used right now (its admin
+    /// connection fails, its secret does not open here). Nothing was released and nothing was
+    /// used up: the grant stays redeemable until it expires.
+    #[error("{0}")]
+    ProviderUnavailable(String),
+    /// The downstream system failed or refused what Countersign asked of it (creating a login,
+    /// a forwarded call that could not be completed).
+    #[error("{0}")]
+    UpstreamFailed(String),
+    /// A forwarded call took longer than the provider allows.
+    #[error("{0}")]
+    UpstreamTimeout(String),
     /// Something on our side failed. The cause, with its chain of sources (a database error
     /// and the I/O error under it, say), is for the log; callers see only "internal error".
     #[error("internal error")]
@@ -130,6 +142,9 @@ impl Error {
             Self::RateLimited { .. } => "rate_limited",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Conflict(_) => "conflict",
+            Self::ProviderUnavailable(_) => "provider_unavailable",
+            Self::UpstreamFailed(_) => "upstream_failed",
+            Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::Internal(_) => "internal_error",
         }
     }

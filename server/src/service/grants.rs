@@ -231,29 +231,7 @@ impl Countersign {
         token: &str,
         action_hash: Option<&str>,
     ) -> Result<Redeemed, Error> {
-        let invalid = |detail: &str| Error::invalid("token", detail.to_string());
-        let (header, _) = jose::peek_unverified(token)
-            .map_err(|e| invalid(&format!("not a valid grant: {e}")))?;
-        if header.typ.as_deref() != Some(GRANT_TYP) {
-            return Err(invalid("not a Countersign grant (typ)"));
-        }
-        let kid = header
-            .kid
-            .ok_or_else(|| invalid("the grant names no key (kid)"))?;
-        let key = self
-            .verification_key(&kid)
-            .await?
-            .ok_or_else(|| invalid("the grant was signed by an unknown key"))?;
-        let (_, claims) = jose::verify_compact(token, &key)
-            .map_err(|_| invalid("the grant's signature is invalid"))?;
-        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer().as_str()) {
-            return Err(invalid("the grant was issued by another server"));
-        }
-        let jti = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("the grant has no jti"))?
-            .to_string();
+        let (jti, claims) = self.verify_grant(token).await?;
         if let Some(expected) = action_hash {
             if claims.get("action_hash").and_then(Value::as_str) != Some(expected) {
                 return Err(Error::invalid(
@@ -282,10 +260,44 @@ impl Countersign {
             });
         }
         drop(tx);
-        let g = rows::get(self.db.reader(), &jti)
+        Err(self.why_not_redeemed(&jti, now).await?)
+    }
+
+    /// Checks a grant token's type, key, signature and issuer, and returns its `jti` and
+    /// claims. Says nothing about whether it is still usable.
+    pub(crate) async fn verify_grant(&self, token: &str) -> Result<(String, Value), Error> {
+        let invalid = |detail: &str| Error::invalid("token", detail.to_string());
+        let (header, _) = jose::peek_unverified(token)
+            .map_err(|e| invalid(&format!("not a valid grant: {e}")))?;
+        if header.typ.as_deref() != Some(GRANT_TYP) {
+            return Err(invalid("not a Countersign grant (typ)"));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| invalid("the grant names no key (kid)"))?;
+        let key = self
+            .verification_key(&kid)
             .await?
-            .ok_or_else(|| invalid("unknown grant"))?;
-        Err(match g.status {
+            .ok_or_else(|| invalid("the grant was signed by an unknown key"))?;
+        let (_, claims) = jose::verify_compact(token, &key)
+            .map_err(|_| invalid("the grant's signature is invalid"))?;
+        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer().as_str()) {
+            return Err(invalid("the grant was issued by another server"));
+        }
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("the grant has no jti"))?
+            .to_string();
+        Ok((jti, claims))
+    }
+
+    /// Why a redemption's conditional write changed nothing, as the error to answer with.
+    pub(crate) async fn why_not_redeemed(&self, jti: &str, now: Millis) -> Result<Error, Error> {
+        let g = rows::get(self.db.reader(), jti)
+            .await?
+            .ok_or_else(|| Error::invalid("token", "unknown grant"))?;
+        Ok(match g.status {
             GrantStatus::Redeemed => Error::GrantAlreadyRedeemed,
             GrantStatus::Revoked => Error::GrantRevoked,
             // Still issued and in time, yet refused: the agent was suspended or its key
@@ -334,6 +346,22 @@ impl Countersign {
         let now = self.now();
         let mut tx = self.db.begin().await?;
         if !rows::revoke(&mut tx, jti, now).await? {
+            // A grant already redeemed for a credential: revoking it ends the credential.
+            if let Some(lease) = store::credentials::lease_of_grant(&mut *tx, jti).await? {
+                if crate::service::credentials::request_revoke(
+                    &mut tx,
+                    &lease.id,
+                    "grant_revoked",
+                    &actor,
+                    now,
+                )
+                .await?
+                {
+                    tx.commit().await.map_err(store::StoreError::from)?;
+                    self.credentials.kick();
+                    return Ok(());
+                }
+            }
             return Err(Error::Conflict(format!(
                 "the grant is already {}",
                 g.status
@@ -395,7 +423,22 @@ impl Countersign {
             &json!({ "jti": jti, "outcome": outcome_text, "detail": detail }),
         )
         .await?;
+        // The task is over: a credential released for it goes now.
+        let lease = store::credentials::lease_of_grant(&mut *tx, jti).await?;
+        if let Some(lease) = &lease {
+            crate::service::credentials::request_revoke(
+                &mut tx,
+                &lease.id,
+                "outcome_reported",
+                &format!("agent:{}", agent.id),
+                now,
+            )
+            .await?;
+        }
         tx.commit().await.map_err(store::StoreError::from)?;
+        if lease.is_some() {
+            self.credentials.kick();
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@ pub mod agents;
 pub mod audit;
 pub mod callbacks;
 pub mod checkpoints;
+pub mod credentials;
 pub mod decisions;
 pub mod error;
 pub mod grants;
@@ -75,6 +76,9 @@ pub struct Countersign {
     pub announcements: tokio_util::task::TaskTracker,
     /// The callback worker's wake-up and slots (see [`callbacks`]).
     pub callbacks: callbacks::Callbacks,
+    /// Task-scoped credentials: the credential key, provider connections, the revocation
+    /// worker's wake-up (see [`credentials`]).
+    pub credentials: credentials::Credentials,
 }
 
 impl std::fmt::Debug for Countersign {
@@ -99,6 +103,7 @@ impl Countersign {
         let db = Db::connect(config.database_url.expose()).await?;
         let signer = load_or_create_signing_key(&config.data_dir)?;
         let checkpoints = checkpoints::Checkpoints::open(&config)?;
+        let credentials = credentials::Credentials::open(&config.credential_key_file)?;
         let public = serde_json::to_string(&signer.public_jwk()).map_err(Error::internal)?;
         crate::store::grants::register_signing_key(
             db.writer(),
@@ -131,6 +136,7 @@ impl Countersign {
             checkpoints,
             announcements: tokio_util::task::TaskTracker::new(),
             callbacks: callbacks::Callbacks::default(),
+            credentials,
         }))
     }
 

@@ -289,6 +289,8 @@ mod tests {
             approvals_required: 1,
             approver_rule: serde_json::to_string(&ApproverRule::owner_only()).unwrap(),
             grant_ttl_seconds: 60,
+            credential: None,
+            credential_ttl_seconds: None,
             created_at: 0,
             expires_at: 600_000,
             decided_at: None,

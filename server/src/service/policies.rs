@@ -330,6 +330,24 @@ impl Countersign {
         if let Some(active) = active.filter(|a| a.hash == hash) {
             return Ok((active.version, hash));
         }
+        // A rule that releases a credential must name a provider that exists, or every request
+        // it approves would fail at redemption.
+        for (provider, rule) in policy.credential_providers() {
+            if store::credentials::provider(&mut *tx, provider)
+                .await?
+                .is_none()
+            {
+                let index = policy.rules.iter().position(|r| r.id == rule).unwrap_or(0);
+                return Err(Error::invalid(
+                    "credential",
+                    format!(
+                        "rule {rule:?} (#{}): credential: no credential provider is named \
+                         {provider:?} (add it first: countersign credential add)",
+                        index + 1
+                    ),
+                ));
+            }
+        }
         let version = policies::append(&mut tx, &hash, &normalised, actor, now).await?;
         audit::append(
             &mut tx,

@@ -312,6 +312,13 @@ impl Countersign {
                 .map(|a| (&a.value, a.currency.as_str())),
         };
         let decision = active.policy.evaluate(&input);
+        let release = match decision.outcome {
+            RuleOutcome::Deny { .. } => None,
+            _ => active
+                .policy
+                .rule(&decision.rule_id)
+                .and_then(|rule| rule.release()),
+        };
 
         let (status, approver_rule, ttl_cap, grant_ttl, deny_reason) = match &decision.outcome {
             RuleOutcome::Allow { grant_ttl_seconds } => (
@@ -401,6 +408,8 @@ impl Countersign {
             approvals_required: i64::from(approver_rule.approvals),
             approver_rule: serde_json::to_string(&approver_rule).map_err(Error::internal)?,
             grant_ttl_seconds: i64::from(grant_ttl),
+            credential: release.as_ref().map(|r| r.provider.clone()),
+            credential_ttl_seconds: release.as_ref().map(|r| i64::from(r.ttl_seconds)),
             created_at: now,
             expires_at: now + i64::from(ttl) * 1000,
             decided_at: decided.then_some(now),

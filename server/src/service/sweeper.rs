@@ -26,6 +26,8 @@ pub struct SweepReport {
     pub requests_expired: usize,
     /// Grants expired.
     pub grants_expired: usize,
+    /// Released credentials whose task's time ran out (their revocation started).
+    pub credentials_expired: usize,
 }
 
 impl Countersign {
@@ -68,6 +70,7 @@ impl Countersign {
             }
             tx.commit().await.map_err(store::StoreError::from)?;
         }
+        report.credentials_expired = self.expire_credentials(now).await?;
         ceremonies::purge_expired(self.db.writer(), now).await?;
         agents::purge_jtis(self.db.writer(), now).await?;
         DbSessionStore::new(self.db.clone())

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod callbacks;
 pub mod ceremonies;
 pub mod coordination;
+pub mod credentials;
 pub mod grants;
 pub mod guards;
 pub mod listings;

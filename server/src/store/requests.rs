@@ -49,6 +49,10 @@ pub struct RequestRow {
     pub approver_rule: String,
     /// Lifetime of the grant, once issued.
     pub grant_ttl_seconds: i64,
+    /// The credential provider the deciding rule releases from, if any.
+    pub credential: Option<String>,
+    /// How long that credential lives, in seconds.
+    pub credential_ttl_seconds: Option<i64>,
     /// When it was created.
     pub created_at: Millis,
     /// When it expires if still pending.
@@ -66,7 +70,7 @@ pub struct RequestRow {
 pub(crate) const COLUMNS: &str =
     "id, agent_id, status, action_hash, body, action_type, target, policy_version, \
      policy_hash, rule_id, explanation, approvals_required, approver_rule, grant_ttl_seconds, \
-     created_at, expires_at, decided_at, decided_by, reason_code, reason";
+     credential, credential_ttl_seconds, created_at, expires_at, decided_at, decided_by, reason_code, reason";
 
 pub(crate) fn from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     Ok(RequestRow {
@@ -84,6 +88,8 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
         approvals_required: col(row, "approvals_required")?,
         approver_rule: col(row, "approver_rule")?,
         grant_ttl_seconds: col(row, "grant_ttl_seconds")?,
+        credential: col(row, "credential")?,
+        credential_ttl_seconds: col(row, "credential_ttl_seconds")?,
         created_at: col(row, "created_at")?,
         expires_at: col(row, "expires_at")?,
         decided_at: col(row, "decided_at")?,
@@ -112,8 +118,9 @@ pub async fn insert_many(
     let sql = format!(
         "INSERT INTO requests (id, agent_id, status, action_hash, body, action_type, target, \
          policy_version, policy_hash, rule_id, explanation, approvals_required, approver_rule, \
-         grant_ttl_seconds, created_at, expires_at, decided_at, decided_by, reason_code, reason) VALUES {}",
-        super::values_placeholders(requests.len(), 20)
+         grant_ttl_seconds, credential, credential_ttl_seconds, created_at, expires_at, \
+         decided_at, decided_by, reason_code, reason) VALUES {}",
+        super::values_placeholders(requests.len(), 22)
     );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for r in requests {
@@ -132,6 +139,8 @@ pub async fn insert_many(
             .bind(r.approvals_required)
             .bind(r.approver_rule.clone())
             .bind(r.grant_ttl_seconds)
+            .bind(r.credential.clone())
+            .bind(r.credential_ttl_seconds)
             .bind(r.created_at)
             .bind(r.expires_at)
             .bind(r.decided_at)

@@ -36,6 +36,8 @@ fn request_row(id: &str, agent_id: &str, status: RequestStatus, expires_at: i64)
         approvals_required: 1,
         approver_rule: "{}".into(),
         grant_ttl_seconds: 60,
+        credential: None,
+        credential_ttl_seconds: None,
         created_at: T - HOUR,
         expires_at,
         decided_at: decided.then_some(T - HOUR),

@@ -21,6 +21,7 @@ mod cli;
 mod client;
 mod concurrent_pages;
 mod contract_errors;
+mod credentials;
 mod guards;
 mod hardening;
 mod lifecycle;

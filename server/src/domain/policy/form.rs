@@ -54,6 +54,10 @@ pub struct RuleForm {
     pub grant_ttl_seconds: String,
     /// Why the action is refused (deny).
     pub reason: String,
+    /// The credential provider an approval releases from (allow, require).
+    pub credential: String,
+    /// Seconds that credential lives.
+    pub credential_ttl_seconds: String,
 }
 
 /// A problem with one field of one rule (`rule` is its zero-based position; `None` for the
@@ -96,6 +100,8 @@ fn to_form(rule: &PolicyRule) -> RuleForm {
             .map(|m| m.value.to_string())
             .unwrap_or_default(),
         outcome: rule.outcome.kind().into(),
+        credential: text(&rule.credential),
+        credential_ttl_seconds: number(&rule.credential_ttl_seconds),
         ..RuleForm::default()
     };
     match &rule.outcome {
@@ -210,6 +216,8 @@ impl Reader<'_> {
         let amount_at_least = self.money("amount_at_least", &f.amount_at_least, &currency);
         let amount_below = self.money("amount_below", &f.amount_below, &currency);
         let outcome = self.outcome(f);
+        let credential_ttl_seconds =
+            self.number("credential_ttl_seconds", &f.credential_ttl_seconds);
         if self.problems.len() > before {
             return None;
         }
@@ -222,6 +230,8 @@ impl Reader<'_> {
             data_sensitivity: Some(f.data_sensitivity.clone()).filter(|l| !l.is_empty()),
             amount_below,
             amount_at_least,
+            credential: optional(&f.credential),
+            credential_ttl_seconds: credential_ttl_seconds?,
             outcome: outcome?,
         })
     }
@@ -522,6 +532,8 @@ reason = "Restricted data never leaves"
                     value: hi,
                     currency: "EUR".into(),
                 }),
+                credential: None,
+                credential_ttl_seconds: None,
                 outcome,
             })
     }

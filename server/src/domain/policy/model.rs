@@ -70,6 +70,14 @@ pub struct PolicyRule {
     /// The request's amount must be at or above this, in the same currency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_at_least: Option<Money>,
+    /// The credential provider an approved request of this rule releases a credential from
+    /// (allow and require only); the provider must exist when the policy is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// How long that credential lives (60..=3600 s); `None` means
+    /// [`DEFAULT_CREDENTIAL_TTL_SECONDS`](crate::domain::credential::DEFAULT_CREDENTIAL_TTL_SECONDS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_ttl_seconds: Option<u32>,
     /// What happens when the rule matches. Flattened so the JSON form reads like the TOML form
     /// (`"outcome": "require", "approvals": 2, ...`).
     #[serde(flatten)]
@@ -260,6 +268,41 @@ impl RuleOutcome {
             } => Some(grant_ttl_seconds.unwrap_or(DEFAULT_GRANT_TTL_SECONDS)),
             RuleOutcome::Deny { .. } => None,
         }
+    }
+}
+
+impl PolicyRule {
+    /// The credential this rule releases, with its lifetime, if it names a provider.
+    pub fn release(&self) -> Option<crate::domain::credential::Release> {
+        self.credential
+            .as_ref()
+            .map(|provider| crate::domain::credential::Release {
+                provider: provider.clone(),
+                ttl_seconds: self
+                    .credential_ttl_seconds
+                    .unwrap_or(crate::domain::credential::DEFAULT_CREDENTIAL_TTL_SECONDS),
+            })
+    }
+}
+
+impl Policy {
+    /// The rule with this id, if the policy has one.
+    pub fn rule(&self, id: &str) -> Option<&PolicyRule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// The credential providers the rules name, each once, in rule order, with the first rule
+    /// naming each.
+    pub fn credential_providers(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = Vec::new();
+        for rule in &self.rules {
+            if let Some(p) = rule.credential.as_deref() {
+                if !out.iter().any(|(q, _)| *q == p) {
+                    out.push((p, rule.id.as_str()));
+                }
+            }
+        }
+        out
     }
 }
 

@@ -101,6 +101,8 @@ pub(super) fn rule(id: &str, outcome: RuleOutcome) -> PolicyRule {
         data_sensitivity: None,
         amount_below: None,
         amount_at_least: None,
+        credential: None,
+        credential_ttl_seconds: None,
         outcome,
     }
 }
@@ -245,7 +247,10 @@ prop_compose! {
         ),
         (amount_at_least, amount_below) in amounts_strategy(),
         outcome in outcome_strategy(),
+        credential in prop::option::of(("[a-z0-9][a-z0-9_-]{0,20}", prop::option::of(60u32..=3600))),
     ) -> PolicyRule {
+        // A deny rule releases nothing.
+        let credential = credential.filter(|_| !matches!(outcome, RuleOutcome::Deny { .. }));
         PolicyRule {
             id: id_prefix,
             description,
@@ -255,6 +260,8 @@ prop_compose! {
             data_sensitivity,
             amount_below,
             amount_at_least,
+            credential_ttl_seconds: credential.as_ref().and_then(|(_, ttl)| *ttl),
+            credential: credential.map(|(name, _)| name),
             outcome,
         }
     }

@@ -34,6 +34,8 @@ struct RawRule {
     // an array (`["100", "EUR"]`), which the file format does not allow.
     amount_below: Option<toml::Value>,
     amount_at_least: Option<toml::Value>,
+    credential: Option<String>,
+    credential_ttl_seconds: Option<i64>,
     outcome: Option<String>,
     grant_ttl_seconds: Option<i64>,
     approvals: Option<i64>,
@@ -364,6 +366,12 @@ fn rule_from_raw(raw: RawRule, at: RuleRef<'_>) -> Result<PolicyRule, PolicyErro
         data_sensitivity: raw.data_sensitivity,
         amount_below: money("amount_below", raw.amount_below)?,
         amount_at_least: money("amount_at_least", raw.amount_at_least)?,
+        credential: raw.credential,
+        credential_ttl_seconds: number(
+            "credential_ttl_seconds",
+            raw.credential_ttl_seconds,
+            &crate::domain::credential::CREDENTIAL_TTL_SECONDS_RANGE,
+        )?,
         outcome,
     })
 }
@@ -425,7 +433,8 @@ fn push_toml_key_money(out: &mut String, key: &str, money: &Money) {
 impl Policy {
     /// The normalised policy file: rules in order, separated by a blank line; keys in a fixed
     /// order (id, description, action, target, environment, data_sensitivity, amount_below,
-    /// amount_at_least, outcome, then the outcome's keys); require rules always spell out
+    /// amount_at_least, outcome, then the outcome's keys, then credential and
+    /// credential_ttl_seconds); require rules always spell out
     /// approvals, approvers, all_groups and exclude_owner; absent options are left out.
     ///
     /// For a valid policy, `Policy::from_toml(&p.to_toml()) == Ok(p)` and writing the parsed
@@ -487,6 +496,12 @@ impl Policy {
                     }
                 }
                 RuleOutcome::Deny { reason } => push_toml_key_string(&mut out, "reason", reason),
+            }
+            if let Some(provider) = &rule.credential {
+                push_toml_key_string(&mut out, "credential", provider);
+            }
+            if let Some(ttl) = rule.credential_ttl_seconds {
+                let _ = writeln!(out, "credential_ttl_seconds = {ttl}");
             }
         }
         out

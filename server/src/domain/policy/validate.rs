@@ -200,6 +200,37 @@ pub(super) fn validate_rule(rule: &PolicyRule, index: usize) -> Result<(), Polic
             ));
         }
     }
+    if let Some(provider) = &rule.credential {
+        if let RuleOutcome::Deny { .. } = rule.outcome {
+            return Err(PolicyError::at(
+                at,
+                "credential",
+                "not allowed when outcome = \"deny\" (only with outcome = \"allow\" or \"require\")",
+            ));
+        }
+        crate::domain::credential::check_provider_name(provider).map_err(|_| {
+            PolicyError::at(
+                at,
+                "credential",
+                "must name a provider: ^[a-z0-9][a-z0-9_-]{0,63}$",
+            )
+        })?;
+    }
+    if let Some(ttl) = rule.credential_ttl_seconds {
+        if rule.credential.is_none() {
+            return Err(PolicyError::at(
+                at,
+                "credential_ttl_seconds",
+                "needs credential: it is the lifetime of the credential the rule releases",
+            ));
+        }
+        check_range(
+            at,
+            "credential_ttl_seconds",
+            ttl,
+            &crate::domain::credential::CREDENTIAL_TTL_SECONDS_RANGE,
+        )?;
+    }
     match &rule.outcome {
         RuleOutcome::Allow { grant_ttl_seconds } => {
             if let Some(ttl) = grant_ttl_seconds {

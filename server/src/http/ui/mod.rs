@@ -19,6 +19,7 @@ use crate::service::{Countersign, Error};
 mod account;
 mod agents;
 mod audit;
+mod credentials;
 mod guards;
 mod people;
 mod policy;

@@ -160,6 +160,8 @@ mod tests {
             request_ttl_seconds: "m".into(),
             grant_ttl_seconds: "n".into(),
             reason: "o".into(),
+            credential: "p".into(),
+            credential_ttl_seconds: "q".into(),
         };
         let draft: RuleDraft = transcode(&form).unwrap();
         assert_eq!(

@@ -73,6 +73,7 @@ impl RequestsBackend for UiBackend {
                 explanation: v.explanation,
                 approvals_required: v.approvals_required,
                 expires_at: v.expires_at,
+                releases: v.releases,
             },
             display_hash: d.display_hash,
             status: request_status(d.status),
