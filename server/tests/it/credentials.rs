@@ -1112,6 +1112,110 @@ async fn only_admins_configure_providers_from_the_page(backend: Backend) {
     assert!(app.core.credential_providers().await.unwrap().is_empty());
 }
 
+
+/// Every log line this test process writes from the first call on, at debug level (trace for
+/// Countersign's own), kept in memory (the newest 64 MiB): whatever the server logs while
+/// credentials are released, used and revoked is searched for their secrets.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut log = self.0.lock().unwrap();
+        if log.len() > 64 << 20 {
+            log.drain(..32 << 20);
+        }
+        log.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+fn captured_log() -> CapturedLog {
+    static LOG: std::sync::OnceLock<CapturedLog> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = CapturedLog::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,countersign=trace"))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other test installs a global log subscriber");
+        log
+    })
+    .clone()
+}
+
+async fn secrets_stay_out_of_logs_and_answers(backend: Backend) {
+    let log = captured_log();
+    let (app, mut alice, agent, down) = set_up(backend).await;
+    // The command line, at its most talkative, shows no secret either.
+    let listed = app
+        .cli_command()
+        .env("RUST_LOG", "trace")
+        .args(["credential", "list"])
+        .output()
+        .unwrap();
+    let mut seen = String::from_utf8_lossy(&listed.stdout).to_string()
+        + &String::from_utf8_lossy(&listed.stderr);
+
+    let jti = allowed_grant(&app, &agent, 1).await;
+    let cred = json_of(release(&app, &agent, &jti).await, StatusCode::OK).await;
+    let password = cred["password"].as_str().unwrap().to_string();
+    let mut session = PgConnection::connect(cred["connection_string"].as_str().unwrap())
+        .await
+        .unwrap();
+    let r = app
+        .agent_post(&agent, &format!("/api/v1/grants/{jti}/report"), &json!({ "outcome": "failed" }))
+        .await;
+    seen += &r.text().await.unwrap();
+    until_killed(&mut session, Duration::from_secs(1)).await;
+    eventually("the login is dropped", Duration::from_secs(5), || async {
+        down.logins().await.is_empty()
+    })
+    .await;
+    app.core.reap_credentials().await.unwrap();
+    let request_id = request_of(&app, &jti).await;
+    for path in [
+        format!("/api/v1/requests/{request_id}"),
+        "/api/v1/openapi.json".to_string(),
+    ] {
+        seen += &app.agent_get(&agent, &path).await.text().await.unwrap();
+    }
+    seen += &alice
+        .server_json(&app.http, "admin/credential_providers", &[])
+        .await
+        .to_string();
+    seen += &alice
+        .get(&app.http, &format!("/api/ui/audit/export?request={request_id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut export = Vec::new();
+    app.core.export_audit(None, &mut export).await.unwrap();
+    seen += &String::from_utf8(export).unwrap();
+    assert!(seen.contains("credential.revoked"), "the evidence was read");
+
+    let logged = log.text();
+    assert!(logged.contains("credential released"), "the log was captured");
+    for secret in [&password, &down.admin_password] {
+        assert!(!seen.contains(secret.as_str()), "a secret in an answer or export");
+        assert!(!logged.contains(secret.as_str()), "a secret in the log");
+    }
+}
+
 on_both_backends!(
     a_released_login_works_until_the_outcome_is_reported,
     the_kill_switch_and_a_revoke_end_the_task_at_once,
@@ -1124,4 +1228,5 @@ on_both_backends!(
     the_gateway_refuses_what_is_not_yours_to_send,
     the_approver_reads_what_will_be_released,
     only_admins_configure_providers_from_the_page,
+    secrets_stay_out_of_logs_and_answers,
 );

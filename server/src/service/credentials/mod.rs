@@ -509,11 +509,13 @@ impl Countersign {
         Ok(done)
     }
 
-    /// A lease whose revocation finished before its role was committed: taken apart once more.
+    /// A lease whose revocation may have run before its role was committed: taken apart once
+    /// more, from the first step. Counting a new attempt makes a worker still busy with the old
+    /// one record nothing more (its writes name the old attempt).
     async fn reopen_revocation(&self, id: &str) -> Result<(), Error> {
         sqlx::query(
             "UPDATE credential_leases SET state = 'revoking', revoke_step = 0, \
-             next_attempt_at = $2, lease_until = NULL WHERE id = $1",
+             attempts = attempts + 1, next_attempt_at = $2, lease_until = NULL WHERE id = $1",
         )
         .bind(id)
         .bind(self.now())
