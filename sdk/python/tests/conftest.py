@@ -58,7 +58,60 @@ action = "payments.*"
 outcome = "require"
 approvals = 1
 approvers = ["owner"]
+
+[[rule]]
+id = "order-queries"
+description = "A login on the orders database, for the task only"
+action = "orders.query"
+outcome = "allow"
+credential = "orders-db"
+
+[[rule]]
+id = "bank-calls"
+description = "One call to the bank's API through the gateway"
+action = "bank.*"
+outcome = "allow"
+credential = "bank-api"
 """
+
+#: The header value the bank's API expects; only Countersign holds it.
+BANK_SECRET = f"Bearer bank-{uuid.uuid4().hex}"
+
+
+class Upstream:
+    """A real HTTP server on loopback standing in for a bank's API: it records each call
+    (method, path, Authorization header, body) and answers 201 with a small JSON body."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen: list[tuple[str, str, str | None, str]] = []
+        self.seen = seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _record(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length).decode()
+                seen.append((self.command, self.path, self.headers.get("authorization"), body))
+                payload = b'{"transfer": "tr_1"}'
+                self.send_response(201)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _record
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
 
 
 class Owner:
@@ -132,6 +185,9 @@ class Server:
     key_agent_id: str = ""
     key_agent_private: Ed25519PrivateKey | None = None
     log: Path = field(default=Path())
+    #: The template role of the orders database's task logins.
+    orders_role: str = ""
+    upstream: Upstream | None = None
 
     def cli(self, *args: str) -> str:
         """Runs the command line against this server's database, as an operator would."""
@@ -232,10 +288,32 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
         assert created["api_key"] is None and created["jkt"]
         srv.key_agent_id, srv.key_agent_private = created["id"], key
 
+        # The credential providers the policy names: a database of this run's own with a
+        # template role whose logins must give their password (.ci/setup --pg), and the bank.
+        down_db = f"cs_py_down_{uuid.uuid4().hex[:12]}"
+        srv.orders_role = f"orders_rw_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {down_db}")
+            conn.execute(f"CREATE ROLE {srv.orders_role} NOLOGIN IN ROLE countersign_password_checked")
+        with psycopg.connect(f"{PG_URL}/{down_db}", autocommit=True) as conn:
+            conn.execute("CREATE TABLE orders (id serial PRIMARY KEY, item text)")
+            conn.execute("INSERT INTO orders (item) VALUES ('anvil')")
+            conn.execute(f"GRANT SELECT ON orders TO {srv.orders_role}")
+        secret_file = tmp / "provider.secret"
+        secret_file.write_text(f"{PG_URL}/{down_db}")
+        srv.cli("credential", "add", "orders-db", "--kind", "postgres",
+                "--template-role", srv.orders_role, "--secret-file", str(secret_file))
+        srv.upstream = Upstream()
+        secret_file.write_text(BANK_SECRET)
+        srv.cli("credential", "add", "bank-api", "--kind", "http", "--base-url", srv.upstream.url,
+                "--operation", "POST /v2/transfers", "--secret-file", str(secret_file))
+        secret_file.unlink()
+
         policy_file = tmp / "policy.toml"
         policy_file.write_text(POLICY)
         srv.cli("policy", "apply", str(policy_file))
         yield srv
+        srv.upstream.close()
         owner.http.close()
     finally:
         proc.terminate()
@@ -244,9 +322,11 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if db_name:
-            with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+        with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+            if db_name:
                 conn.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
+            if "down_db" in locals():
+                conn.execute(f"DROP DATABASE IF EXISTS {down_db} WITH (FORCE)")
         if not request.session.testsfailed:
             shutil.rmtree(tmp, ignore_errors=True)  # kept after a failure: server.log is there
 

@@ -333,3 +333,55 @@ def test_the_package_exports_every_error_class() -> None:
                  "SlowDown", "Expired", "GrantAlreadyRedeemed", "GrantExpired", "GrantRevoked",
                  "RateLimited", "PayloadTooLarge", "Conflict", "Cancelled"):
         assert issubclass(getattr(countersign, name), countersign.CountersignError)
+
+
+def test_a_task_scoped_login_lives_until_the_outcome(server: Server, cs: Countersign) -> None:
+    import time
+
+    import psycopg
+
+    state = cs.create_request("orders.query", "orders-db", params={"day": "today"},
+                              goal="Count today's orders")
+    assert state.status == "approved" and state.grant is not None
+    credential = cs.credential(state.grant)
+    assert credential.provider == "orders-db" and credential.username.startswith("cs_")
+    assert credential.password not in repr(credential)
+    with pytest.raises(GrantAlreadyRedeemed):
+        cs.credential(state.grant)
+    # A real login, checked by its password, with the template role's privileges.
+    session = psycopg.connect(credential.connection_string, autocommit=True)
+    assert session.execute("SELECT count(*) FROM orders").fetchone() == (1,)
+    cs.report_outcome(state.grant, succeeded=True)
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            session.execute("SELECT 1")
+        except psycopg.Error:
+            break
+        assert time.monotonic() < deadline, "the login's session outlived its task by 1 s"
+        time.sleep(0.01)
+    with pytest.raises(psycopg.Error):
+        psycopg.connect(credential.connection_string)
+
+
+def test_the_gateway_sends_the_approved_call_with_a_secret_the_agent_never_holds(
+    server: Server, cs: Countersign
+) -> None:
+    from conftest import BANK_SECRET
+
+    assert server.upstream is not None
+    before = len(server.upstream.seen)
+    params = {"to": "DE89 3704 0044 0532 0130 00", "amount": "125.00"}
+    state = cs.create_request("bank.transfer", "bank-api", operation="POST /v2/transfers",
+                              params=params, goal="Pay invoice INV-1042")
+    assert state.grant is not None
+    with pytest.raises(countersign.Forbidden):
+        cs.call_gateway("bank-api", state.grant, "POST", "/v2/transfers",
+                        json={**params, "amount": "9125.00"})
+    assert len(server.upstream.seen) == before
+    answer = cs.call_gateway("bank-api", state.grant, "POST", "/v2/transfers", json=params)
+    assert answer.status_code == 201 and answer.json() == {"transfer": "tr_1"}
+    method, path, authorization, _ = server.upstream.seen[-1]
+    assert (method, path, authorization) == ("POST", "/api/v2/transfers", BANK_SECRET)
+    with pytest.raises(GrantAlreadyRedeemed):
+        cs.call_gateway("bank-api", state.grant, "POST", "/v2/transfers", json=params)

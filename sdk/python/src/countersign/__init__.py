@@ -38,7 +38,7 @@ from .errors import (
     SlowDown,
 )
 from .hashing import action_hash
-from .models import Grant, RequestState
+from .models import Credential, Grant, RequestState
 
 __all__ = [
     "GRANT_TYP",
@@ -46,6 +46,7 @@ __all__ = [
     "Cancelled",
     "Conflict",
     "Countersign",
+    "Credential",
     "CountersignError",
     "Denied",
     "DeniedByPolicy",

@@ -316,6 +316,27 @@ def jti_of(grant: Grant | str) -> str:
     return grant.jti if isinstance(grant, Grant) else grant
 
 
+def refused_by_countersign(response: httpx.Response) -> bool:
+    """Whether a gateway answer is Countersign's own refusal (its problem+json, whose ``type``
+    is ``/errors/<code>``) rather than whatever the upstream answered."""
+    if not response.headers.get("content-type", "").startswith("application/problem+json"):
+        return False
+    try:
+        kind = response.json().get("type", "")
+    except ValueError:
+        return False
+    return isinstance(kind, str) and kind.startswith("/errors/")
+
+
+def gateway_call(provider: str, grant: Grant | str, path: str) -> tuple[str, dict[str, str]]:
+    """The URL path and headers of a call through the gateway ``provider``: ``path`` is the
+    upstream path (with its query) exactly as approved in ``action.operation``."""
+    if not path.startswith("/"):
+        raise ValueError("path must start with / (the upstream path, as approved)")
+    token = grant.token if isinstance(grant, Grant) else grant
+    return f"/gw/{provider}{path}", {"countersign-grant": token}
+
+
 # --- the decorator --------------------------------------------------------------------------
 
 #: Arguments never sent as ``params``: the receiver of a method, and the grant itself.

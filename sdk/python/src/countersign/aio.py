@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable, Mapping, ParamSpec, Sequence, TypeV
 import httpx
 
 from . import _core, errors
-from .models import Grant, RequestState
+from .models import Credential, Grant, RequestState
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -261,6 +261,40 @@ class AsyncCountersign:
                 json=_core.outcome_body(succeeded, detail),
             )
         )
+
+    # --- task-scoped credentials -------------------------------------------------------------
+
+    async def credential(self, grant: Grant | str) -> Credential:
+        """Redeems the grant for the credential its policy rule releases (``credential =
+        "NAME"``): a PostgreSQL login for this task only. Once; the grant is used up. Report
+        the outcome when done and the login is removed (it is at ``expires_at`` anyway).
+        Raises ``CountersignError`` with ``error == "provider_unavailable"`` (503) when the
+        provider cannot be reached: nothing is used up, try again while the grant lives."""
+        return Credential.from_json(
+            _core.json_of(
+                await self._call("POST", f"/api/v1/grants/{_core.jti_of(grant)}/credential")
+            )
+        )
+
+    async def call_gateway(
+        self,
+        provider: str,
+        grant: Grant | str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+    ) -> httpx.Response:
+        """Sends the one approved call through the gateway ``provider``, which adds the
+        secret this agent never holds. ``method``, ``path`` (with its query) and ``json``
+        must be exactly the approved ``action.operation`` and ``action.params``. Returns the
+        upstream's answer as it came; a refusal by Countersign (a call that differs, a used
+        grant) raises like any other call."""
+        url_path, headers = _core.gateway_call(provider, grant, path)
+        response = await self._call(method, url_path, json=json, headers=headers)
+        if _core.refused_by_countersign(response):
+            _core.raise_for_problem(response)
+        return response
 
     # --- for downstream systems -------------------------------------------------------------
 

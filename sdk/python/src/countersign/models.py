@@ -91,3 +91,38 @@ class RequestState:
             raw=dict(body),
         )
 
+
+@dataclass(frozen=True)
+class Credential:
+    """A task-scoped credential: a login that exists for this one approved task.
+
+    Released once (:meth:`Countersign.credential`) and removed when the task ends: when the
+    outcome is reported, the grant revoked, the agent suspended, or at ``expires_at``.
+    ``password`` and ``connection_string`` are secrets: they stay out of ``repr``.
+    """
+
+    jti: str
+    provider: str
+    type: str
+    username: str
+    password: str
+    connection_string: str
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return (
+            f"Credential(provider={self.provider!r}, username={self.username!r}, "
+            f"expires_at={self.expires_at.isoformat()!r}, password=<redacted>)"
+        )
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Credential:
+        return cls(
+            jti=str(body["jti"]),
+            provider=str(body["provider"]),
+            type=str(body["type"]),
+            username=str(body["username"]),
+            password=str(body["password"]),
+            connection_string=str(body["connection_string"]),
+            expires_at=_parse_time(str(body["expires_at"])),
+        )
