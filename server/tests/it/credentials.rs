@@ -1112,7 +1112,6 @@ async fn only_admins_configure_providers_from_the_page(backend: Backend) {
     assert!(app.core.credential_providers().await.unwrap().is_empty());
 }
 
-
 /// Every log line this test process writes from the first call on, at debug level (trace for
 /// Countersign's own), kept in memory (the newest 64 MiB): whatever the server logs while
 /// credentials are released, used and revoked is searched for their secrets.
@@ -1146,7 +1145,9 @@ fn captured_log() -> CapturedLog {
         let log = CapturedLog::default();
         let writer = log.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,countersign=trace"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,countersign=trace",
+            ))
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
@@ -1177,7 +1178,11 @@ async fn secrets_stay_out_of_logs_and_answers(backend: Backend) {
         .await
         .unwrap();
     let r = app
-        .agent_post(&agent, &format!("/api/v1/grants/{jti}/report"), &json!({ "outcome": "failed" }))
+        .agent_post(
+            &agent,
+            &format!("/api/v1/grants/{jti}/report"),
+            &json!({ "outcome": "failed" }),
+        )
         .await;
     seen += &r.text().await.unwrap();
     until_killed(&mut session, Duration::from_secs(1)).await;
@@ -1198,7 +1203,10 @@ async fn secrets_stay_out_of_logs_and_answers(backend: Backend) {
         .await
         .to_string();
     seen += &alice
-        .get(&app.http, &format!("/api/ui/audit/export?request={request_id}"))
+        .get(
+            &app.http,
+            &format!("/api/ui/audit/export?request={request_id}"),
+        )
         .await
         .text()
         .await
@@ -1209,9 +1217,15 @@ async fn secrets_stay_out_of_logs_and_answers(backend: Backend) {
     assert!(seen.contains("credential.revoked"), "the evidence was read");
 
     let logged = log.text();
-    assert!(logged.contains("credential released"), "the log was captured");
+    assert!(
+        logged.contains("credential released"),
+        "the log was captured"
+    );
     for secret in [&password, &down.admin_password] {
-        assert!(!seen.contains(secret.as_str()), "a secret in an answer or export");
+        assert!(
+            !seen.contains(secret.as_str()),
+            "a secret in an answer or export"
+        );
         assert!(!logged.contains(secret.as_str()), "a secret in the log");
     }
 }
