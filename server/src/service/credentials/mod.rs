@@ -663,11 +663,22 @@ impl Countersign {
             let ProviderSettings::Postgres(settings) = &provider.settings else {
                 continue;
             };
-            let (_, admin_dsn) = self.provider_for_use(&provider.name).await?;
-            let pool =
-                self.credentials
-                    .pools
-                    .get(&provider.name, &provider.fingerprint, &admin_dsn)?;
+            // One provider that cannot be used here (its secret does not open with this key)
+            // does not keep the others from being reaped.
+            let pool = match self
+                .provider_for_use(&provider.name)
+                .await
+                .and_then(|(_, dsn)| {
+                    self.credentials
+                        .pools
+                        .get(&provider.name, &provider.fingerprint, &dsn)
+                }) {
+                Ok(pool) => pool,
+                Err(e) => {
+                    tracing::warn!(provider = %provider.name, error = %e.for_log(), "reaper: provider unusable here");
+                    continue;
+                }
+            };
             let logins = match downstream::our_logins(&pool, &settings.template_role).await {
                 Ok(l) => l,
                 Err(error) => {
