@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::credentials::{Auth, Credentials};
 use crate::downstream::Downstream;
 use crate::error::Error;
-use crate::model::{ApprovalRequest, Grant, Outcome, RequestState};
+use crate::model::{ApprovalRequest, Grant, Outcome, RequestState, TaskCredential};
 use crate::transport::{now_secs, Server, CALL_TIMEOUT};
 
 /// The longest `wait` the server takes.
@@ -216,6 +216,20 @@ impl Client {
             .call(Method::POST, &["api", "v1", "grants", grant_id, "report"])?
             .json(&body);
         self.server.send(call).await.map(drop)
+    }
+
+    /// `POST /api/v1/grants/{jti}/credential`: redeems the grant for the task-scoped
+    /// credential its policy rule releases (a login on a PostgreSQL provider). Once: the grant
+    /// is used up. A provider that cannot be reached is an [`Error`] whose
+    /// [`code`](Error::code) is `provider_unavailable`, and uses nothing up.
+    pub async fn task_credential(&self, grant_id: &str) -> Result<TaskCredential, Error> {
+        let call = self.call(
+            Method::POST,
+            &["api", "v1", "grants", grant_id, "credential"],
+        )?;
+        let (status, body) = self.server.send(call).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::bad_response(status, format!("not a credential: {e}")))
     }
 
     /// `POST /api/v1/grants/{jti}/revoke`: gives an unredeemed grant up.

@@ -70,7 +70,7 @@ pub use jws::{public_jwk, GRANT_TYP};
 pub use model::{
     Action, Amount, ApprovalRequest, Approvals, AuthorizationDetail, Confirmation, Context,
     DataSensitivity, Decision, Delegation, Grant, GrantClaims, Intent, Outcome, PolicyDecision,
-    RequestState, Status,
+    RequestState, Status, TaskCredential,
 };
 
 /// The Ed25519 crate this client signs with, for [`Credentials::Ed25519`]'s key

@@ -699,3 +699,38 @@ mod tests {
         );
     }
 }
+
+/// A task-scoped credential ([`Client::task_credential`]): a login on a PostgreSQL provider
+/// that exists for this one approved task. Countersign removes it when the outcome is
+/// reported, the grant revoked, the agent suspended, or at `expires_at`. `password` and
+/// `connection_string` are secrets: `Debug` does not print them.
+///
+/// [`Client::task_credential`]: crate::Client::task_credential
+#[derive(Clone, PartialEq, Deserialize)]
+pub struct TaskCredential {
+    /// The grant it was released for.
+    pub jti: String,
+    /// The provider (the policy rule's `credential`).
+    pub provider: String,
+    /// `postgres`.
+    pub r#type: String,
+    /// The login's name (`cs_…`).
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// `postgres://username:password@host:port/database`.
+    pub connection_string: String,
+    /// When the task's time runs out.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+impl fmt::Debug for TaskCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskCredential")
+            .field("provider", &self.provider)
+            .field("username", &self.username)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

@@ -1230,6 +1230,33 @@ async fn secrets_stay_out_of_logs_and_answers(backend: Backend) {
     }
 }
 
+async fn the_rust_client_takes_a_task_credential(backend: Backend) {
+    let (app, _alice, agent, down) = set_up(backend).await;
+    let client = app.client(&agent);
+    let request = countersign_client::ApprovalRequest::new("db.query", "orders-db")
+        .params(json!({ "sql": "SELECT 1" }))
+        .goal("Count today's orders");
+    let grant = client.request_approval(&request).await.unwrap();
+    let credential = client.task_credential(&grant.jti).await.unwrap();
+    assert_eq!(credential.provider, "orders-db");
+    assert!(!format!("{credential:?}").contains(&credential.password));
+    let mut session = PgConnection::connect(&credential.connection_string)
+        .await
+        .unwrap();
+    session.execute("SELECT 1").await.unwrap();
+    let again = client.task_credential(&grant.jti).await.unwrap_err();
+    assert_eq!(again.code(), "grant_already_redeemed");
+    client
+        .report_outcome(&grant.jti, countersign_client::Outcome::Succeeded, None)
+        .await
+        .unwrap();
+    until_killed(&mut session, Duration::from_secs(1)).await;
+    eventually("the login is dropped", Duration::from_secs(5), || async {
+        down.logins().await.is_empty()
+    })
+    .await;
+}
+
 on_both_backends!(
     a_released_login_works_until_the_outcome_is_reported,
     the_kill_switch_and_a_revoke_end_the_task_at_once,
@@ -1243,4 +1270,5 @@ on_both_backends!(
     the_approver_reads_what_will_be_released,
     only_admins_configure_providers_from_the_page,
     secrets_stay_out_of_logs_and_answers,
+    the_rust_client_takes_a_task_credential,
 );
