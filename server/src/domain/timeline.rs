@@ -291,6 +291,59 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
             "Cancelled"
         }
         Some(EventKind::RequestExpired) => "Expired undecided",
+        Some(EventKind::CredentialIssued) => {
+            fact("provider", "Provider", text_at(d, "/provider"));
+            fact("login", "Login", text_at(d, "/login"));
+            fact(
+                "member_of",
+                "With the privileges of",
+                text_at(d, "/member_of"),
+            );
+            fact("expires_at", "Until", text_at(d, "/expires_at"));
+            fact(
+                "secret_fingerprint",
+                "Provider secret",
+                text_at(d, "/secret_fingerprint"),
+            );
+            "Credential released"
+        }
+        Some(EventKind::CredentialRevoking) => {
+            fact("login", "Login", text_at(d, "/login"));
+            fact("reason", "Because", text_at(d, "/reason"));
+            "Credential revocation started"
+        }
+        Some(EventKind::CredentialRevokeStep) => {
+            fact("step", "Step", text_at(d, "/step"));
+            fact("sessions", "Sessions ended", text_at(d, "/sessions"));
+            fact(
+                "role_absent",
+                "Role already gone",
+                text_at(d, "/role_absent"),
+            );
+            "Credential revocation step"
+        }
+        Some(EventKind::CredentialRevoked) => {
+            fact("login", "Login", text_at(d, "/login"));
+            fact("reason", "Because", text_at(d, "/reason"));
+            "Credential revoked"
+        }
+        Some(EventKind::CredentialReaped) => {
+            fact("provider", "Provider", text_at(d, "/provider"));
+            fact("login", "Login", text_at(d, "/login"));
+            "Leftover login removed by the reaper"
+        }
+        Some(EventKind::GatewayForwarded) => {
+            fact("operation", "Call", text_at(d, "/operation"));
+            fact("status", "Upstream answered", text_at(d, "/status"));
+            fact("bytes_sent", "Bytes sent", text_at(d, "/bytes_sent"));
+            fact(
+                "bytes_received",
+                "Bytes received",
+                text_at(d, "/bytes_received"),
+            );
+            fact("error", "Error", text_at(d, "/error"));
+            "Forwarded through the gateway"
+        }
         Some(EventKind::CallbackDelivered) => {
             fact("endpoint", "Endpoint", text_at(d, "/endpoint"));
             fact("status", "Announced", text_at(d, "/status"));
@@ -420,6 +473,38 @@ mod tests {
         let unknown = &describe(&event("something.new", "cli", json!({})), &Names::default())[0];
         assert_eq!(unknown.title, "something.new");
         assert!(unknown.facts.is_empty());
+    }
+
+    #[test]
+    fn credentials_read_as_what_was_released_used_and_taken_away() {
+        let names = Names::default();
+        let issued = event(
+            "credential.issued",
+            "system",
+            json!({ "provider": "orders-db", "login": "cs_ab", "member_of": "orders_rw",
+                    "expires_at": "2026-12-07T00:10:00.000Z",
+                    "secret_fingerprint": "hmac-sha256:00" }),
+        );
+        let s = &describe(&issued, &names)[0];
+        assert_eq!(s.title, "Credential released");
+        assert_eq!(fact(s, "member_of"), Some("orders_rw"));
+        let step = event(
+            "credential.revoke_step",
+            "system",
+            json!({ "step": "terminate_sessions", "sessions": 2 }),
+        );
+        let s = &describe(&step, &names)[0];
+        assert_eq!(s.title, "Credential revocation step");
+        assert_eq!(fact(s, "sessions"), Some("2"));
+        let forwarded = event(
+            "gateway.forwarded",
+            "system",
+            json!({ "operation": "POST /v2/transfers", "status": 201, "bytes_sent": 40,
+                    "bytes_received": 12 }),
+        );
+        let s = &describe(&forwarded, &names)[0];
+        assert_eq!(s.title, "Forwarded through the gateway");
+        assert_eq!(fact(s, "status"), Some("201"));
     }
 
     #[test]
