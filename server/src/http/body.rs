@@ -35,20 +35,25 @@ pub async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Er
             "send the body as application/json",
         ));
     }
+    read_capped_body(headers, body).await
+}
+
+/// Reads at most [`MAX_BODY_BYTES`] of any body, refusing a larger declared length before
+/// reading anything.
+pub async fn read_capped_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Error> {
+    let too_large = || Error::PayloadTooLarge {
+        limit: MAX_BODY_BYTES,
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(Error::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
+        return Err(too_large());
     }
     to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| Error::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        })
+        .map_err(|_| too_large())
 }
 
 /// Parses JSON into `T`, naming the field on failure.

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::agent_api::AgentAuth;
-use super::body::{Path, MAX_BODY_BYTES};
+use super::body::{read_capped_body, Path};
 use super::openapi::{InternalError, RateLimited, Unauthorized};
 use super::problem::{ApiError, Problem};
 use crate::service::credentials::gateway::GatewayCall;
@@ -79,21 +79,7 @@ pub async fn forward(
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_large = Error::PayloadTooLarge {
-        limit: MAX_BODY_BYTES,
-    };
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large.into());
-    }
-    let body = to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| Error::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        })?;
+    let body = read_capped_body(&headers, body).await?;
     let answer = core
         .forward_through_gateway(
             &agent,

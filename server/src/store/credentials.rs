@@ -194,12 +194,7 @@ pub async fn lease<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     id: &str,
 ) -> Result<Option<LeaseRow>, StoreError> {
-    let sql = format!("SELECT {LEASE_COLUMNS} FROM credential_leases WHERE id = $1");
-    let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-        .bind(id)
-        .fetch_optional(ex)
-        .await?;
-    row.as_ref().map(lease_from_row).transpose()
+    lease_where(ex, "id", id).await
 }
 
 /// The lease released for a grant, if any.
@@ -207,12 +202,7 @@ pub async fn lease_of_grant<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     jti: &str,
 ) -> Result<Option<LeaseRow>, StoreError> {
-    let sql = format!("SELECT {LEASE_COLUMNS} FROM credential_leases WHERE jti = $1");
-    let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-        .bind(jti)
-        .fetch_optional(ex)
-        .await?;
-    row.as_ref().map(lease_from_row).transpose()
+    lease_where(ex, "jti", jti).await
 }
 
 /// The lease of a downstream login, if any.
@@ -220,9 +210,18 @@ pub async fn lease_of_login<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     login: &str,
 ) -> Result<Option<LeaseRow>, StoreError> {
-    let sql = format!("SELECT {LEASE_COLUMNS} FROM credential_leases WHERE login = $1");
+    lease_where(ex, "login", login).await
+}
+
+/// The lease whose unique `column` (one of the three above, never caller input) is `value`.
+async fn lease_where<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    column: &'static str,
+    value: &str,
+) -> Result<Option<LeaseRow>, StoreError> {
+    let sql = format!("SELECT {LEASE_COLUMNS} FROM credential_leases WHERE {column} = $1");
     let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-        .bind(login)
+        .bind(value)
         .fetch_optional(ex)
         .await?;
     row.as_ref().map(lease_from_row).transpose()
