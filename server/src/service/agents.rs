@@ -366,19 +366,23 @@ pub(crate) async fn revoke_outstanding_grants(
     actor: &str,
     reason: &str,
 ) -> Result<usize, Error> {
-    crate::service::credentials::revoke_leases_of_agent(&mut *conn, agent_id, reason, actor, now)
-        .await?;
     let revoked = store::grants::revoke_all_of_agent(&mut *conn, agent_id, now).await?;
-    let events: Vec<audit::NewEvent> = revoked
+    // The credentials after the grants: on PostgreSQL the grants statement waits for a
+    // redemption holding one of them (a credential being released) to commit, and this later
+    // statement then sees the lease that redemption recorded. In the other order, a lease
+    // committed between the two would stay active.
+    let leases = store::credentials::revoke_all_of_agent(&mut *conn, agent_id, reason, now).await?;
+    let grant_events = revoked.iter().map(|(jti, request_id)| audit::NewEvent {
+        at: now,
+        actor: actor.to_string(),
+        kind: EventKind::GrantRevoked,
+        request_id: Some(request_id.clone()),
+        data: json!({ "jti": jti, "reason": reason }),
+    });
+    let lease_events = leases
         .iter()
-        .map(|(jti, request_id)| audit::NewEvent {
-            at: now,
-            actor: actor.to_string(),
-            kind: EventKind::GrantRevoked,
-            request_id: Some(request_id.clone()),
-            data: json!({ "jti": jti, "reason": reason }),
-        })
-        .collect();
+        .map(|l| crate::service::credentials::revoking_event(l, reason, actor, now));
+    let events: Vec<audit::NewEvent> = grant_events.chain(lease_events).collect();
     audit::append_many(conn, &events).await?;
     Ok(revoked.len())
 }

@@ -1257,6 +1257,66 @@ async fn the_rust_client_takes_a_task_credential(backend: Backend) {
     .await;
 }
 
+/// The kill switch pulled while the agent's redemptions are in flight: whatever each call
+/// answered, once the suspension has returned no login it released gets in or stays in, and
+/// no login of ours remains once the revocations (and the reaper) have run.
+async fn the_kill_switch_holds_against_releases_in_flight(backend: Backend) {
+    let (app, _alice, agent, down) = set_up(backend).await;
+    let app = std::sync::Arc::new(app);
+    let mut jtis = Vec::new();
+    for n in 0..16 {
+        jtis.push(allowed_grant(&app, &agent, n).await);
+    }
+    let releases: Vec<_> = jtis
+        .into_iter()
+        .map(|jti| {
+            let (app, agent) = (app.clone(), agent.clone());
+            tokio::spawn(async move {
+                let r = release(&app, &agent, &jti).await;
+                let status = r.status();
+                (status, r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    // Suspend while some releases are still on their way.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.core.suspend_agent(&agent.id, "cli").await.unwrap();
+    let mut released = Vec::new();
+    for task in releases {
+        let (status, body) = task.await.unwrap();
+        match status {
+            StatusCode::OK => {
+                released.push(body["connection_string"].as_str().unwrap().to_string())
+            }
+            // Refused: the agent's credential, or the grant, was revoked first.
+            StatusCode::UNAUTHORIZED | StatusCode::GONE => {}
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    eprintln!("{} of 16 released before the switch", released.len());
+    for dsn in &released {
+        eventually(
+            "a released login is refused after the kill switch",
+            Duration::from_secs(5),
+            || async { PgConnection::connect(dsn).await.is_err() },
+        )
+        .await;
+    }
+    app.core.reap_credentials().await.unwrap();
+    eventually(
+        "no login of the suspended agent remains",
+        Duration::from_secs(10),
+        || async { down.logins().await.is_empty() },
+    )
+    .await;
+    let live: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM credential_leases WHERE state = 'active'")
+            .fetch_one(app.core.db.reader())
+            .await
+            .unwrap();
+    assert_eq!(live, 0, "no lease is active after the kill switch");
+}
+
 on_both_backends!(
     a_released_login_works_until_the_outcome_is_reported,
     the_kill_switch_and_a_revoke_end_the_task_at_once,
@@ -1271,4 +1331,5 @@ on_both_backends!(
     only_admins_configure_providers_from_the_page,
     secrets_stay_out_of_logs_and_answers,
     the_rust_client_takes_a_task_credential,
+    the_kill_switch_holds_against_releases_in_flight,
 );

@@ -734,40 +734,25 @@ pub(crate) async fn request_revoke(
     let Some(lease) = rows::request_revoke(&mut *conn, id, reason, now).await? else {
         return Ok(false);
     };
-    audit::append(
-        conn,
-        now,
-        actor,
-        EventKind::CredentialRevoking,
-        Some(&lease.request_id),
-        &json!({ "lease": lease.id, "login": lease.login, "provider": lease.provider, "reason": reason }),
-    )
-    .await?;
+    audit::append_many(conn, &[revoking_event(&lease, reason, actor, now)]).await?;
     Ok(true)
 }
 
-/// Starts the revocation of every active lease of an agent inside the caller's transaction
-/// (the kill switch, a key change); returns how many.
-pub(crate) async fn revoke_leases_of_agent(
-    conn: &mut sqlx::AnyConnection,
-    agent_id: &str,
+/// The `credential.revoking` event of a lease whose revocation starts for `reason`.
+pub(crate) fn revoking_event(
+    lease: &LeaseRow,
     reason: &str,
     actor: &str,
     now: Millis,
-) -> Result<usize, Error> {
-    let leases = rows::revoke_all_of_agent(&mut *conn, agent_id, reason, now).await?;
-    let events: Vec<audit::NewEvent> = leases
-        .iter()
-        .map(|l| audit::NewEvent {
-            at: now,
-            actor: actor.to_string(),
-            kind: EventKind::CredentialRevoking,
-            request_id: Some(l.request_id.clone()),
-            data: json!({ "lease": l.id, "login": l.login, "provider": l.provider, "reason": reason }),
-        })
-        .collect();
-    audit::append_many(conn, &events).await?;
-    Ok(leases.len())
+) -> audit::NewEvent {
+    audit::NewEvent {
+        at: now,
+        actor: actor.to_string(),
+        kind: EventKind::CredentialRevoking,
+        request_id: Some(lease.request_id.clone()),
+        data: json!({ "lease": lease.id, "login": lease.login, "provider": lease.provider,
+                      "reason": reason }),
+    }
 }
 
 /// Runs the revocation worker until the process ends: woken when a revocation is started here,
