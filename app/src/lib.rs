@@ -89,6 +89,7 @@ fn Header() -> impl IntoView {
                                     <a href="/">"Inbox"</a>
                                     <a href="/history">"History"</a>
                                     <a href="/agents">"Agents"</a>
+                                    <a href="/standing">"Standing"</a>
                                     {admin.then(|| view! { <a href="/admin/people">"People"</a> <a href="/admin/guards">"Guards"</a> <a href="/admin/policy">"Policy"</a> <a href="/admin/credentials">"Credentials"</a> <a href="/admin/audit">"Audit"</a> <a href="/admin/agents">"All agents"</a> })}
                                     <a href="/account" title=me.email.clone()>{me.display_name.clone()}</a>
                                     <button
@@ -125,6 +126,7 @@ fn Main() -> impl IntoView {
                 <Route path=path!("/requests/:id") view=pages::request::RequestPage ssr=SsrMode::Async/>
                 <Route path=path!("/history") view={Lazy::<pages::HistoryRoute>::new()} ssr=SsrMode::Async/>
                 <Route path=path!("/agents") view={Lazy::<pages::AgentsRoute>::new()} ssr=SsrMode::Async/>
+                <Route path=path!("/standing") view={Lazy::<pages::StandingRoute>::new()} ssr=SsrMode::Async/>
                 <Route path=path!("/account") view={Lazy::<pages::AccountRoute>::new()} ssr=SsrMode::Async/>
                 <Route path=path!("/admin/people") view={Lazy::<pages::PeopleRoute>::new()} ssr=SsrMode::Async/>
                 <Route path=path!("/admin/guards") view={Lazy::<pages::GuardsRoute>::new()} ssr=SsrMode::Async/>

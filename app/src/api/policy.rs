@@ -77,6 +77,10 @@ pub struct RuleDraft {
     pub credential: String,
     /// Seconds that credential lives.
     pub credential_ttl_seconds: String,
+    /// The longest standing approval an approver may give (require, one approval).
+    pub standing_max_seconds: String,
+    /// The most uses such a standing approval may allow.
+    pub standing_max_uses: String,
 }
 
 /// What the policy editor opens with.

@@ -130,6 +130,50 @@ pub struct RequestView {
     pub deny_reasons: Vec<(String, String)>,
     /// The approve button stays disabled this long after the page opens (fatigue guard).
     pub approve_delay_ms: i64,
+    /// What the approver may narrow or make standing.
+    pub offer: TermsOffer,
+}
+
+/// What an approver may change about their approval: only ever less than the request asks,
+/// and a standing approval only when the rule allows one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermsOffer {
+    /// The request's amount (value as the agent wrote it) and currency, if it names one; the
+    /// approver may cap the grant below it (unless a credential is released).
+    pub amount: Option<(String, String)>,
+    /// Whether an amount cap is possible (an amount, and no credential released).
+    pub can_cap_amount: bool,
+    /// The grant's lifetime in seconds; the approver may shorten it.
+    pub grant_ttl_seconds: i64,
+    /// The longest standing approval the rule allows, in seconds, if it allows one.
+    pub standing_max_seconds: Option<i64>,
+    /// The most uses it may allow.
+    pub standing_max_uses: i64,
+    /// The names of `action.params`, which a standing approval may pin.
+    pub params: Vec<String>,
+}
+
+/// A standing approval, for the list owners revoke from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandingItem {
+    /// Its id.
+    pub id: String,
+    /// The agent's name.
+    pub agent_name: String,
+    /// Who gave it.
+    pub created_by: String,
+    /// What it covers, in words.
+    pub covers: String,
+    /// Uses given.
+    pub uses_total: i64,
+    /// Uses left.
+    pub uses_left: i64,
+    /// Unix ms.
+    pub expires_at: i64,
+    /// `active`, `used_up`, `expired` or `revoked`.
+    pub state: String,
+    /// The request whose approval gave it.
+    pub request_id: String,
 }
 
 /// One audit event, for people.
@@ -191,6 +235,14 @@ pub trait RequestsBackend: Send + Sync + 'static {
         req: &http::request::Parts,
         id: String,
     ) -> Result<RequestView, AppError>;
+    /// Standing approvals of this person's agents (admins: every agent's).
+    async fn standing_approvals(
+        &self,
+        req: &http::request::Parts,
+    ) -> Result<Vec<StandingItem>, AppError>;
+    /// Revokes a standing approval.
+    async fn revoke_standing(&self, req: &http::request::Parts, id: String)
+        -> Result<(), AppError>;
     /// Finished requests this person may see.
     async fn history(
         &self,
@@ -220,4 +272,18 @@ pub async fn history(
 ) -> Result<Vec<HistoryItem>, AppError> {
     let (b, p) = backend().await?;
     with_status(b.history(&p, filter).await)
+}
+
+/// Standing approvals this person may see and revoke.
+#[server(prefix = "/api/app", endpoint = "standing_approvals")]
+pub async fn standing_approvals() -> Result<Vec<StandingItem>, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.standing_approvals(&p).await)
+}
+
+/// Revokes a standing approval at once: no later request is approved by it.
+#[server(prefix = "/api/app", endpoint = "revoke_standing")]
+pub async fn revoke_standing(id: String) -> Result<(), AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.revoke_standing(&p, id).await)
 }

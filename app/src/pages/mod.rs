@@ -16,6 +16,7 @@ pub mod policy;
 pub mod policy_editor;
 pub mod request;
 pub mod sign_in;
+pub mod standing;
 
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
@@ -131,6 +132,10 @@ macro_rules! lazy_page {
 lazy_page!(
     /// `/admin/people`
     PeopleRoute => people::PeoplePage
+);
+lazy_page!(
+    /// `/standing`
+    StandingRoute => standing::StandingPage
 );
 lazy_page!(
     /// `/admin/credentials`

@@ -346,6 +346,8 @@ fn RuleCard(
                         {props.flag("exclude_owner", "The agent's owner's approval does not count (four eyes)", |r| &mut r.exclude_owner)}
                         {props.text("request_ttl_seconds", "Waits for approvals (seconds)", "default", |r| &mut r.request_ttl_seconds)}
                         {props.text("grant_ttl_seconds", "Grant lifetime (seconds)", "60", |r| &mut r.grant_ttl_seconds)}
+                        {props.text("standing_max_seconds", "Standing approvals allowed for up to (seconds; one approval only)", "not allowed", |r| &mut r.standing_max_seconds)}
+                        {props.text("standing_max_uses", "Standing approvals allow at most (uses)", "100", |r| &mut r.standing_max_uses)}
                     }.into_any(),
                     "deny" => props.text("reason", "Reason given to the agent", "Production deletes are not allowed", |r| &mut r.reason).into_any(),
                     _ => props.text("grant_ttl_seconds", "Grant lifetime (seconds)", "60", |r| &mut r.grant_ttl_seconds).into_any(),

@@ -321,9 +321,14 @@ fn DecisionPanel(page: Page, notes: Notes) -> impl IntoView {
             }
         });
     };
+    let limits = Limits::new(&page);
     let approve = {
         let decide = decide.clone();
-        move |_| decide(json!({ "decision": "approve" }))
+        move |_| {
+            let mut body = json!({ "decision": "approve" });
+            limits.add_to(&mut body);
+            decide(body)
+        }
     };
     let deny = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -365,6 +370,7 @@ fn DecisionPanel(page: Page, notes: Notes) -> impl IntoView {
                     "Deny…"
                 </button>
             </div>
+            <LimitsForm offer=page.offer.clone() limits/>
             <Show when=move || denying.get()>
                 <form class="deny" on:submit=deny.clone()>
                     <label for="reason_code">"Why? The agent receives this."</label>
@@ -384,6 +390,149 @@ fn DecisionPanel(page: Page, notes: Notes) -> impl IntoView {
                 </form>
             </Show>
         </section>
+    }
+    .into_any()
+}
+
+/// What the approver typed to narrow the approval or make it standing: the inputs of
+/// [`LimitsForm`], read when they approve. Empty means "as asked".
+#[derive(Clone, Copy)]
+struct Limits {
+    amount: RwSignal<String>,
+    ttl: RwSignal<String>,
+    standing: RwSignal<bool>,
+    uses: RwSignal<String>,
+    minutes: RwSignal<String>,
+    standing_amount: RwSignal<String>,
+    pins: RwSignal<Vec<String>>,
+}
+
+impl Limits {
+    fn new(page: &Page) -> Self {
+        let offer = &page.offer;
+        let max_minutes = offer.standing_max_seconds.unwrap_or(0) / 60;
+        Limits {
+            amount: RwSignal::new(String::new()),
+            ttl: RwSignal::new(String::new()),
+            standing: RwSignal::new(false),
+            uses: RwSignal::new(offer.standing_max_uses.min(5).to_string()),
+            minutes: RwSignal::new(max_minutes.clamp(1, 60).to_string()),
+            standing_amount: RwSignal::new(
+                offer
+                    .amount
+                    .as_ref()
+                    .map(|(v, _)| v.clone())
+                    .unwrap_or_default(),
+            ),
+            pins: RwSignal::new(offer.params.clone()),
+        }
+    }
+
+    /// Adds `narrow` and `standing` to an approval's body, as typed; the server checks them
+    /// and names the field of anything that would widen.
+    fn add_to(&self, body: &mut Value) {
+        let text = |s: RwSignal<String>| {
+            Some(s.get_untracked().trim().to_string()).filter(|t| !t.is_empty())
+        };
+        let mut narrow = json!({});
+        if let Some(amount) = text(self.amount) {
+            narrow["amount_max"] = json!(amount);
+        }
+        if let Some(ttl) = text(self.ttl) {
+            narrow["grant_ttl_seconds"] = json!(ttl.parse::<u64>().unwrap_or(0));
+        }
+        if narrow.as_object().is_some_and(|o| !o.is_empty()) {
+            body["narrow"] = narrow;
+        }
+        if self.standing.get_untracked() {
+            let number = |s: RwSignal<String>| s.get_untracked().trim().parse::<u64>().unwrap_or(0);
+            let mut standing = json!({
+                "pin": self.pins.get_untracked(),
+                "uses": number(self.uses),
+                "valid_for_seconds": number(self.minutes) * 60,
+            });
+            if let Some(amount) = text(self.standing_amount) {
+                standing["amount_max"] = json!(amount);
+            }
+            body["standing"] = standing;
+        }
+    }
+}
+
+/// Approve for less than asked, or also for similar requests later: a lower amount cap, a
+/// shorter grant, and (where the rule allows) a bounded standing approval. Folded away: most
+/// approvals are plain.
+#[component]
+fn LimitsForm(offer: crate::api::TermsOffer, limits: Limits) -> impl IntoView {
+    let currency = offer
+        .amount
+        .as_ref()
+        .map(|(_, c)| c.clone())
+        .unwrap_or_default();
+    let asked = offer
+        .amount
+        .as_ref()
+        .map(|(v, _)| v.clone())
+        .unwrap_or_default();
+    let ttl = offer.grant_ttl_seconds.to_string();
+    let max_minutes = offer.standing_max_seconds.map(|s| s / 60);
+    let has_amount = offer.amount.is_some();
+    view! {
+        <details class="limits">
+            <summary>"Approve with limits…"</summary>
+            {offer.can_cap_amount.then(|| view! {
+                <label for="narrow-amount">{format!("Cap the amount at ({currency})")}</label>
+                <input id="narrow-amount" inputmode="decimal" placeholder=asked bind:value=limits.amount/>
+            })}
+            <label for="narrow-ttl">"Grant valid for (seconds)"</label>
+            <input id="narrow-ttl" inputmode="numeric" placeholder=ttl bind:value=limits.ttl/>
+            {max_minutes.map(|max| {
+                let currency = currency.clone();
+                view! {
+                    <label class="check">
+                        <input id="standing-on" type="checkbox" bind:checked=limits.standing/>
+                        " Also approve this agent's similar requests without asking"
+                    </label>
+                    <Show when=move || limits.standing.get()>
+                        <fieldset class="standing">
+                            <label for="standing-uses">{format!("Uses (at most {})", offer.standing_max_uses)}</label>
+                            <input id="standing-uses" inputmode="numeric" bind:value=limits.uses/>
+                            <label for="standing-minutes">{format!("For minutes (at most {max})")}</label>
+                            <input id="standing-minutes" inputmode="numeric" bind:value=limits.minutes/>
+                            {has_amount.then(|| view! {
+                                <label for="standing-amount">{format!("Each at most ({currency})")}</label>
+                                <input id="standing-amount" inputmode="decimal" bind:value=limits.standing_amount/>
+                            })}
+                            {(!offer.params.is_empty()).then(|| view! {
+                                <p class="hint">"Same action, target and operation; these parameters must stay as they are now:"</p>
+                                {offer.params.iter().cloned().map(|name| {
+                                    let checked = {
+                                        let name = name.clone();
+                                        move || limits.pins.with(|p| p.contains(&name))
+                                    };
+                                    let toggle = {
+                                        let name = name.clone();
+                                        move |_| limits.pins.update(|p| {
+                                            if let Some(i) = p.iter().position(|n| *n == name) {
+                                                p.remove(i);
+                                            } else {
+                                                p.push(name.clone());
+                                            }
+                                        })
+                                    };
+                                    view! {
+                                        <label class="check">
+                                            <input type="checkbox" name="pin" value=name.clone() prop:checked=checked on:change=toggle/>
+                                            " " <code>{name}</code>
+                                        </label>
+                                    }.into_any()
+                                }).collect_view()}
+                            })}
+                        </fieldset>
+                    </Show>
+                }.into_any()
+            })}
+        </details>
     }
     .into_any()
 }

@@ -97,6 +97,16 @@ pub enum EventKind {
     /// The gateway forwarded an approved call to its upstream, with the provider's secret.
     #[strum(serialize = "gateway.forwarded")]
     GatewayForwarded,
+    /// An approver's passkey ceremony also approved a bounded pattern of later requests.
+    #[strum(serialize = "standing.created")]
+    StandingCreated,
+    /// A request inside a standing approval's pattern was approved by using one of its uses.
+    #[strum(serialize = "standing.used")]
+    StandingUsed,
+    /// A standing approval was ended before its time (by a person, the kill switch, a key
+    /// change or a policy change).
+    #[strum(serialize = "standing.revoked")]
+    StandingRevoked,
     /// Someone was invited.
     #[strum(serialize = "user.invited")]
     UserInvited,
@@ -145,7 +155,7 @@ mod tests {
         for k in EventKind::VARIANTS {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(*k));
         }
-        assert_eq!(EventKind::VARIANTS.len(), 39);
+        assert_eq!(EventKind::VARIANTS.len(), 42);
         assert_eq!(EventKind::GrantRedeemed.as_str(), "grant.redeemed");
     }
 }

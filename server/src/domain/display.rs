@@ -44,6 +44,12 @@ pub struct ApprovalView {
     /// their hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub releases: Option<String>,
+    /// The terms the approver narrowed their approval to, or the standing approval they give
+    /// with it (see `terms`). Set only on the view a decision binds to, never on the page as
+    /// first shown, so the hash of a plain decision is the hash of the page; left out of the
+    /// hashed form when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<super::terms::Terms>,
 }
 
 impl ApprovalView {
@@ -73,6 +79,7 @@ mod tests {
             approvals_required: 1,
             expires_at: "2026-01-01T00:00:00.000Z".into(),
             releases: None,
+            terms: None,
         }
     }
 
@@ -86,5 +93,32 @@ mod tests {
         let mut v = view();
         v.agent_name = "invoice-b0t".into();
         assert_ne!(v.display_hash(), base);
+    }
+
+    #[test]
+    fn narrowed_terms_change_the_hash_and_none_leave_it() {
+        use crate::domain::terms::{Narrowing, Terms};
+        let base = view().display_hash();
+        let mut v = view();
+        v.terms = Some(Terms {
+            narrow: Some(Narrowing {
+                amount_max: None,
+                grant_ttl_seconds: Some(30),
+            }),
+            standing: None,
+        });
+        let narrowed = v.display_hash();
+        assert_ne!(narrowed, base);
+        v.terms
+            .as_mut()
+            .unwrap()
+            .narrow
+            .as_mut()
+            .unwrap()
+            .grant_ttl_seconds = Some(31);
+        assert_ne!(v.display_hash(), narrowed);
+        // The field is absent from the hashed form, not null: older hashes still verify.
+        let json = serde_json::to_value(view()).unwrap();
+        assert!(json.get("terms").is_none());
     }
 }

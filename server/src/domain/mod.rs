@@ -18,4 +18,5 @@ pub mod policy;
 pub mod quorum;
 pub mod risk;
 pub mod secrets;
+pub mod terms;
 pub mod timeline;

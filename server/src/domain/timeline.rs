@@ -344,6 +344,35 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
             fact("error", "Error", text_at(d, "/error"));
             "Forwarded through the gateway"
         }
+        Some(EventKind::StandingCreated) => {
+            fact("covers", "Covers", text_at(d, "/covers"));
+            fact("uses", "Uses", text_at(d, "/uses"));
+            fact("expires_at", "Until", text_at(d, "/expires_at"));
+            "Standing approval given"
+        }
+        Some(EventKind::StandingUsed) => {
+            fact(
+                "standing_id",
+                "Standing approval",
+                text_at(d, "/standing_id"),
+            );
+            fact("uses_left", "Uses left", text_at(d, "/uses_left"));
+            fact(
+                "ceremony_id",
+                "Given in ceremony",
+                text_at(d, "/ceremony_id"),
+            );
+            "Approved by a standing approval"
+        }
+        Some(EventKind::StandingRevoked) => {
+            fact(
+                "standing_id",
+                "Standing approval",
+                text_at(d, "/standing_id"),
+            );
+            fact("reason", "Because", text_at(d, "/reason"));
+            "Standing approval revoked"
+        }
         Some(EventKind::CallbackDelivered) => {
             fact("endpoint", "Endpoint", text_at(d, "/endpoint"));
             fact("status", "Announced", text_at(d, "/status"));

@@ -22,7 +22,7 @@ use super::openapi::{
     Unauthorized, UnsupportedMediaType,
 };
 use super::problem::{ApiError, Problem};
-use crate::domain::intake::NewRequest;
+use crate::domain::intake::{Amount, NewRequest};
 use crate::domain::lifecycle::RequestStatus;
 use crate::service::agents::AgentIdentity;
 use crate::service::grants::{Outcome, Revoker};
@@ -231,6 +231,22 @@ pub struct RedeemBody {
     #[serde(default)]
     #[schema(pattern = "^sha256:[0-9a-f]{64}$")]
     pub action_hash: Option<String>,
+    /// The amount the downstream system is about to act on. Required when the approver capped
+    /// the grant's amount (`authorization_details[0].amount_max`): the grant is redeemed only
+    /// for an amount within the cap, in its currency, and stays unused otherwise
+    /// (`400 invalid_request`, field `amount`).
+    #[serde(default)]
+    pub amount: Option<RedeemAmount>,
+}
+
+/// An amount, as in `context.amount`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemAmount {
+    /// A decimal string such as `"3000.00"`.
+    pub value: String,
+    /// ISO 4217 code such as `EUR`.
+    pub currency: String,
 }
 
 /// Redeem a grant, exactly once (called by the downstream system).
@@ -255,8 +271,16 @@ pub async fn redeem_grant(
 ) -> Result<Response, ApiError> {
     let bytes = read_json_body(&headers, body).await?;
     let req: RedeemBody = parse_json(&bytes)?;
+    let amount = req
+        .amount
+        .map(|a| Amount::parse_at(&a.value, &a.currency, "amount"))
+        .transpose()
+        .map_err(|e| Error::InvalidRequest {
+            field: e.field,
+            detail: e.detail,
+        })?;
     let redeemed = core
-        .redeem_grant(&req.token, req.action_hash.as_deref())
+        .redeem_grant(&req.token, req.action_hash.as_deref(), amount.as_ref())
         .await?;
     Ok(Json(redeemed).into_response())
 }

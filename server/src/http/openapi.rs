@@ -243,6 +243,20 @@ pub struct GrantClaims {
     /// For agents with a public key: its RFC 7638 thumbprint.
     #[schema(nullable = false)]
     cnf: Option<Confirmation>,
+    /// When a standing approval approved the request (no person was asked this time): its id.
+    /// `approvers` then names the person who gave it.
+    #[schema(nullable = false)]
+    standing_approval: Option<String>,
+}
+
+/// An amount, as in `context.amount`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct GrantAmount {
+    /// A decimal string such as `"3000.00"`.
+    value: String,
+    /// ISO 4217 code such as `EUR`.
+    currency: String,
 }
 
 /// The approved action: its `params` verbatim, or, when their canonical JSON is over 4 KiB,
@@ -270,6 +284,10 @@ pub struct DetailWithParams {
     /// `action.params`, verbatim.
     #[schema(nullable = false, value_type = Option<Object>)]
     params: Option<serde_json::Value>,
+    /// The most the downstream system may act on, when the approver narrowed the approval:
+    /// redemption then needs the `amount` about to be acted on, within this.
+    #[schema(nullable = false)]
+    amount_max: Option<GrantAmount>,
 }
 
 /// An authorization detail carrying the digest of large parameters.
@@ -285,6 +303,9 @@ pub struct DetailWithDigest {
     /// `sha256:<hex>` of the RFC 8785 canonical JSON of `action.params`.
     #[schema(pattern = "^sha256:[0-9a-f]{64}$")]
     params_sha256: String,
+    /// As in the other form: the approver's amount cap, when they narrowed.
+    #[schema(nullable = false)]
+    amount_max: Option<GrantAmount>,
 }
 
 /// Proof-of-possession confirmation (RFC 7800).

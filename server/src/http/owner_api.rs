@@ -21,6 +21,7 @@ use super::body::{parse_json, read_json_body, Path, Query};
 use super::problem::ApiError;
 use crate::domain::lifecycle::UserStatus;
 use crate::domain::secrets::random_hex;
+use crate::domain::terms::{NarrowInput, StandingInput, TermsInput};
 use crate::service::decisions::Decision;
 use crate::service::people::SignedIn;
 use crate::service::{Countersign, Error};
@@ -265,11 +266,19 @@ struct DecisionStartBody {
     /// The `display_hash` of the page the person decided on.
     #[serde(default)]
     display_hash: Option<String>,
+    /// Narrower terms for this approval (approve only).
+    #[serde(default)]
+    narrow: Option<NarrowInput>,
+    /// A standing approval given with this approval (approve only).
+    #[serde(default)]
+    standing: Option<StandingInput>,
 }
 
 /// `POST /api/ui/requests/{id}/decision/start` with `{"decision": "approve"}` or
 /// `{"decision": "deny", "reason_code": "...", "reason": "..."}`, and optionally the
-/// `display_hash` of the page it was made on.
+/// `display_hash` of the page it was made on. An approval may add `narrow` (`amount_max`,
+/// `grant_ttl_seconds`) and `standing` (`pin`, `amount_max`, `uses`, `valid_for_seconds`);
+/// see `domain::terms`.
 pub async fn decision_start(
     State(core): State<Arc<Countersign>>,
     OwnerSession(who): OwnerSession,
@@ -278,8 +287,12 @@ pub async fn decision_start(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: DecisionStartBody = parse_json(&read_json_body(&headers, body).await?)?;
+    let terms = TermsInput {
+        narrow: req.narrow,
+        standing: req.standing,
+    };
     Ok(Json(
-        core.decision_start(&who, &id, req.decision, req.display_hash.as_deref())
+        core.decision_start(&who, &id, req.decision, &terms, req.display_hash.as_deref())
             .await?,
     )
     .into_response())

@@ -263,6 +263,8 @@ impl Countersign {
         }
         let revoked =
             revoke_outstanding_grants(&mut tx, agent_id, now, actor, grant_reason).await?;
+        super::standing::revoke_all_of_agents(&mut tx, &[agent_id], actor, "key_changed", now)
+            .await?;
         audit::append(
             &mut tx,
             now,

@@ -242,6 +242,8 @@ impl Countersign {
             announce(&mut tx, self.db.backend(), rid).await?;
         }
         let revoked = revoke_outstanding_grants(&mut tx, id, now, actor, "agent_suspended").await?;
+        super::standing::revoke_all_of_agents(&mut tx, &[id], actor, "agent_suspended", now)
+            .await?;
         audit::append(
             &mut tx,
             now,

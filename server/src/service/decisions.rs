@@ -32,8 +32,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use webauthn_rs::prelude::PublicKeyCredential;
 
+use super::grants::GrantTerms;
 use super::people::{load_passkeys, used_passkey, CeremonyState, SignedIn, CEREMONY_TTL_MS};
-use super::requests::{announce, stored_body, ApprovalCount};
+use super::requests::{announce, policy_input, stored_body, stored_request, ApprovalCount};
 use super::{Countersign, Error};
 use crate::clock::rfc3339;
 use crate::domain::audit_kind::EventKind;
@@ -41,6 +42,7 @@ use crate::domain::client_data;
 use crate::domain::display::{ApprovalView, VIEW_VERSION};
 use crate::domain::lifecycle::{AgentStatus, RequestStatus, UserStatus};
 use crate::domain::quorum::{ApproverRule, Candidate};
+use crate::domain::terms::{Narrowing, RuleBounds, Terms, TermsInput};
 use crate::store::ceremonies::{self, CeremonyRow};
 use crate::store::requests::{self as rows, Change, RequestRow};
 use crate::store::{self, agents, audit, users};
@@ -80,8 +82,12 @@ pub struct DecisionStart {
     pub options: Value,
     /// What is being approved.
     pub action_hash: String,
-    /// The hash of what was shown.
+    /// The hash of what the decision binds to: the page as shown, with the approver's terms
+    /// when they gave any.
     pub display_hash: String,
+    /// The approver's terms, as checked (absent when none).
+    #[serde(skip_serializing_if = "Terms::is_empty")]
+    pub terms: Terms,
 }
 
 /// The request after a decision.
@@ -98,6 +104,9 @@ struct DecisionContext {
     decision: Decision,
     display_hash: String,
     challenge: Value,
+    /// The approver's terms, bound to the ceremony with everything else.
+    #[serde(default)]
+    terms: Terms,
 }
 
 /// Everything needed to judge one person against one request.
@@ -188,7 +197,44 @@ impl Countersign {
             approvals_required: request.approvals_required,
             expires_at: rfc3339(request.expires_at),
             releases,
+            terms: None,
         })
+    }
+
+    /// The bounds the rule that decided `request` puts on an approver's terms, under the
+    /// policy in force now. A standing approval is offered only when the policy in force still
+    /// decides this request by the same rule, and that rule allows one for a request that one
+    /// person approves.
+    pub(crate) async fn rule_bounds(&self, request: &RequestRow) -> Result<RuleBounds, Error> {
+        let new = stored_request(request)?;
+        let active = self.active_policy().await?;
+        let decided = active.policy.evaluate(&policy_input(&new));
+        let rule = (decided.rule_id == request.rule_id)
+            .then(|| active.policy.rule(&request.rule_id))
+            .flatten();
+        let standing = rule
+            .and_then(|r| r.standing_limits())
+            .filter(|_| request.approvals_required == 1);
+        Ok(RuleBounds {
+            grant_ttl_seconds: u32::try_from(request.grant_ttl_seconds).unwrap_or(u32::MAX),
+            releases_credential: request.credential.is_some(),
+            standing,
+            amount_below: rule.and_then(|r| r.amount_below.clone()),
+        })
+    }
+
+    /// Checks an approver's terms against `request` and its rule.
+    async fn check_terms(&self, request: &RequestRow, input: &TermsInput) -> Result<Terms, Error> {
+        if input == &TermsInput::default() {
+            return Ok(Terms::default());
+        }
+        let bounds = self.rule_bounds(request).await?;
+        input
+            .check(&stored_request(request)?, &bounds)
+            .map_err(|e| Error::InvalidRequest {
+                field: e.field,
+                detail: e.detail,
+            })
     }
 
     /// Starts an approval or denial: checks the person may decide this request now, and
@@ -202,6 +248,7 @@ impl Countersign {
         who: &SignedIn,
         request_id: &str,
         decision: Decision,
+        terms: &TermsInput,
         seen_display_hash: Option<&str>,
     ) -> Result<DecisionStart, Error> {
         if let Decision::Deny {
@@ -228,14 +275,30 @@ impl Countersign {
         if decision == Decision::Approve {
             self.check_approve_delay(who, request_id).await?;
         }
-        let view = self.build_view(&j.request).await?;
-        let display_hash = view.display_hash();
-        if seen_display_hash.is_some_and(|seen| seen != display_hash) {
+        let mut view = self.build_view(&j.request).await?;
+        if seen_display_hash.is_some_and(|seen| seen != view.display_hash()) {
             return Err(Error::Conflict(
                 "the page you decided on no longer matches this request; reload it and look again"
                     .into(),
             ));
         }
+        let terms = match decision {
+            Decision::Approve => self.check_terms(&j.request, terms).await?,
+            Decision::Deny { .. } if terms != &TermsInput::default() => {
+                return Err(Error::invalid(
+                    if terms.narrow.is_some() {
+                        "narrow"
+                    } else {
+                        "standing"
+                    },
+                    "only an approval can be narrowed or made standing",
+                ))
+            }
+            Decision::Deny { .. } => Terms::default(),
+        };
+        // What the passkey binds to: the page as shown, plus the terms the approver set.
+        view.terms = (!terms.is_empty()).then(|| terms.clone());
+        let display_hash = view.display_hash();
         let passkeys = load_passkeys(&users::passkeys(self.db.reader(), &who.person.id).await?)?;
         if passkeys.is_empty() {
             return Err(Error::Forbidden(
@@ -256,6 +319,7 @@ impl Countersign {
             decision,
             display_hash: display_hash.clone(),
             challenge,
+            terms: terms.clone(),
         };
         let context = serde_json::to_string(&context).map_err(Error::internal)?;
         // Never outlive the request itself.
@@ -274,6 +338,7 @@ impl Countersign {
             options,
             action_hash: j.request.action_hash,
             display_hash,
+            terms,
         })
     }
 
@@ -383,6 +448,19 @@ impl Countersign {
         //    and only if it is still pending, unexpired and unchanged.
         let now = self.now();
         let j = self.judgement(&request_id).await?;
+        if let Some(standing) = &context.terms.standing {
+            // The policy may have changed during the ceremony: the standing approval must
+            // still be within what the rule allows now.
+            let bounds = self.rule_bounds(&j.request).await?;
+            let fits = bounds.standing.is_some_and(|l| {
+                standing.valid_for_seconds <= l.max_seconds && standing.uses <= l.max_uses
+            });
+            if !fits {
+                return Err(Error::Conflict(
+                    "the policy changed during your decision and no longer allows this standing approval; nothing was approved".into(),
+                ));
+            }
+        }
         let mut tx = self.db.begin().await?;
         let agent_id = j.request.agent_id.as_str();
         let agent_now =
@@ -429,7 +507,7 @@ impl Countersign {
             users::update_passkey(&mut tx, &used.credential_id, json, now).await?;
         }
         let actor = format!("user:{}", who.person.id);
-        let evidence = json!({
+        let mut evidence = json!({
             "user_id": who.person.id,
             "passkey_id": used.id,
             "credential_id": used.credential_id,
@@ -440,10 +518,29 @@ impl Countersign {
             "user_verified": result.user_verified(),
             "assertion": serde_json::to_value(credential).map_err(Error::internal)?,
         });
+        if !context.terms.is_empty() {
+            evidence["terms"] = json!(context.terms);
+        }
 
         let status = match &context.decision {
             Decision::Approve => {
-                if !rows::add_approval(&mut tx, &request_id, &who.person.id, &used.id, now).await? {
+                let narrowed = context
+                    .terms
+                    .narrow
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(Error::internal)?;
+                let added = rows::add_approval(
+                    &mut tx,
+                    &request_id,
+                    &who.person.id,
+                    &used.id,
+                    now,
+                    narrowed.as_deref(),
+                )
+                .await?;
+                if !added {
                     return Err(Error::Conflict(
                         "you have already approved this request".into(),
                     ));
@@ -488,13 +585,27 @@ impl Countersign {
                             "the request changed during the decision".into(),
                         ));
                     }
+                    // The grant gets the tightest terms any counted approver narrowed to.
+                    let mut narrowings = Vec::new();
+                    for (uid, terms) in rows::approval_terms(&mut *tx, &request_id).await? {
+                        if approvers.contains(&uid) {
+                            let n: Narrowing =
+                                serde_json::from_str(&terms).map_err(Error::internal)?;
+                            narrowings.push(n);
+                        }
+                    }
+                    let narrowing = Narrowing::tightest(&narrowings);
+                    let mut approved = json!({ "approvers": approvers });
+                    if let Some(n) = &narrowing {
+                        approved["narrowed"] = json!(n);
+                    }
                     audit::append(
                         &mut tx,
                         now,
                         &actor,
                         EventKind::RequestApproved,
                         Some(&request_id),
-                        &json!({ "approvers": approvers }),
+                        &approved,
                     )
                     .await?;
                     // The key and epoch as this transaction holds them (step 3).
@@ -506,10 +617,25 @@ impl Countersign {
                         &j.request,
                         agent.jwk_thumbprint.as_deref(),
                         agent_now.epoch,
-                        &approvers,
+                        &GrantTerms {
+                            approvers: &approvers,
+                            narrowing: narrowing.as_ref(),
+                            standing_id: None,
+                        },
                         now,
                     )
                     .await?;
+                    if let Some(standing) = &context.terms.standing {
+                        self.create_standing(
+                            &mut tx,
+                            &j.request,
+                            standing,
+                            &who.person.id,
+                            &ceremony.id,
+                            now,
+                        )
+                        .await?;
+                    }
                     announce(&mut tx, self.db.backend(), &request_id).await?;
                     RequestStatus::Approved
                 } else {

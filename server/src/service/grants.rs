@@ -14,8 +14,10 @@ use super::{Countersign, Error};
 use crate::clock::{rfc3339, Millis};
 use crate::domain::audit_kind::EventKind;
 use crate::domain::canonical::{canonical_json, sha256_prefixed};
+use crate::domain::intake::Amount;
 use crate::domain::jose::{self, Jwks, PublicJwk, GRANT_TYP};
 use crate::domain::lifecycle::GrantStatus;
+use crate::domain::terms::Narrowing;
 use crate::service::agents::AgentIdentity;
 use crate::store::grants::{self as rows, GrantRow};
 use crate::store::requests::RequestRow;
@@ -55,6 +57,18 @@ pub enum Outcome {
 /// travel as their SHA-256 (the contract's "The grant").
 pub const INLINE_PARAMS_MAX_BYTES: usize = 4 * 1024;
 
+/// What a grant carries besides its request: the approvers' narrowed terms, and the standing
+/// approval that approved it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GrantTerms<'a> {
+    /// The people whose approvals made the quorum (user ids); empty when policy allowed it.
+    pub approvers: &'a [String],
+    /// The tightest terms the approvers narrowed to.
+    pub narrowing: Option<&'a Narrowing>,
+    /// The standing approval whose use approved the request.
+    pub standing_id: Option<&'a str>,
+}
+
 /// A grant built for an approved request, not yet stored.
 #[derive(Debug)]
 pub(crate) struct BuiltGrant {
@@ -75,6 +89,14 @@ pub(crate) fn delivered(g: &GrantRow, token: String) -> GrantView {
     }
 }
 
+/// The amount cap an approver narrowed a grant to, from its verified claims.
+pub(crate) fn amount_cap(claims: &Value) -> Result<Option<Amount>, Error> {
+    claims
+        .pointer("/authorization_details/0/amount_max")
+        .map(|cap| serde_json::from_value(cap.clone()).map_err(Error::internal))
+        .transpose()
+}
+
 /// Only reachable with a grant naming dozens of approvers next to a maximal target and
 /// operation: refused before anything is stored, so no approved request is left without a
 /// grant it can receive.
@@ -93,10 +115,10 @@ impl Countersign {
         request: &RequestRow,
         jkt: Option<&str>,
         agent_epoch: i64,
-        approvers: &[String],
+        terms: &GrantTerms<'_>,
         now: Millis,
     ) -> Result<GrantRow, Error> {
-        let built = self.build_grant(request, jkt, agent_epoch, approvers, now)?;
+        let built = self.build_grant(request, jkt, agent_epoch, terms, now)?;
         rows::insert(tx, &built.row).await?;
         audit::append_many(tx, &[built.event]).await?;
         Ok(built.row)
@@ -117,12 +139,19 @@ impl Countersign {
         request: &RequestRow,
         jkt: Option<&str>,
         agent_epoch: i64,
-        approvers: &[String],
+        terms: &GrantTerms<'_>,
         now: Millis,
     ) -> Result<BuiltGrant, Error> {
+        let approvers = terms.approvers;
         let jti = uuid::Uuid::new_v4().to_string();
         let iat = now.div_euclid(1000);
-        let exp = iat + request.grant_ttl_seconds;
+        let narrowing = terms.narrowing;
+        let ttl = narrowing
+            .and_then(|n| n.grant_ttl_seconds)
+            .map_or(request.grant_ttl_seconds, |t| {
+                i64::from(t).min(request.grant_ttl_seconds)
+            });
+        let exp = iat + ttl;
         let body = stored_body(request);
         let action = body.get("action").cloned().unwrap_or(Value::Null);
         let params = action.get("params");
@@ -139,6 +168,9 @@ impl Countersign {
                 }
                 None => {}
             }
+            if let Some(cap) = narrowing.and_then(|n| n.amount_max.as_ref()) {
+                detail["amount_max"] = json!(cap);
+            }
             let mut claims = json!({
                 "iss": self.issuer(),
                 "sub": request.agent_id,
@@ -153,6 +185,9 @@ impl Countersign {
             });
             if let Some(jkt) = jkt {
                 claims["cnf"] = json!({ "jkt": jkt });
+            }
+            if let Some(id) = terms.standing_id {
+                claims["standing_approval"] = json!(id);
             }
             claims
         };
@@ -213,12 +248,17 @@ impl Countersign {
     }
 
     /// The downstream system redeems a grant, just before acting. The first valid call wins.
+    ///
+    /// `amount` is what the downstream system is about to act on; a grant whose approver capped
+    /// the amount (`authorization_details[0].amount_max`) is redeemed only with an amount
+    /// within the cap, and is left unused otherwise.
     pub async fn redeem_grant(
         &self,
         token: &str,
         action_hash: Option<&str>,
+        amount: Option<&Amount>,
     ) -> Result<Redeemed, Error> {
-        let result = self.redeem_inner(token, action_hash).await;
+        let result = self.redeem_inner(token, action_hash, amount).await;
         match &result {
             Ok(_) => bump(&self.metrics.grants_redeemed),
             Err(_) => bump(&self.metrics.grants_refused),
@@ -230,6 +270,7 @@ impl Countersign {
         &self,
         token: &str,
         action_hash: Option<&str>,
+        amount: Option<&Amount>,
     ) -> Result<Redeemed, Error> {
         let (jti, claims) = self.verify_grant(token).await?;
         if let Some(expected) = action_hash {
@@ -237,6 +278,18 @@ impl Countersign {
                 return Err(Error::invalid(
                     "action_hash",
                     "the grant was issued for a different action (action_hash differs)",
+                ));
+            }
+        }
+        if let Some(cap) = amount_cap(&claims)? {
+            let within = amount.is_some_and(|a| a.currency == cap.currency && a.value <= cap.value);
+            if !within {
+                return Err(Error::invalid(
+                    "amount",
+                    format!(
+                        "the approver capped this grant at {} {}: send the amount you are about to act on, within the cap",
+                        cap.value_text, cap.currency
+                    ),
                 ));
             }
         }

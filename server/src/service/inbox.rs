@@ -126,6 +126,25 @@ pub struct RequestDetails {
     /// Milliseconds until this person may approve (the approve delay, counted from when they
     /// first opened the page).
     pub approve_wait_ms: i64,
+    /// What the approver may narrow or make standing.
+    pub offer: TermsOffer,
+}
+
+/// What an approver may change about their approval of one request (see `domain::terms`).
+#[derive(Debug, Clone, Default)]
+pub struct TermsOffer {
+    /// The request's amount (value as written, currency).
+    pub amount: Option<(String, String)>,
+    /// Whether approving releases a credential (no amount cap then).
+    pub releases_credential: bool,
+    /// The grant's lifetime.
+    pub grant_ttl_seconds: i64,
+    /// The longest standing approval the rule allows, if any.
+    pub standing_max_seconds: Option<i64>,
+    /// The most uses one may allow.
+    pub standing_max_uses: i64,
+    /// The names of the request's parameters.
+    pub params: Vec<String>,
 }
 
 /// One finished request and its evidence.
@@ -305,7 +324,30 @@ impl Countersign {
         } else {
             0
         };
+        let offer = if may_decide.is_ok() {
+            let bounds = self.rule_bounds(&request).await?;
+            let new = super::requests::stored_request(&request)?;
+            TermsOffer {
+                amount: new
+                    .context
+                    .amount
+                    .as_ref()
+                    .map(|a| (a.value_text.clone(), a.currency.clone())),
+                releases_credential: bounds.releases_credential,
+                grant_ttl_seconds: i64::from(bounds.grant_ttl_seconds),
+                standing_max_seconds: bounds.standing.map(|l| i64::from(l.max_seconds)),
+                standing_max_uses: bounds.standing.map_or(0, |l| i64::from(l.max_uses)),
+                params: new
+                    .action
+                    .params
+                    .map(|p| p.keys().cloned().collect())
+                    .unwrap_or_default(),
+            }
+        } else {
+            TermsOffer::default()
+        };
         Ok(RequestDetails {
+            offer,
             approve_wait_ms,
             display_hash: view.display_hash(),
             view,

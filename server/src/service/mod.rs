@@ -23,6 +23,7 @@ pub mod people;
 pub mod people_admin;
 pub mod policies;
 pub mod requests;
+pub mod standing;
 pub mod sweeper;
 pub mod waiters;
 pub mod writer;

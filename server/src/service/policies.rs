@@ -358,13 +358,15 @@ impl Countersign {
             &json!({ "version": version, "hash": hash, "rules": policy.rules.len() }),
         )
         .await?;
+        // Standing approvals the new policy no longer allows end with it.
+        super::standing::end_disallowed(&mut tx, policy, actor, now).await?;
         tx.commit().await.map_err(store::StoreError::from)?;
         Ok((version, hash))
     }
 }
 
 /// The facts of an agent's request that the policy looks at.
-fn policy_input(new: &crate::domain::intake::NewRequest) -> PolicyInput<'_> {
+pub(crate) fn policy_input(new: &crate::domain::intake::NewRequest) -> PolicyInput<'_> {
     PolicyInput {
         action_type: &new.action.r#type,
         target: &new.action.target,

@@ -22,13 +22,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+pub(crate) use super::policies::policy_input;
 use super::{Countersign, Error};
 use crate::clock::{rfc3339, Millis};
 use crate::domain::audit_kind::EventKind;
 use crate::domain::canonical::{canonical_json, sha256_prefixed};
 use crate::domain::intake::{parse_new_request, Limits, NewRequest};
 use crate::domain::lifecycle::RequestStatus;
-use crate::domain::policy::{PolicyInput, RuleOutcome};
+use crate::domain::policy::RuleOutcome;
 use crate::domain::quorum::ApproverRule;
 use crate::service::agents::AgentIdentity;
 use crate::service::writer::{IntakeJob, Written};
@@ -167,6 +168,15 @@ impl PollTracker {
     }
 }
 
+/// How one attempt at storing a new request ended.
+enum Inserted {
+    /// Stored; the agent's view of it.
+    Stored(Box<RequestView>),
+    /// The standing approval it counted on had no use left when it was written: nothing was
+    /// stored, and the request should be tried again without one.
+    StandingLost,
+}
+
 /// Tells other replicas (PostgreSQL) that a request changed; delivered when `tx` commits.
 pub(crate) async fn announce(
     tx: &mut WriteTx,
@@ -297,27 +307,60 @@ impl Countersign {
         idempotency_key: Option<&str>,
         fingerprint: &str,
     ) -> Result<RequestView, Error> {
+        // A standing approval that covers the request approves it, unless its last use went to
+        // another request meanwhile: then this one waits for a human like any other.
+        match self
+            .insert_once(agent, new, idempotency_key, fingerprint, true)
+            .await?
+        {
+            Inserted::Stored(view) => Ok(*view),
+            Inserted::StandingLost => {
+                match self
+                    .insert_once(agent, new, idempotency_key, fingerprint, false)
+                    .await?
+                {
+                    Inserted::Stored(view) => Ok(*view),
+                    Inserted::StandingLost => Err(Error::internal("a standing use without one")),
+                }
+            }
+        }
+    }
+
+    async fn insert_once(
+        &self,
+        agent: &AgentIdentity,
+        new: &NewRequest,
+        idempotency_key: Option<&str>,
+        fingerprint: &str,
+        use_standing: bool,
+    ) -> Result<Inserted, Error> {
         let now = self.now();
         let action_hash = new.action_hash(&agent.id);
         let active = self.active_policy().await?;
-        let input = PolicyInput {
-            action_type: &new.action.r#type,
-            target: &new.action.target,
-            environment: new.context.environment.as_deref(),
-            data_sensitivity: new.context.data_sensitivity.as_ref().map(|d| d.as_str()),
-            amount: new
-                .context
-                .amount
-                .as_ref()
-                .map(|a| (&a.value, a.currency.as_str())),
-        };
-        let decision = active.policy.evaluate(&input);
+        let decision = active.policy.evaluate(&policy_input(new));
         let release = match decision.outcome {
             RuleOutcome::Deny { .. } => None,
             _ => active
                 .policy
                 .rule(&decision.rule_id)
                 .and_then(|rule| rule.release()),
+        };
+
+        let standing = match (&decision.outcome, use_standing) {
+            (RuleOutcome::Require { .. }, true) => {
+                match active
+                    .policy
+                    .rule(&decision.rule_id)
+                    .and_then(|r| r.standing_limits())
+                {
+                    Some(limits) => {
+                        self.standing_cover(agent, new, &decision.rule_id, limits, now)
+                            .await?
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
         };
 
         let (status, approver_rule, ttl_cap, grant_ttl, deny_reason) = match &decision.outcome {
@@ -341,7 +384,11 @@ impl Countersign {
                 request_ttl_seconds,
                 grant_ttl_seconds,
             } => (
-                RequestStatus::Pending,
+                if standing.is_some() {
+                    RequestStatus::Approved
+                } else {
+                    RequestStatus::Pending
+                },
                 ApproverRule {
                     approvals: *approvals,
                     approvers: approvers.iter().map(|a| a.to_string()).collect(),
@@ -376,7 +423,7 @@ impl Countersign {
                     if row.status == RequestStatus::Pending {
                         let mut view = self.view(&row).await?;
                         view.expires_in = Some((row.expires_at - now).max(0) / 1000);
-                        return Ok(view);
+                        return Ok(Inserted::Stored(Box::new(view)));
                     }
                 }
             }
@@ -393,6 +440,10 @@ impl Countersign {
             .min(ttl_cap);
         let id = uuid::Uuid::now_v7().to_string();
         let decided = status.is_final();
+        let decided_by = match &standing {
+            Some(s) => format!("standing:{}", s.id),
+            None => "policy".to_string(),
+        };
         let row = RequestRow {
             id: id.clone(),
             agent_id: agent.id.clone(),
@@ -413,7 +464,7 @@ impl Countersign {
             created_at: now,
             expires_at: now + i64::from(ttl) * 1000,
             decided_at: decided.then_some(now),
-            decided_by: decided.then(|| "policy".to_string()),
+            decided_by: decided.then_some(decided_by),
             reason_code: deny_reason.as_ref().map(|_| "policy".to_string()),
             reason: deny_reason.clone(),
         };
@@ -447,13 +498,42 @@ impl Countersign {
             }),
         )];
         let mut grant = None;
-        if status == RequestStatus::Approved {
+        if let Some(s) = &standing {
+            // Approved by a person's earlier passkey ceremony, within its bounds: the chain
+            // links this request to that standing approval and that ceremony.
+            let link = json!({
+                "by": "standing",
+                "standing_id": s.id,
+                "ceremony_id": s.ceremony_id,
+                "created_by": s.created_by,
+                "origin_request_id": s.request_id,
+                "rule": decision.rule_id,
+            });
+            events.push(event("system", EventKind::RequestApproved, link.clone()));
+            // `uses_left` is filled in by the writer, which takes the use.
+            events.push(event("system", EventKind::StandingUsed, link));
+            let approvers = [s.created_by.clone()];
+            let terms = super::grants::GrantTerms {
+                approvers: &approvers,
+                narrowing: None,
+                standing_id: Some(&s.id),
+            };
+            let built = self.build_grant(&row, agent.jkt.as_deref(), agent.epoch, &terms, now)?;
+            events.push(built.event);
+            grant = Some((built.row, built.token));
+        } else if status == RequestStatus::Approved {
             events.push(event(
                 "policy",
                 EventKind::RequestApproved,
                 json!({ "by": "policy", "rule": decision.rule_id }),
             ));
-            let built = self.build_grant(&row, agent.jkt.as_deref(), agent.epoch, &[], now)?;
+            let built = self.build_grant(
+                &row,
+                agent.jkt.as_deref(),
+                agent.epoch,
+                &Default::default(),
+                now,
+            )?;
             events.push(built.event);
             grant = Some((built.row, built.token));
         } else if status == RequestStatus::Denied {
@@ -477,6 +557,7 @@ impl Countersign {
             grant: grant.as_ref().map(|(g, _)| g.clone()),
             touch_agent_at: self.activity.due(&agent.id, now).then_some(now),
             agent_epoch: agent.epoch,
+            standing_id: standing.as_ref().map(|s| s.id.clone()),
         };
         match self.intake.write(job).await? {
             Written::Stored => {}
@@ -486,6 +567,7 @@ impl Countersign {
             // Suspended, or its key changed, while this request waited for the writer: the
             // credential it came with no longer counts, and nothing was written.
             Written::AgentChanged => return Err(super::agents::refused_credential()),
+            Written::StandingLost => return Ok(Inserted::StandingLost),
         }
         if status == RequestStatus::Pending {
             // Committed: tell the approvers, off the agent's path (see `notify`), and refresh
@@ -510,7 +592,7 @@ impl Countersign {
         let grant = grant.map(|(g, token)| super::grants::delivered(&g, token));
         let mut view = self.assemble_view(&row, 0, grant);
         view.expires_in = Some(i64::from(ttl));
-        Ok(view)
+        Ok(Inserted::Stored(Box::new(view)))
     }
 
     /// Reads a request, moving it to `expired` first if its time has passed.
@@ -688,6 +770,16 @@ impl Countersign {
         received: i64,
         grant: Option<GrantView>,
     ) -> RequestView {
+        // A standing approval is one person's approval, given ahead of time: count it so.
+        let received = if row
+            .decided_by
+            .as_deref()
+            .is_some_and(|by| by.starts_with("standing:"))
+        {
+            received.max(1)
+        } else {
+            received
+        };
         let decision = (row.status == RequestStatus::Denied).then(|| DecisionView {
             reason: row.reason.clone().unwrap_or_default(),
             reason_code: row.reason_code.clone().unwrap_or_default(),
@@ -714,6 +806,11 @@ impl Countersign {
             grant,
         }
     }
+}
+
+/// The stored request body, parsed back as the request it is (for the policy and terms).
+pub(crate) fn stored_request(row: &RequestRow) -> Result<NewRequest, Error> {
+    serde_json::from_str(&row.body).map_err(Error::internal)
 }
 
 /// The stored request body, parsed back (for views and evidence).

@@ -21,17 +21,18 @@
 //! and one that comes after waits for this transaction and then undoes what it wrote (see
 //! `agents`, "The kill switch holds by construction").
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::Error;
 use crate::clock::Millis;
+use crate::domain::audit_kind::EventKind;
 use crate::domain::lifecycle::{AgentStatus, RequestStatus};
 use crate::store::audit::{self, NewEvent};
 use crate::store::grants::{self, GrantRow};
 use crate::store::requests::{self, IdempotencyClaim, RequestRow};
-use crate::store::{agents, Db, StoreError};
+use crate::store::{agents, standing, Db, StoreError};
 
 /// The most requests written in one transaction.
 pub const MAX_BATCH: usize = 64;
@@ -52,6 +53,9 @@ pub struct IntakeJob {
     /// The agent's epoch when its credential was checked: the job is written only if the agent
     /// is still active at this epoch.
     pub agent_epoch: i64,
+    /// The standing approval that approves this request: the job is written only if one of its
+    /// uses can be taken, in this transaction (see `store::standing`).
+    pub standing_id: Option<String>,
 }
 
 /// How a job was written.
@@ -64,6 +68,9 @@ pub enum Written {
     /// Not written: the agent was suspended, or its credential changed, after the job was
     /// authorised.
     AgentChanged,
+    /// Not written: the standing approval that was to approve it had no use left, or ended,
+    /// by the time it was written. The request should wait for a human instead.
+    StandingLost,
 }
 
 type Reply = oneshot::Sender<Result<Written, Error>>;
@@ -141,9 +148,21 @@ async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, Store
             .get(&j.request.agent_id)
             .is_some_and(|a| a.status == AgentStatus::Active && a.epoch == j.agent_epoch)
     };
+    // Uses of standing approvals: one conditional write each, in job order, so when several
+    // jobs race for the last use, the first in the batch wins and the others wait for a human.
+    let mut uses_left: HashMap<&str, i64> = HashMap::new();
+    for j in jobs.iter().filter(|j| live(j)) {
+        if let Some(id) = &j.standing_id {
+            if let Some(left) = standing::use_one(&mut tx, id, j.request.created_at).await? {
+                uses_left.insert(j.request.id.as_str(), left);
+            }
+        }
+    }
+    let standing_holds =
+        |j: &IntakeJob| j.standing_id.is_none() || uses_left.contains_key(j.request.id.as_str());
     let claims: Vec<IdempotencyClaim> = jobs
         .iter()
-        .filter(|j| live(j))
+        .filter(|j| live(j) && standing_holds(j))
         .filter_map(|j| j.claim.clone())
         .collect();
     let won: HashSet<String> = requests::idempotency_claim(&mut tx, &claims)
@@ -154,10 +173,22 @@ async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, Store
         .iter()
         .map(|j| match j.claim {
             _ if !live(j) => Written::AgentChanged,
+            _ if !standing_holds(j) => Written::StandingLost,
             Some(_) if !won.contains(&j.request.id) => Written::IdempotencyKeyTaken,
             _ => Written::Stored,
         })
         .collect();
+    // A use taken for a job that then lost its idempotency key is given back: nothing is
+    // written for it.
+    for (j, r) in jobs.iter().zip(&results) {
+        if *r == Written::IdempotencyKeyTaken {
+            if let Some(id) = j.standing_id.as_deref() {
+                if uses_left.remove(j.request.id.as_str()).is_some() {
+                    standing::give_back(&mut tx, id).await?;
+                }
+            }
+        }
+    }
     let kept: Vec<&IntakeJob> = jobs
         .iter()
         .zip(&results)
@@ -167,7 +198,19 @@ async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, Store
 
     let rows: Vec<&RequestRow> = kept.iter().map(|j| &j.request).collect();
     requests::insert_many(&mut tx, &rows).await?;
-    let events: Vec<NewEvent> = kept.iter().flat_map(|j| j.events.iter().cloned()).collect();
+    // A `standing.used` event learns the uses left here, where the use was taken.
+    let events: Vec<NewEvent> = kept
+        .iter()
+        .flat_map(|j| {
+            let left = uses_left.get(j.request.id.as_str()).copied();
+            j.events.iter().cloned().map(move |mut e| {
+                if let (EventKind::StandingUsed, Some(left)) = (e.kind, left) {
+                    e.data["uses_left"] = left.into();
+                }
+                e
+            })
+        })
+        .collect();
     audit::append_many(&mut tx, &events).await?;
     for grant in kept.iter().filter_map(|j| j.grant.as_ref()) {
         grants::insert(&mut tx, grant).await?;

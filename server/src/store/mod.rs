@@ -30,6 +30,7 @@ pub mod listings;
 pub mod policies;
 pub mod requests;
 pub mod sessions;
+pub mod standing;
 pub mod users;
 
 use std::str::FromStr;

@@ -342,18 +342,36 @@ pub async fn add_approval(
     user_id: &str,
     passkey_id: &str,
     at: Millis,
+    terms: Option<&str>,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "INSERT INTO approvals (request_id, user_id, passkey_id, decided_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (request_id, user_id) DO NOTHING",
+        "INSERT INTO approvals (request_id, user_id, passkey_id, decided_at, terms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, user_id) DO NOTHING",
     )
     .bind(request_id)
     .bind(user_id)
     .bind(passkey_id)
     .bind(at)
+    .bind(terms)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The narrowed terms (JSON) each approver of a request approved on, where they narrowed.
+pub async fn approval_terms<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    request_id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT user_id, terms FROM approvals WHERE request_id = $1 AND terms IS NOT NULL",
+    )
+    .bind(request_id)
+    .fetch_all(ex)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((col(r, "user_id")?, col(r, "terms")?)))
+        .collect()
 }
 
 /// The people who approved a request, in order.

@@ -35,4 +35,5 @@ mod people_admin;
 mod policy_editor;
 mod races_and_evidence;
 mod replicas;
+mod standing;
 mod stored_passkeys;

@@ -222,11 +222,7 @@ impl Amount {
         Self::parse_at(value_text, currency, "context.amount")
     }
 
-    pub(super) fn parse_at(
-        value_text: &str,
-        currency: &str,
-        path: &str,
-    ) -> Result<Self, FieldError> {
+    pub fn parse_at(value_text: &str, currency: &str, path: &str) -> Result<Self, FieldError> {
         let value_field = child(path, "value");
         if !is_decimal_amount(value_text) {
             return Err(FieldError::new(

@@ -58,6 +58,10 @@ pub struct RuleForm {
     pub credential: String,
     /// Seconds that credential lives.
     pub credential_ttl_seconds: String,
+    /// The longest standing approval an approver may give (require, one approval).
+    pub standing_max_seconds: String,
+    /// The most uses such a standing approval may allow.
+    pub standing_max_uses: String,
 }
 
 /// A problem with one field of one rule (`rule` is its zero-based position; `None` for the
@@ -102,6 +106,8 @@ fn to_form(rule: &PolicyRule) -> RuleForm {
         outcome: rule.outcome.kind().into(),
         credential: text(&rule.credential),
         credential_ttl_seconds: number(&rule.credential_ttl_seconds),
+        standing_max_seconds: number(&rule.standing_max_seconds),
+        standing_max_uses: number(&rule.standing_max_uses),
         ..RuleForm::default()
     };
     match &rule.outcome {
@@ -218,6 +224,8 @@ impl Reader<'_> {
         let outcome = self.outcome(f);
         let credential_ttl_seconds =
             self.number("credential_ttl_seconds", &f.credential_ttl_seconds);
+        let standing_max_seconds = self.number("standing_max_seconds", &f.standing_max_seconds);
+        let standing_max_uses = self.number("standing_max_uses", &f.standing_max_uses);
         if self.problems.len() > before {
             return None;
         }
@@ -232,6 +240,8 @@ impl Reader<'_> {
             amount_at_least,
             credential: optional(&f.credential),
             credential_ttl_seconds: credential_ttl_seconds?,
+            standing_max_seconds: standing_max_seconds?,
+            standing_max_uses: standing_max_uses?,
             outcome: outcome?,
         })
     }
@@ -534,6 +544,8 @@ reason = "Restricted data never leaves"
                 }),
                 credential: None,
                 credential_ttl_seconds: None,
+                standing_max_seconds: None,
+                standing_max_uses: None,
                 outcome,
             })
     }

@@ -32,8 +32,9 @@ mod validate;
 pub use glob::glob_match;
 pub use model::{
     ApproverSource, ApproverSourceError, Money, PassedOver, Policy, PolicyDecision, PolicyError,
-    PolicyInput, PolicyRule, RuleOutcome, APPROVALS_RANGE, DATA_SENSITIVITY_LEVELS,
-    DEFAULT_EXPLANATION, DEFAULT_GRANT_TTL_SECONDS, DEFAULT_RULE_ID, GRANT_TTL_SECONDS_RANGE,
-    REQUEST_TTL_SECONDS_RANGE,
+    PolicyInput, PolicyRule, RuleOutcome, StandingLimits, APPROVALS_RANGE, DATA_SENSITIVITY_LEVELS,
+    DEFAULT_EXPLANATION, DEFAULT_GRANT_TTL_SECONDS, DEFAULT_RULE_ID, DEFAULT_STANDING_MAX_USES,
+    GRANT_TTL_SECONDS_RANGE, REQUEST_TTL_SECONDS_RANGE, STANDING_MAX_SECONDS_RANGE,
+    STANDING_MAX_USES_RANGE,
 };
 pub use validate::parse_amount;

@@ -26,6 +26,15 @@ pub const GRANT_TTL_SECONDS_RANGE: RangeInclusive<u32> = 1..=300;
 /// Allowed values of `request_ttl_seconds`.
 pub const REQUEST_TTL_SECONDS_RANGE: RangeInclusive<u32> = 30..=86_400;
 
+/// Allowed values of `standing_max_seconds`: up to a week.
+pub const STANDING_MAX_SECONDS_RANGE: RangeInclusive<u32> = 60..=604_800;
+
+/// Allowed values of `standing_max_uses`.
+pub const STANDING_MAX_USES_RANGE: RangeInclusive<u32> = 1..=10_000;
+
+/// The most uses of a standing approval when its rule does not set `standing_max_uses`.
+pub const DEFAULT_STANDING_MAX_USES: u32 = 100;
+
 /// Allowed values of `approvals`.
 pub const APPROVALS_RANGE: RangeInclusive<u32> = 1..=10;
 
@@ -78,6 +87,16 @@ pub struct PolicyRule {
     /// [`DEFAULT_CREDENTIAL_TTL_SECONDS`](crate::domain::credential::DEFAULT_CREDENTIAL_TTL_SECONDS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_ttl_seconds: Option<u32>,
+    /// When set, an approver of this rule's requests may also approve a bounded pattern of
+    /// later requests (a standing approval) for at most this many seconds. Only on require
+    /// rules that one person approves: a standing approval stands for one person's approval,
+    /// so it can never stand in for a quorum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_max_seconds: Option<u32>,
+    /// The most uses a standing approval of this rule may allow; `None` means
+    /// [`DEFAULT_STANDING_MAX_USES`]. Needs `standing_max_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_max_uses: Option<u32>,
     /// What happens when the rule matches. Flattened so the JSON form reads like the TOML form
     /// (`"outcome": "require", "approvals": 2, ...`).
     #[serde(flatten)]
@@ -130,6 +149,15 @@ pub enum RuleOutcome {
         /// Why, in words the agent can act on; non-empty.
         reason: String,
     },
+}
+
+/// How far a standing approval under one rule may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandingLimits {
+    /// The longest it may last, in seconds.
+    pub max_seconds: u32,
+    /// The most uses it may allow.
+    pub max_uses: u32,
 }
 
 /// Who may approve a request.
@@ -272,6 +300,18 @@ impl RuleOutcome {
 }
 
 impl PolicyRule {
+    /// The bounds of the standing approvals this rule allows, if it allows any.
+    pub fn standing_limits(&self) -> Option<StandingLimits> {
+        let max_seconds = self.standing_max_seconds?;
+        match self.outcome {
+            RuleOutcome::Require { approvals: 1, .. } => Some(StandingLimits {
+                max_seconds,
+                max_uses: self.standing_max_uses.unwrap_or(DEFAULT_STANDING_MAX_USES),
+            }),
+            _ => None,
+        }
+    }
+
     /// The credential this rule releases, with its lifetime, if it names a provider.
     pub fn release(&self) -> Option<crate::domain::credential::Release> {
         self.credential

@@ -103,6 +103,8 @@ pub(super) fn rule(id: &str, outcome: RuleOutcome) -> PolicyRule {
         amount_at_least: None,
         credential: None,
         credential_ttl_seconds: None,
+        standing_max_seconds: None,
+        standing_max_uses: None,
         outcome,
     }
 }
@@ -248,9 +250,13 @@ prop_compose! {
         (amount_at_least, amount_below) in amounts_strategy(),
         outcome in outcome_strategy(),
         credential in prop::option::of(("[a-z0-9][a-z0-9_-]{0,20}", prop::option::of(60u32..=3600))),
+        standing in prop::option::of((60u32..=604_800, prop::option::of(1u32..=10_000))),
     ) -> PolicyRule {
         // A deny rule releases nothing.
         let credential = credential.filter(|_| !matches!(outcome, RuleOutcome::Deny { .. }));
+        // Standing approvals only stand in for one person's approval.
+        let standing =
+            standing.filter(|_| matches!(outcome, RuleOutcome::Require { approvals: 1, .. }));
         PolicyRule {
             id: id_prefix,
             description,
@@ -262,6 +268,8 @@ prop_compose! {
             amount_at_least,
             credential_ttl_seconds: credential.as_ref().and_then(|(_, ttl)| *ttl),
             credential: credential.map(|(name, _)| name),
+            standing_max_seconds: standing.map(|(seconds, _)| seconds),
+            standing_max_uses: standing.and_then(|(_, uses)| uses),
             outcome,
         }
     }

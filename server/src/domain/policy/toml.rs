@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::model::{
     ApproverSource, Money, Policy, PolicyError, PolicyRule, RuleOutcome, RuleRef, APPROVALS_RANGE,
-    GRANT_TTL_SECONDS_RANGE, REQUEST_TTL_SECONDS_RANGE,
+    GRANT_TTL_SECONDS_RANGE, REQUEST_TTL_SECONDS_RANGE, STANDING_MAX_SECONDS_RANGE,
+    STANDING_MAX_USES_RANGE,
 };
 use super::validate::{duplicate_id, parse_amount, range_reason, validate_rule};
 
@@ -36,6 +37,8 @@ struct RawRule {
     amount_at_least: Option<toml::Value>,
     credential: Option<String>,
     credential_ttl_seconds: Option<i64>,
+    standing_max_seconds: Option<i64>,
+    standing_max_uses: Option<i64>,
     outcome: Option<String>,
     grant_ttl_seconds: Option<i64>,
     approvals: Option<i64>,
@@ -372,6 +375,16 @@ fn rule_from_raw(raw: RawRule, at: RuleRef<'_>) -> Result<PolicyRule, PolicyErro
             raw.credential_ttl_seconds,
             &crate::domain::credential::CREDENTIAL_TTL_SECONDS_RANGE,
         )?,
+        standing_max_seconds: number(
+            "standing_max_seconds",
+            raw.standing_max_seconds,
+            &STANDING_MAX_SECONDS_RANGE,
+        )?,
+        standing_max_uses: number(
+            "standing_max_uses",
+            raw.standing_max_uses,
+            &STANDING_MAX_USES_RANGE,
+        )?,
         outcome,
     })
 }
@@ -433,8 +446,8 @@ fn push_toml_key_money(out: &mut String, key: &str, money: &Money) {
 impl Policy {
     /// The normalised policy file: rules in order, separated by a blank line; keys in a fixed
     /// order (id, description, action, target, environment, data_sensitivity, amount_below,
-    /// amount_at_least, outcome, then the outcome's keys, then credential and
-    /// credential_ttl_seconds); require rules always spell out
+    /// amount_at_least, outcome, then the outcome's keys, then credential,
+    /// credential_ttl_seconds, standing_max_seconds and standing_max_uses); require rules always spell out
     /// approvals, approvers, all_groups and exclude_owner; absent options are left out.
     ///
     /// For a valid policy, `Policy::from_toml(&p.to_toml()) == Ok(p)` and writing the parsed
@@ -502,6 +515,12 @@ impl Policy {
             }
             if let Some(ttl) = rule.credential_ttl_seconds {
                 let _ = writeln!(out, "credential_ttl_seconds = {ttl}");
+            }
+            if let Some(seconds) = rule.standing_max_seconds {
+                let _ = writeln!(out, "standing_max_seconds = {seconds}");
+            }
+            if let Some(uses) = rule.standing_max_uses {
+                let _ = writeln!(out, "standing_max_uses = {uses}");
             }
         }
         out

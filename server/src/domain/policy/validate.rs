@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use super::model::{
     ApproverSource, Money, Policy, PolicyError, PolicyRule, RuleOutcome, RuleRef, APPROVALS_RANGE,
     DATA_SENSITIVITY_LEVELS, DEFAULT_RULE_ID, GRANT_TTL_SECONDS_RANGE, REQUEST_TTL_SECONDS_RANGE,
+    STANDING_MAX_SECONDS_RANGE, STANDING_MAX_USES_RANGE,
 };
 
 fn is_lower_alnum(b: u8) -> bool {
@@ -230,6 +231,31 @@ pub(super) fn validate_rule(rule: &PolicyRule, index: usize) -> Result<(), Polic
             ttl,
             &crate::domain::credential::CREDENTIAL_TTL_SECONDS_RANGE,
         )?;
+    }
+    if let Some(seconds) = rule.standing_max_seconds {
+        if !matches!(rule.outcome, RuleOutcome::Require { approvals: 1, .. }) {
+            return Err(PolicyError::at(
+                at,
+                "standing_max_seconds",
+                "only with outcome = \"require\" and approvals = 1: a standing approval stands for one person's approval",
+            ));
+        }
+        check_range(
+            at,
+            "standing_max_seconds",
+            seconds,
+            &STANDING_MAX_SECONDS_RANGE,
+        )?;
+    }
+    if let Some(uses) = rule.standing_max_uses {
+        if rule.standing_max_seconds.is_none() {
+            return Err(PolicyError::at(
+                at,
+                "standing_max_uses",
+                "needs standing_max_seconds: it bounds the standing approvals the rule allows",
+            ));
+        }
+        check_range(at, "standing_max_uses", uses, &STANDING_MAX_USES_RANGE)?;
     }
     match &rule.outcome {
         RuleOutcome::Allow { grant_ttl_seconds } => {

@@ -162,6 +162,8 @@ mod tests {
             reason: "o".into(),
             credential: "p".into(),
             credential_ttl_seconds: "q".into(),
+            standing_max_seconds: "r".into(),
+            standing_max_uses: "s".into(),
         };
         let draft: RuleDraft = transcode(&form).unwrap();
         assert_eq!(

@@ -2,7 +2,7 @@
 
 use app::api::{
     AppError, Decided, EventRow, HistoryFilter, HistoryItem, InboxItem, Recent, RequestView,
-    RequestsBackend, Risk, Shown, Verdict,
+    RequestsBackend, Risk, Shown, StandingItem, TermsOffer, Verdict,
 };
 use async_trait::async_trait;
 use axum::http::request::Parts;
@@ -97,7 +97,41 @@ impl RequestsBackend for UiBackend {
                 .collect(),
             deny_reasons: deny_reasons(),
             approve_delay_ms: d.approve_wait_ms,
+            offer: TermsOffer {
+                can_cap_amount: d.offer.amount.is_some() && !d.offer.releases_credential,
+                amount: d.offer.amount,
+                grant_ttl_seconds: d.offer.grant_ttl_seconds,
+                standing_max_seconds: d.offer.standing_max_seconds,
+                standing_max_uses: d.offer.standing_max_uses,
+                params: d.offer.params,
+            },
         })
+    }
+
+    async fn standing_approvals(&self, req: &Parts) -> Result<Vec<StandingItem>, AppError> {
+        let who = self.who(req).await?;
+        Ok(self
+            .core
+            .standing_approvals(&who)
+            .await?
+            .into_iter()
+            .map(|s| StandingItem {
+                id: s.id,
+                agent_name: s.agent_name,
+                created_by: s.created_by,
+                covers: s.covers,
+                uses_total: s.uses_total,
+                uses_left: s.uses_left,
+                expires_at: s.expires_at,
+                state: s.state.to_string(),
+                request_id: s.request_id,
+            })
+            .collect())
+    }
+
+    async fn revoke_standing(&self, req: &Parts, id: String) -> Result<(), AppError> {
+        let who = self.who(req).await?;
+        Ok(self.core.revoke_standing(&who, &id).await?)
     }
 
     async fn history(

@@ -145,6 +145,13 @@ impl Countersign {
                 "this call's body is not the approved params (their canonical SHA-256 differs)",
             ));
         }
+        // Approvers cannot cap the amount of a credential release (see `domain::terms`), so a
+        // capped grant here was issued for something else: the gateway cannot see amounts.
+        if crate::service::grants::amount_cap(&claims)?.is_some() {
+            return Err(refuse(
+                "this grant caps the amount, which a gateway call cannot be held to",
+            ));
+        }
         if !covers(&settings.operations, &operation) {
             return Err(refuse(format!(
                 "the gateway {} does not cover {operation}",
