@@ -175,6 +175,19 @@ impl Countersign {
             }
             None => None,
         };
+        // The registered side of the agent's delegation, named (at most `MAX_LINEAGE` reads,
+        // and none for an agent that is no one's sub-agent).
+        let mut lineage = Vec::new();
+        for id in self
+            .lineage_of(&agent.id, agent.parent_id.as_deref())
+            .await?
+        {
+            let name = agents::get(self.db.reader(), &id)
+                .await?
+                .map(|a| a.name)
+                .unwrap_or_default();
+            lineage.push(crate::domain::display::Ancestor { id, name });
+        }
         Ok(ApprovalView {
             view_version: VIEW_VERSION,
             request_id: request.id.clone(),
@@ -188,6 +201,7 @@ impl Countersign {
             approvals_required: request.approvals_required,
             expires_at: rfc3339(request.expires_at),
             releases,
+            lineage,
         })
     }
 
@@ -383,6 +397,15 @@ impl Countersign {
         //    and only if it is still pending, unexpired and unchanged.
         let now = self.now();
         let j = self.judgement(&request_id).await?;
+        // Read before the transaction (it is a fact about the agents, not about this request's
+        // state): every decision event carries it, so the export shows the chain per decision.
+        let delegation = self.stored_delegation(&j.request).await?;
+        let with_delegation = |mut data: Value| {
+            if let Some(d) = &delegation {
+                data["delegation"] = d.clone();
+            }
+            data
+        };
         let mut tx = self.db.begin().await?;
         let agent_id = j.request.agent_id.as_str();
         let agent_now =
@@ -429,7 +452,7 @@ impl Countersign {
             users::update_passkey(&mut tx, &used.credential_id, json, now).await?;
         }
         let actor = format!("user:{}", who.person.id);
-        let evidence = json!({
+        let evidence = with_delegation(json!({
             "user_id": who.person.id,
             "passkey_id": used.id,
             "credential_id": used.credential_id,
@@ -439,7 +462,7 @@ impl Countersign {
             "display_hash": context.display_hash,
             "user_verified": result.user_verified(),
             "assertion": serde_json::to_value(credential).map_err(Error::internal)?,
-        });
+        }));
 
         let status = match &context.decision {
             Decision::Approve => {
@@ -494,7 +517,7 @@ impl Countersign {
                         &actor,
                         EventKind::RequestApproved,
                         Some(&request_id),
-                        &json!({ "approvers": approvers }),
+                        &with_delegation(json!({ "approvers": approvers })),
                     )
                     .await?;
                     // The key and epoch as this transaction holds them (step 3).

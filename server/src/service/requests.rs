@@ -28,7 +28,7 @@ use crate::domain::audit_kind::EventKind;
 use crate::domain::canonical::{canonical_json, sha256_prefixed};
 use crate::domain::intake::{parse_new_request, Limits, NewRequest};
 use crate::domain::lifecycle::RequestStatus;
-use crate::domain::policy::{PolicyInput, RuleOutcome};
+use crate::domain::policy::RuleOutcome;
 use crate::domain::quorum::ApproverRule;
 use crate::service::agents::AgentIdentity;
 use crate::service::writer::{IntakeJob, Written};
@@ -300,18 +300,14 @@ impl Countersign {
         let now = self.now();
         let action_hash = new.action_hash(&agent.id);
         let active = self.active_policy().await?;
-        let input = PolicyInput {
-            action_type: &new.action.r#type,
-            target: &new.action.target,
-            environment: new.context.environment.as_deref(),
-            data_sensitivity: new.context.data_sensitivity.as_ref().map(|d| d.as_str()),
-            amount: new
-                .context
-                .amount
-                .as_ref()
-                .map(|a| (&a.value, a.currency.as_str())),
-        };
+        // A sub-agent's registered ancestors count towards its delegation depth whatever it
+        // claims (see `delegation`); an agent that is no one's sub-agent costs no query.
+        let lineage = self
+            .lineage_of(&agent.id, agent.parent_id.as_deref())
+            .await?;
+        let input = super::policies::policy_input(new, &lineage);
         let decision = active.policy.evaluate(&input);
+        let delegation = super::delegation::audit_delegation(new, &lineage);
         let release = match decision.outcome {
             RuleOutcome::Deny { .. } => None,
             _ => active
@@ -428,30 +424,38 @@ impl Countersign {
             request_id: Some(id.clone()),
             data,
         };
-        let mut events = vec![event(
-            &agent_actor,
-            EventKind::RequestCreated,
-            json!({
-                "agent_id": agent.id,
-                "action_hash": action_hash,
-                "request": serde_json::to_value(new).map_err(Error::internal)?,
-                "expires_at": row.expires_at,
-                "policy": {
-                    "version": active.version,
-                    "hash": active.hash,
-                    "rule": decision.rule_id,
-                    "outcome": status,
-                    "explanation": decision.explanation,
-                    "approver_rule": approver_rule,
-                },
-            }),
-        )];
+        let mut created = json!({
+            "agent_id": agent.id,
+            "action_hash": action_hash,
+            "request": serde_json::to_value(new).map_err(Error::internal)?,
+            "expires_at": row.expires_at,
+            "policy": {
+                "version": active.version,
+                "hash": active.hash,
+                "rule": decision.rule_id,
+                "outcome": status,
+                "explanation": decision.explanation,
+                "approver_rule": approver_rule,
+            },
+        });
+        // The delegation the policy decided on, next to its decision (absent when the request
+        // is not delegated, so those events read as before).
+        if let Some(d) = &delegation {
+            created["delegation"] = d.clone();
+        }
+        let mut events = vec![event(&agent_actor, EventKind::RequestCreated, created)];
+        let with_delegation = |mut data: Value| {
+            if let Some(d) = &delegation {
+                data["delegation"] = d.clone();
+            }
+            data
+        };
         let mut grant = None;
         if status == RequestStatus::Approved {
             events.push(event(
                 "policy",
                 EventKind::RequestApproved,
-                json!({ "by": "policy", "rule": decision.rule_id }),
+                with_delegation(json!({ "by": "policy", "rule": decision.rule_id })),
             ));
             let built = self.build_grant(&row, agent.jkt.as_deref(), agent.epoch, &[], now)?;
             events.push(built.event);
@@ -460,7 +464,9 @@ impl Countersign {
             events.push(event(
                 "policy",
                 EventKind::RequestDenied,
-                json!({ "by": "policy", "rule": decision.rule_id, "reason": deny_reason }),
+                with_delegation(
+                    json!({ "by": "policy", "rule": decision.rule_id, "reason": deny_reason }),
+                ),
             ));
         }
         let claim = idempotency_key.map(|key| IdempotencyClaim {

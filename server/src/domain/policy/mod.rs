@@ -33,7 +33,7 @@ pub use glob::glob_match;
 pub use model::{
     ApproverSource, ApproverSourceError, Money, PassedOver, Policy, PolicyDecision, PolicyError,
     PolicyInput, PolicyRule, RuleOutcome, APPROVALS_RANGE, DATA_SENSITIVITY_LEVELS,
-    DEFAULT_EXPLANATION, DEFAULT_GRANT_TTL_SECONDS, DEFAULT_RULE_ID, GRANT_TTL_SECONDS_RANGE,
-    REQUEST_TTL_SECONDS_RANGE,
+    DEFAULT_EXPLANATION, DEFAULT_GRANT_TTL_SECONDS, DEFAULT_RULE_ID, DELEGATION_DEPTH_RANGE,
+    GRANT_TTL_SECONDS_RANGE, REQUEST_TTL_SECONDS_RANGE,
 };
 pub use validate::parse_amount;
