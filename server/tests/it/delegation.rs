@@ -581,6 +581,28 @@ async fn the_export_and_the_page_show_the_chain_for_each_decision(backend: Backe
     let grant = lines.iter().find(|e| e["kind"] == "grant.issued").unwrap();
     assert!(grant["data"].get("delegation").is_none());
 
+    // A denial by a person carries it as well.
+    let denied = app.ask_id(&grandchild, &delegated("10.02", 1)).await;
+    let r = alice
+        .decide(
+            &app.http,
+            &denied,
+            &json!({ "decision": "deny", "reason_code": "too_risky" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let lines: Vec<Value> = app
+        .audit_lines(&denied)
+        .await
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let event = lines
+        .iter()
+        .find(|e| e["kind"] == "request.denied")
+        .unwrap();
+    assert_eq!(event["data"]["delegation"]["lineage"], expected["lineage"]);
+
     // A decision of policy at intake carries it too; a request that is not delegated does not.
     let v = json_of(
         app.agent_post(&child, "/api/v1/requests", &delegated("10.00", 0))
@@ -619,7 +641,77 @@ async fn the_export_and_the_page_show_the_chain_for_each_decision(backend: Backe
     ));
 }
 
+/// Parent changes racing each other and the parent's suspension: two agents each made the
+/// other's parent at once never both succeed (no cycle), and a sub-agent registered while its
+/// new parent is being suspended is either refused or suspended with it: no active agent is
+/// left under a suspended parent.
+async fn parent_changes_racing_each_other_and_a_suspension_leave_no_cycle_and_no_active_child(
+    backend: Backend,
+) {
+    let (app, _alice, _) = TestApp::with_alice(backend).await;
+    let app = Arc::new(app);
+    for round in 0..6 {
+        let a = named_agent(&app, "a", "alice@example.com").await;
+        let b = named_agent(&app, "b", "alice@example.com").await;
+        let (x, y) = (app.clone(), app.clone());
+        let (a1, b1, a2, b2) = (a.id.clone(), b.id.clone(), a.id.clone(), b.id.clone());
+        let first = tokio::spawn(async move { x.core.set_parent(&a1, Some(&b1), "cli").await });
+        let second = tokio::spawn(async move { y.core.set_parent(&b2, Some(&a2), "cli").await });
+        let (first, second) = (first.await.unwrap(), second.await.unwrap());
+        assert!(
+            !(first.is_ok() && second.is_ok()),
+            "round {round}: both made the other its parent"
+        );
+        assert!(
+            first.is_ok() || second.is_ok(),
+            "round {round}: one of them wins"
+        );
+    }
+
+    let parent = named_agent(&app, "parent", "alice@example.com").await;
+    let mut children = Vec::new();
+    for _ in 0..12 {
+        children.push(named_agent(&app, "child", "alice@example.com").await);
+    }
+    let mut tasks = Vec::new();
+    for child in &children {
+        let (app, child, parent) = (app.clone(), child.id.clone(), parent.id.clone());
+        tasks.push(tokio::spawn(async move {
+            app.core.set_parent(&child, Some(&parent), "cli").await
+        }));
+    }
+    app.core.suspend_agent(&parent.id, "test").await.unwrap();
+    let mut attached = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => attached += 1,
+            Err(e) => assert_eq!(field_of(e), "parent"),
+        }
+    }
+    for child in &children {
+        let row = countersign::store::agents::get(app.core.db.reader(), &child.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if row.parent_id.as_deref() == Some(parent.id.as_str()) {
+            assert_eq!(
+                row.status.as_str(),
+                "suspended",
+                "a sub-agent of a suspended parent is active"
+            );
+        }
+    }
+    let registered = countersign::store::agents::list(app.core.db.reader(), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.parent_id.as_deref() == Some(parent.id.as_str()))
+        .count();
+    assert_eq!(registered, attached);
+}
+
 on_both_backends!(
+    parent_changes_racing_each_other_and_a_suspension_leave_no_cycle_and_no_active_child,
     owners_and_admins_register_sub_agents_and_nonsense_is_refused,
     suspending_a_parent_suspends_every_sub_agent_at_once,
     sub_agent_requests_racing_the_parent_suspension_commit_before_it_or_not_at_all,
