@@ -710,7 +710,109 @@ async fn parent_changes_racing_each_other_and_a_suspension_leave_no_cycle_and_no
     assert_eq!(registered, attached);
 }
 
+/// Calls a JSON-encoded server function as `who`.
+async fn call(
+    app: &TestApp,
+    who: &mut common::Person,
+    name: &str,
+    args: Value,
+) -> reqwest::Response {
+    who.post(&app.http, &format!("/api/app/{name}"), &args)
+        .await
+}
+
+/// The policy editor holds the depth keys like any other: a file applied on the command line
+/// opens with them, a draft's nonsense is put next to the field, and dry runs count a sample's
+/// depth and a recent request's registered lineage.
+async fn the_policy_editor_edits_and_dry_runs_depth_rules(backend: Backend) {
+    let (app, mut alice, _) = TestApp::with_alice(backend).await;
+    app.core.apply_policy(POLICY, "cli").await.unwrap();
+    let start = alice
+        .server_json(&app.http, "admin/policy_editor", &[])
+        .await;
+    let rules = start["rules"].as_array().unwrap().clone();
+    assert_eq!(rules[0]["delegation_depth_at_least"], "2");
+    assert_eq!(rules[0]["delegation_depth_below"], "");
+
+    let mut bad = rules.clone();
+    bad[0]["delegation_depth_below"] = json!("2");
+    let preview: Value = call(
+        &app,
+        &mut alice,
+        "admin/preview_policy",
+        json!({ "draft": { "rules": bad } }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        preview["problems"][0]["field"], "delegation_depth_at_least",
+        "{preview}"
+    );
+    bad[0]["delegation_depth_below"] = json!("two");
+    let preview: Value = call(
+        &app,
+        &mut alice,
+        "admin/preview_policy",
+        json!({ "draft": { "rules": bad } }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(preview["problems"][0]["field"], "delegation_depth_below");
+
+    let dry_run = |sample: Value| json!({ "draft": { "rules": rules, "sample": sample } });
+    for (depth, rule) in [("2", "delegated-twice"), ("1", "small"), ("", "small")] {
+        let preview: Value = call(
+            &app,
+            &mut alice,
+            "admin/preview_policy",
+            dry_run(
+                json!({ "action_type": "payments.transfer", "target": "bank-api",
+                            "amount": "10", "currency": "EUR", "delegation_depth": depth }),
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            preview["dry_run"]["rule_id"], rule,
+            "depth {depth:?}: {preview}"
+        );
+    }
+    let r = call(
+        &app,
+        &mut alice,
+        "admin/preview_policy",
+        dry_run(json!({ "action_type": "payments.transfer", "delegation_depth": "-1" })),
+    )
+    .await;
+    assert_eq!(
+        json_of(r, StatusCode::BAD_REQUEST).await["Invalid"]["field"],
+        "sample.delegation_depth"
+    );
+
+    // A recent request of a registered grandchild: its lineage counts in the dry run too.
+    let (_root, _child, grandchild) = family(&app).await;
+    let id = app.ask_id(&grandchild, &transfer("10.00")).await;
+    let preview: Value = call(
+        &app,
+        &mut alice,
+        "admin/preview_policy",
+        json!({ "draft": { "rules": rules, "recent": id } }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(preview["dry_run"]["rule_id"], "delegated-twice");
+}
+
 on_both_backends!(
+    the_policy_editor_edits_and_dry_runs_depth_rules,
     parent_changes_racing_each_other_and_a_suspension_leave_no_cycle_and_no_active_child,
     owners_and_admins_register_sub_agents_and_nonsense_is_refused,
     suspending_a_parent_suspends_every_sub_agent_at_once,
