@@ -187,6 +187,22 @@ enum AgentCommand {
     /// The URL Countersign calls (a signed POST) when one of the agent's requests is decided.
     #[command(subcommand)]
     Callback(CallbackCommand),
+    /// Register the agent as a sub-agent of another (`--parent ID`), or as acting directly for
+    /// its owner again (`--none`). Suspending a parent suspends its sub-agents; its registered
+    /// ancestors count towards its requests' delegation depth in policy.
+    SetParent {
+        /// The agent id.
+        id: String,
+        /// The parent agent's id.
+        #[arg(long, conflicts_with = "none", required_unless_present = "none")]
+        parent: Option<String>,
+        /// Clear the parent.
+        #[arg(long)]
+        none: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -472,6 +488,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     "Suspended {id}: {} pending requests cancelled, {} grants revoked.",
                     r.cancelled_requests, r.revoked_grants
                 );
+                if r.suspended_sub_agents > 0 {
+                    println!(
+                        "{} sub-agents were suspended with it (resuming {id} does not resume them).",
+                        r.suspended_sub_agents
+                    );
+                }
             } else {
                 println!("{id} was already suspended ({} pending requests cancelled, {} grants revoked now).", r.cancelled_requests, r.revoked_grants);
             }
@@ -542,6 +564,32 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(describe)?;
             println!("{id} has no callback URL any more.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCommand::SetParent {
+            id,
+            parent,
+            none: _,
+            json,
+        }) => {
+            let core = open().await?;
+            let r = core
+                .set_parent(&id, parent.as_deref(), "cli")
+                .await
+                .map_err(describe)?;
+            if json {
+                let out = serde_json::json!({
+                    "id": r.agent_id,
+                    "parent": r.parent_id,
+                    "previous_parent": r.previous,
+                });
+                println!("{out}");
+            } else {
+                match &r.parent_id {
+                    Some(p) => println!("{id} is a sub-agent of {p}."),
+                    None => println!("{id} acts directly for its owner (no parent)."),
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCommand::Apply { file }) => {

@@ -25,6 +25,18 @@ pub struct AgentItem {
     pub last_seen_at: Option<i64>,
     /// The URL called (a signed POST) when one of its requests is decided, if any.
     pub callback_url: Option<String>,
+    /// The agent it is registered as a sub-agent of, if any.
+    #[serde(default)]
+    pub parent: Option<AgentRef>,
+}
+
+/// Another agent, by id and (when the reader may know it) name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRef {
+    /// Agent id.
+    pub id: String,
+    /// Its name, when it is one the reader can see.
+    pub name: Option<String>,
 }
 
 /// A newly registered agent; the key is shown once.
@@ -63,6 +75,9 @@ pub struct AdminAgentItem {
     pub pending_requests: i64,
     /// The URL called (a signed POST) when one of its requests is decided, if any.
     pub callback_url: Option<String>,
+    /// The agent it is registered as a sub-agent of, if any.
+    #[serde(default)]
+    pub parent: Option<AgentRef>,
 }
 
 /// What suspending or resuming an agent did.
@@ -138,6 +153,14 @@ pub trait AgentsBackend: Send + Sync + 'static {
         id: String,
         url: String,
     ) -> Result<Option<String>, AppError>;
+    /// Registers one of this person's agents as a sub-agent of another of theirs (admins: any
+    /// two agents), or clears that (an empty `parent`); returns the parent as stored.
+    async fn set_agent_parent(
+        &self,
+        req: &http::request::Parts,
+        id: String,
+        parent: String,
+    ) -> Result<Option<String>, AppError>;
     /// Every agent with its owner (admins only).
     async fn admin_agents(
         &self,
@@ -206,6 +229,15 @@ pub async fn set_agent_active(id: String, active: bool) -> Result<(), AppError> 
 pub async fn set_agent_callback(id: String, url: String) -> Result<Option<String>, AppError> {
     let (b, p) = backend().await?;
     with_status(b.set_agent_callback(&p, id, url).await)
+}
+
+/// Registers an agent as a sub-agent of another (`parent`, an agent id; empty clears it).
+/// Owners may do this between two agents they own; admins between any two. Suspending the
+/// parent then suspends the sub-agent too.
+#[server(prefix = "/api/app", endpoint = "set_agent_parent")]
+pub async fn set_agent_parent(id: String, parent: String) -> Result<Option<String>, AppError> {
+    let (b, p) = backend().await?;
+    with_status(b.set_agent_parent(&p, id, parent).await)
 }
 
 /// Every agent with its owner, status, key type and last activity (admins only).

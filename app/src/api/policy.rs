@@ -57,6 +57,11 @@ pub struct RuleDraft {
     pub amount_at_least: String,
     /// The amount must be below this.
     pub amount_below: String,
+    /// The request's delegation depth must be at least this (the larger of the claimed chain
+    /// and the agent's registered ancestors).
+    pub delegation_depth_at_least: String,
+    /// The request's delegation depth must be below this.
+    pub delegation_depth_below: String,
     /// `allow`, `require` or `deny`.
     pub outcome: String,
     /// Distinct approvals needed.
@@ -110,6 +115,8 @@ pub struct SampleDraft {
     pub amount: String,
     /// Currency.
     pub currency: String,
+    /// How many hops of delegation the sample claims (empty: none).
+    pub delegation_depth: String,
 }
 
 /// A draft to check: its rules and, optionally, a request to dry-run (a sample, or a recent

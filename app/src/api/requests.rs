@@ -73,6 +73,18 @@ pub struct Shown {
     /// What approving releases besides the grant (a task-scoped credential), in a sentence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub releases: Option<String>,
+    /// The agents the asking agent is registered under, outermost first (its parent last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lineage: Vec<Ancestor>,
+}
+
+/// One registered ancestor of the agent that asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ancestor {
+    /// Agent id.
+    pub id: String,
+    /// Agent name.
+    pub name: String,
 }
 
 /// An approval or denial already given.

@@ -253,6 +253,7 @@ fn AgentCard(
     .into_any();
     let callback = view! {
         <super::agents::Callback id=agent.id.clone() current=agent.callback_url.clone() version/>
+        <super::agents::Parent id=agent.id.clone() current=agent.parent.clone() version/>
     }
     .into_any();
     view! {

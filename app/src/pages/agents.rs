@@ -11,7 +11,7 @@ use leptos_meta::Title;
 use super::failure;
 use crate::api::{
     my_agents, registered_agent, set_agent_active, AgentItem, AgentStatus, AppError, CreateAgent,
-    NewAgent, SetAgentCallback,
+    NewAgent, SetAgentCallback, SetAgentParent,
 };
 use crate::ui::{ErrorBox, Loading, When};
 
@@ -105,6 +105,7 @@ fn Row(agent: AgentItem, version: RwSignal<u64>) -> impl IntoView {
             </button>
             {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
             <Callback id=agent.id.clone() current=agent.callback_url.clone() version/>
+            <Parent id=agent.id.clone() current=agent.parent.clone() version/>
         </li>
     }
 }
@@ -132,6 +133,40 @@ pub(crate) fn Callback(
                 placeholder="https://agent.example.com/countersign" value=current.unwrap_or_default()/>
             <button type="submit" disabled=move || save.pending().get()>"Save callback"</button>
             {move || save.value().get().and_then(Result::err).map(|e| view! { <ErrorBox error=e/> })}
+        </ActionForm>
+    }
+}
+
+/// The agent's parent: registered as a sub-agent of another agent (by id), or cleared by
+/// saving it empty. An `ActionForm`, so it posts before the wasm loads too.
+#[component]
+pub(crate) fn Parent(
+    id: String,
+    current: Option<crate::api::AgentRef>,
+    version: RwSignal<u64>,
+) -> impl IntoView {
+    let save = ServerAction::<SetAgentParent>::new();
+    Effect::new(move || {
+        if let Some(Ok(_)) = save.value().get() {
+            version.update(|v| *v += 1);
+        }
+    });
+    let error = move || save.value().get().and_then(Result::err);
+    let input_id = format!("parent-{id}");
+    let shown = current.as_ref().map(|p| match &p.name {
+        Some(name) => format!("Sub-agent of {name} ({}).", p.id),
+        None => format!("Sub-agent of {}.", p.id),
+    });
+    view! {
+        <ActionForm action=save attr:class="parent">
+            <input type="hidden" name="id" value=id.clone()/>
+            {shown.map(|s| view! { <p class="meta parent-of">{s}</p> })}
+            <label for=input_id.clone()>"Sub-agent of (agent id)"</label>
+            <input id=input_id name="parent" maxlength="64" placeholder="empty: acts for its owner directly"
+                value=current.map(|p| p.id).unwrap_or_default()/>
+            <button type="submit" disabled=move || save.pending().get()>"Save parent"</button>
+            {move || error().and_then(|e| e.for_field("parent")).map(|m| view! { <p class="field-error">{m}</p> })}
+            {move || error().filter(|e| e.for_field("parent").is_none()).map(|e| view! { <ErrorBox error=e/> })}
         </ActionForm>
     }
 }

@@ -7,6 +7,7 @@ pub mod admin_agents;
 pub mod agents;
 pub mod audit;
 pub mod credentials;
+pub mod delegation_chain;
 pub mod enrol;
 pub mod guards;
 pub mod history;

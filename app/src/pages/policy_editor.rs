@@ -162,6 +162,8 @@ fn Draft(policy: EditablePolicy, applied: RwSignal<u64>) -> impl IntoView {
                         field=|s| &mut s.amount/>
                     <SampleField sample name="currency" label="Currency" placeholder="EUR"
                         field=|s| &mut s.currency/>
+                    <SampleField sample name="delegation_depth" label="Delegation depth" placeholder="0"
+                        field=|s| &mut s.delegation_depth/>
                 </fieldset>
             </div>
 
@@ -325,6 +327,10 @@ fn RuleCard(
                     {props.text("amount_at_least", "Amount at least", "1000", |r| &mut r.amount_at_least)}
                     {props.text("amount_below", "Amount below", "10000", |r| &mut r.amount_below)}
                     {props.text("amount_currency", "Currency", "EUR", |r| &mut r.amount_currency)}
+                </div>
+                <div class="depths">
+                    {props.text("delegation_depth_at_least", "Delegation depth at least", "2", |r| &mut r.delegation_depth_at_least)}
+                    {props.text("delegation_depth_below", "Delegation depth below", "1", |r| &mut r.delegation_depth_below)}
                 </div>
             </fieldset>
             <fieldset>

@@ -148,18 +148,7 @@ fn Shown(page: Page, notes: Notes) -> impl IntoView {
                 </dl>
                 {other_context.map(|c| view! { <ValueTable value=c/> })}
                 <h3>"Delegation chain"</h3>
-                {if delegation.is_empty() {
-                    view! { <p class="none">"The agent acts directly for its owner."</p> }.into_any()
-                } else {
-                    view! {
-                        <ol class="chain">
-                            {delegation
-                                .into_iter()
-                                .map(|link| view! { <li><ValueTable value=link/></li> })
-                                .collect_view()}
-                        </ol>
-                    }.into_any()
-                }}
+                <super::delegation_chain::DelegationChain delegation agent_name=shown.agent_name.clone() lineage=shown.lineage.clone()/>
             </section>
 
             {shown.releases.clone().map(|releases| view! {

@@ -58,6 +58,10 @@ pub enum EventKind {
     /// An agent's public key was set or replaced.
     #[strum(serialize = "agent.public_key_set")]
     AgentPublicKeySet,
+    /// An agent was registered as a sub-agent of another agent, or no longer is one (the
+    /// parent, and the previous one, in its data).
+    #[strum(serialize = "agent.parent_set")]
+    AgentParentSet,
     /// An agent's callback URL was registered or replaced.
     #[strum(serialize = "agent.callback_set")]
     AgentCallbackSet,
@@ -155,7 +159,7 @@ mod tests {
         for k in EventKind::VARIANTS {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(*k));
         }
-        assert_eq!(EventKind::VARIANTS.len(), 42);
+        assert_eq!(EventKind::VARIANTS.len(), 43);
         assert_eq!(EventKind::GrantRedeemed.as_str(), "grant.redeemed");
     }
 }

@@ -58,6 +58,7 @@ pub const IMPORTANT_KINDS: &[&str] = &[
     "agent.resumed",
     "agent.key_rotated",
     "agent.public_key_set",
+    "agent.parent_set",
     "policy.applied",
     "settings.changed",
     "user.invited",

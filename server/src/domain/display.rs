@@ -50,6 +50,21 @@ pub struct ApprovalView {
     /// hashed form when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terms: Option<super::terms::Terms>,
+    /// The agents the asking agent is registered under, outermost first (its parent last):
+    /// the registered side of its delegation, shown next to the chain it claims. Left out of
+    /// the hashed form when empty, so the views of agents that are no one's sub-agent (and
+    /// every view recorded before sub-agents existed) keep their hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lineage: Vec<Ancestor>,
+}
+
+/// One registered ancestor of the agent that asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ancestor {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
 }
 
 impl ApprovalView {
@@ -80,6 +95,7 @@ mod tests {
             expires_at: "2026-01-01T00:00:00.000Z".into(),
             releases: None,
             terms: None,
+            lineage: Vec::new(),
         }
     }
 
@@ -93,6 +109,20 @@ mod tests {
         let mut v = view();
         v.agent_name = "invoice-b0t".into();
         assert_ne!(v.display_hash(), base);
+        let mut v = view();
+        v.lineage = vec![Ancestor {
+            id: "p".into(),
+            name: "planner-agent".into(),
+        }];
+        assert_ne!(v.display_hash(), base);
+    }
+
+    #[test]
+    fn an_empty_lineage_is_left_out_of_the_hashed_form() {
+        // So views of agents without parents hash as they did before `lineage` existed.
+        let json = serde_json::to_value(view()).unwrap();
+        assert!(json.get("lineage").is_none());
+        assert!(json.get("releases").is_none());
     }
 
     #[test]

@@ -70,6 +70,52 @@ fn person_label(names: &Names, id: &str) -> String {
     }
 }
 
+/// A decision's delegation (its `delegation` member: the claimed chain and the registered
+/// lineage) in one line: "alice@example.com → planner-agent → the agent; registered under
+/// root-id → parent-id". Agent ids in the lineage are named when `names` knows them.
+fn delegation_text(d: &Value, names: &Names) -> Option<String> {
+    let d = d.get("delegation")?;
+    let mut hops: Vec<String> = Vec::new();
+    for link in d
+        .get("chain")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let actor = text_at(link, "/actor").unwrap_or_default();
+        if let Some(principal) = text_at(link, "/on_behalf_of") {
+            if hops.last() != Some(&principal) {
+                hops.push(principal);
+            }
+        }
+        hops.push(actor);
+    }
+    let lineage: Vec<String> = d
+        .get("lineage")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|id| match names.agents.get(id) {
+            Some(name) => format!("{name} ({id})"),
+            None => id.to_string(),
+        })
+        .collect();
+    let mut out = String::new();
+    if !hops.is_empty() {
+        hops.push("the agent".into());
+        out.push_str(&hops.join(" → "));
+    }
+    if !lineage.is_empty() {
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str("registered under ");
+        out.push_str(&lineage.join(" → "));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// Who caused an event, in words.
 pub fn actor_label(actor: &str, names: &Names) -> String {
     if let Some(id) = actor.strip_prefix("user:") {
@@ -193,6 +239,7 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
                     })
                     .filter(|s| !s.is_empty()),
             );
+            pfact("delegation", "Delegation", delegation_text(d, names));
             pfact(
                 "policy_version",
                 "Policy version",
@@ -229,6 +276,7 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
             fact("rule", "Rule", text_at(d, "/rule"));
             fact("reason_code", "Reason code", text_at(d, "/reason_code"));
             fact("reason", "Reason", text_at(d, "/reason"));
+            fact("delegation", "Delegation", delegation_text(d, names));
             if kind == Some(EventKind::ApprovalRecorded) {
                 "Approval"
             } else {
@@ -253,7 +301,28 @@ pub fn describe(e: &AuditEvent, names: &Names) -> Vec<TimelineStep> {
                 approvers.or_else(|| text_at(d, "/by")),
             );
             fact("rule", "Rule", text_at(d, "/rule"));
+            fact("delegation", "Delegation", delegation_text(d, names));
             "Approved"
+        }
+        Some(EventKind::AgentParentSet) => {
+            let agent = |id: Option<String>| {
+                id.map(|id| match names.agents.get(&id) {
+                    Some(name) => format!("{name} ({id})"),
+                    None => id,
+                })
+            };
+            fact("agent", "Agent", agent(text_at(d, "/agent_id")));
+            fact(
+                "parent",
+                "Sub-agent of",
+                agent(text_at(d, "/parent_id")).or_else(|| Some("no one".into())),
+            );
+            fact(
+                "previous_parent",
+                "Before",
+                agent(text_at(d, "/previous_parent_id")),
+            );
+            "Agent's parent set"
         }
         Some(EventKind::GrantIssued) => {
             fact("jti", "Grant id", text_at(d, "/jti"));
@@ -484,6 +553,43 @@ mod tests {
         assert_eq!(fact(&steps[1], "explanation"), Some("needs one"));
         assert_eq!(fact(&steps[1], "approvals_required"), Some("1"));
         assert_eq!(fact(&steps[1], "policy_version"), Some("2 (sha256:p)"));
+    }
+
+    #[test]
+    fn a_delegated_decision_reads_as_a_chain_of_actors() {
+        let mut names = Names::default();
+        names.agents.insert("p1".into(), "planner-agent".into());
+        let e = event(
+            "request.approved",
+            "user:u1",
+            json!({ "approvers": ["u1"], "delegation": {
+                "chain": [{ "actor": "planner-agent", "on_behalf_of": "alice@example.com" },
+                          { "actor": "invoice-bot", "on_behalf_of": "planner-agent" }],
+                "lineage": ["p1"], "depth": 2 } }),
+        );
+        let s = &describe(&e, &names)[0];
+        assert_eq!(
+            fact(s, "delegation"),
+            Some(
+                "alice@example.com → planner-agent → invoice-bot → the agent; registered under \
+                 planner-agent (p1)"
+            )
+        );
+        let direct = event(
+            "request.approved",
+            "user:u1",
+            json!({ "approvers": ["u1"] }),
+        );
+        assert_eq!(fact(&describe(&direct, &names)[0], "delegation"), None);
+        let set = event(
+            "agent.parent_set",
+            "cli",
+            json!({ "agent_id": "c1", "parent_id": "p1", "previous_parent_id": null }),
+        );
+        let s = &describe(&set, &names)[0];
+        assert_eq!(s.title, "Agent's parent set");
+        assert_eq!(fact(s, "parent"), Some("planner-agent (p1)"));
+        assert_eq!(fact(s, "previous_parent"), None);
     }
 
     #[test]

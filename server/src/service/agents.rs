@@ -48,6 +48,9 @@ pub struct AgentIdentity {
     /// The agent's epoch when this credential was checked. Whatever the call writes on the
     /// agent's behalf commits only if the agent is still at this epoch (see the module docs).
     pub epoch: i64,
+    /// The agent it is registered as a sub-agent of, if any (see `delegation`); read with the
+    /// credential, so an agent that is no one's sub-agent costs intake no lineage query.
+    pub parent_id: Option<String>,
 }
 
 /// A newly registered agent.
@@ -93,12 +96,20 @@ impl ActivityTracker {
 /// What the kill switch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SuspendReport {
-    /// Pending requests cancelled.
+    /// Pending requests cancelled (the agent's and its sub-agents').
     pub cancelled_requests: usize,
-    /// Outstanding grants revoked.
+    /// Outstanding grants revoked (the agent's and its sub-agents').
     pub revoked_grants: usize,
     /// False when the agent was already suspended.
     pub changed: bool,
+    /// Sub-agents (at any depth) suspended with it, that were active until now.
+    pub suspended_sub_agents: usize,
+}
+
+/// What the kill switch did to one agent, inside the suspension's transaction.
+struct Stopped {
+    cancelled: Vec<String>,
+    revoked: usize,
 }
 
 fn validate_name(name: &str) -> Result<(), Error> {
@@ -185,6 +196,7 @@ impl Countersign {
             last_seen_at: None,
             epoch: 0,
             callback_url: None,
+            parent_id: None,
         };
         rows::insert(&mut tx, &row).await?;
         audit::append(
@@ -207,63 +219,76 @@ impl Countersign {
     }
 
     /// The kill switch: refuses the agent's credentials from now on, cancels its pending
-    /// requests and revokes its outstanding grants, all in one transaction.
+    /// requests and revokes its outstanding grants, and does the same to every sub-agent below
+    /// it (see `delegation`), all in one transaction. Each agent gets its own `agent.suspended`
+    /// event; a sub-agent's names the parent whose suspension reached it. Resuming the agent
+    /// later does not resume its sub-agents.
     ///
-    /// The first statement advances the agent's epoch (and, on PostgreSQL, takes its row lock):
-    /// intake and decisions hold the same row while they write, so each of them either
-    /// committed before this transaction (and its request or grant is cancelled or revoked
-    /// here) or sees the new epoch and writes nothing. See the module docs.
+    /// Before anything else it holds the agent's row and its sub-agents' (on PostgreSQL; SQLite
+    /// has one writer), then advances their epochs: intake and decisions hold the same rows
+    /// while they write, so each of them either committed before this transaction (and its
+    /// request or grant is cancelled or revoked here) or sees the new epoch and writes
+    /// nothing. See the module docs. A sub-agent registered concurrently either committed
+    /// first, and is found when the family is read again under the locks, or waited for this
+    /// transaction and then finds its parent suspended and is refused (`delegation` holds the
+    /// parent's row while it registers one).
     pub async fn suspend_agent(&self, id: &str, actor: &str) -> Result<SuspendReport, Error> {
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        let changed =
-            rows::set_status(&mut tx, id, AgentStatus::Active, AgentStatus::Suspended).await?;
-        if !changed && rows::get(&mut *tx, id).await?.is_none() {
+        if rows::get(&mut *tx, id).await?.is_none() {
             return Err(Error::NotFound(format!("no agent {id}")));
         }
-        let change = Change {
-            reason_code: Some("agent_suspended"),
-            reason: Some("The agent was suspended."),
-            ..Change::from_pending(RequestStatus::Cancelled, now, "system")
+        // First hold the agent and every sub-agent below it, and only then write anything.
+        // The rows are taken in id order, as the intake writer takes the agents of a batch, and
+        // before any audit event (whose chain head every writer takes last), so this
+        // transaction and a batch of the sub-agents' requests never wait for each other
+        // crosswise. The family is read again once held: a sub-agent registered meanwhile
+        // committed before we held its parent, and is found; one registering now waits for its
+        // parent's row and then finds it suspended.
+        let mut held = std::collections::HashSet::new();
+        let family = loop {
+            let family = subtree(&mut tx, id).await?;
+            let mut ids: Vec<&str> = std::iter::once(id)
+                .chain(family.iter().map(|(child, _)| child.as_str()))
+                .filter(|a| !held.contains(*a))
+                .collect();
+            if ids.is_empty() {
+                break family;
+            }
+            ids.sort_unstable();
+            rows::current_for_write(&mut tx, self.db.backend(), &ids, rows::Hold::Update).await?;
+            held.extend(ids.into_iter().map(str::to_string));
         };
-        let cancelled = store::requests::cancel_all_of_agent(&mut tx, id, &change).await?;
-        let events: Vec<audit::NewEvent> = cancelled
-            .iter()
-            .map(|rid| audit::NewEvent {
-                at: now,
-                actor: actor.to_string(),
-                kind: EventKind::RequestCancelled,
-                request_id: Some(rid.clone()),
-                data: json!({ "by": actor, "reason": "agent_suspended" }),
-            })
-            .collect();
-        audit::append_many(&mut tx, &events).await?;
-        for rid in &cancelled {
-            announce(&mut tx, self.db.backend(), rid).await?;
+        let changed =
+            rows::set_status(&mut tx, id, AgentStatus::Active, AgentStatus::Suspended).await?;
+        let mut report = SuspendReport {
+            changed,
+            ..SuspendReport::default()
+        };
+        for (child, _) in &family {
+            if rows::set_status(&mut tx, child, AgentStatus::Active, AgentStatus::Suspended).await?
+            {
+                report.suspended_sub_agents += 1;
+            }
         }
-        let revoked = revoke_outstanding_grants(&mut tx, id, now, actor, "agent_suspended").await?;
-        super::standing::revoke_all_of_agents(&mut tx, &[id], actor, "agent_suspended", now)
-            .await?;
-        audit::append(
-            &mut tx,
-            now,
-            actor,
-            EventKind::AgentSuspended,
-            None,
-            &json!({ "agent_id": id, "cancelled_requests": cancelled.len(), "revoked_grants": revoked }),
-        )
-        .await?;
+        let mut cancelled = Vec::new();
+        let first = stop_agent(&mut tx, self.db.backend(), id, now, actor, None).await?;
+        report.revoked_grants += first.revoked;
+        cancelled.extend(first.cancelled);
+        for (child, parent) in &family {
+            let stopped =
+                stop_agent(&mut tx, self.db.backend(), child, now, actor, Some(parent)).await?;
+            report.revoked_grants += stopped.revoked;
+            cancelled.extend(stopped.cancelled);
+        }
+        report.cancelled_requests = cancelled.len();
         tx.commit().await.map_err(store::StoreError::from)?;
         for rid in &cancelled {
             self.waiters.wake(rid);
         }
         self.callbacks.kick();
         self.credentials.kick();
-        Ok(SuspendReport {
-            cancelled_requests: cancelled.len(),
-            revoked_grants: revoked,
-            changed,
-        })
+        Ok(report)
     }
 
     /// Lifts a suspension.
@@ -350,6 +375,78 @@ impl Countersign {
     }
 }
 
+/// Cancels one agent's pending requests and revokes its outstanding grants and released
+/// credentials, with their audit events and the agent's `agent.suspended` event, inside the
+/// suspension's transaction (the caller has already moved the agent to `suspended`, advancing
+/// its epoch). `because_of` is the parent whose suspension reached this agent.
+/// Every agent below `id` as `(agent, its parent)`, level by level (parents before their
+/// sub-agents). Bounded by the depth cap; a cycle (which `delegation` never lets in) ends it all
+/// the same.
+async fn subtree(tx: &mut store::WriteTx, id: &str) -> Result<Vec<(String, String)>, Error> {
+    let mut out = Vec::new();
+    let mut level = vec![id.to_string()];
+    let mut seen = std::collections::HashSet::from([id.to_string()]);
+    for _ in 0..=rows::MAX_LINEAGE {
+        let mut next = Vec::new();
+        for (child, parent) in rows::children_of(tx, &level).await? {
+            if seen.insert(child.clone()) {
+                next.push(child.clone());
+                out.push((child, parent));
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    Ok(out)
+}
+
+async fn stop_agent(
+    tx: &mut store::WriteTx,
+    backend: store::Backend,
+    id: &str,
+    now: crate::clock::Millis,
+    actor: &str,
+    because_of: Option<&str>,
+) -> Result<Stopped, Error> {
+    let change = Change {
+        reason_code: Some("agent_suspended"),
+        reason: Some(match because_of {
+            None => "The agent was suspended.",
+            Some(_) => "The agent's parent agent was suspended.",
+        }),
+        ..Change::from_pending(RequestStatus::Cancelled, now, "system")
+    };
+    let cancelled = store::requests::cancel_all_of_agent(&mut *tx, id, &change).await?;
+    let events: Vec<audit::NewEvent> = cancelled
+        .iter()
+        .map(|rid| audit::NewEvent {
+            at: now,
+            actor: actor.to_string(),
+            kind: EventKind::RequestCancelled,
+            request_id: Some(rid.clone()),
+            data: json!({ "by": actor, "reason": "agent_suspended" }),
+        })
+        .collect();
+    audit::append_many(&mut *tx, &events).await?;
+    for rid in &cancelled {
+        announce(&mut *tx, backend, rid).await?;
+    }
+    let revoked = revoke_outstanding_grants(&mut *tx, id, now, actor, "agent_suspended").await?;
+    super::standing::revoke_all_of_agents(tx, &[id], actor, "agent_suspended", now).await?;
+    let mut data = json!({
+        "agent_id": id,
+        "cancelled_requests": cancelled.len(),
+        "revoked_grants": revoked,
+    });
+    if let Some(parent) = because_of {
+        data["cause"] = json!({ "parent_suspended": parent });
+    }
+    audit::append(&mut *tx, now, actor, EventKind::AgentSuspended, None, &data).await?;
+    Ok(Stopped { cancelled, revoked })
+}
+
 /// The one answer to every credential failure: telling a caller *why* (unknown agent, wrong
 /// secret, suspended, a key that changed while its request was on its way) would help an
 /// attacker more than a legitimate agent.
@@ -396,6 +493,7 @@ fn identity(agent: AgentRow) -> AgentIdentity {
         owner_id: agent.owner_id,
         jkt: agent.jwk_thumbprint,
         epoch: agent.epoch,
+        parent_id: agent.parent_id,
     }
 }
 

@@ -184,6 +184,19 @@ impl Countersign {
             }
             None => None,
         };
+        // The registered side of the agent's delegation, named (at most `MAX_LINEAGE` reads,
+        // and none for an agent that is no one's sub-agent).
+        let mut lineage = Vec::new();
+        for id in self
+            .lineage_of(&agent.id, agent.parent_id.as_deref())
+            .await?
+        {
+            let name = agents::get(self.db.reader(), &id)
+                .await?
+                .map(|a| a.name)
+                .unwrap_or_default();
+            lineage.push(crate::domain::display::Ancestor { id, name });
+        }
         Ok(ApprovalView {
             view_version: VIEW_VERSION,
             request_id: request.id.clone(),
@@ -198,6 +211,7 @@ impl Countersign {
             expires_at: rfc3339(request.expires_at),
             releases,
             terms: None,
+            lineage,
         })
     }
 
@@ -208,7 +222,8 @@ impl Countersign {
     pub(crate) async fn rule_bounds(&self, request: &RequestRow) -> Result<RuleBounds, Error> {
         let new = stored_request(request)?;
         let active = self.active_policy().await?;
-        let decided = active.policy.evaluate(&policy_input(&new));
+        let lineage = crate::store::agents::lineage(self.db.reader(), &request.agent_id).await?;
+        let decided = active.policy.evaluate(&policy_input(&new, &lineage));
         let rule = (decided.rule_id == request.rule_id)
             .then(|| active.policy.rule(&request.rule_id))
             .flatten();
@@ -461,6 +476,15 @@ impl Countersign {
                 ));
             }
         }
+        // Read before the transaction (it is a fact about the agents, not about this request's
+        // state): every decision event carries it, so the export shows the chain per decision.
+        let delegation = self.stored_delegation(&j.request).await?;
+        let with_delegation = |mut data: Value| {
+            if let Some(d) = &delegation {
+                data["delegation"] = d.clone();
+            }
+            data
+        };
         let mut tx = self.db.begin().await?;
         let agent_id = j.request.agent_id.as_str();
         let agent_now =
@@ -507,7 +531,7 @@ impl Countersign {
             users::update_passkey(&mut tx, &used.credential_id, json, now).await?;
         }
         let actor = format!("user:{}", who.person.id);
-        let mut evidence = json!({
+        let mut evidence = with_delegation(json!({
             "user_id": who.person.id,
             "passkey_id": used.id,
             "credential_id": used.credential_id,
@@ -517,7 +541,7 @@ impl Countersign {
             "display_hash": context.display_hash,
             "user_verified": result.user_verified(),
             "assertion": serde_json::to_value(credential).map_err(Error::internal)?,
-        });
+        }));
         if !context.terms.is_empty() {
             evidence["terms"] = json!(context.terms);
         }
@@ -605,7 +629,7 @@ impl Countersign {
                         &actor,
                         EventKind::RequestApproved,
                         Some(&request_id),
-                        &approved,
+                        &with_delegation(approved),
                     )
                     .await?;
                     // The key and epoch as this transaction holds them (step 3).

@@ -185,6 +185,8 @@ pub struct OwnAgent {
     pub last_seen_at: Option<Millis>,
     /// Where its decisions are announced, if anywhere.
     pub callback_url: Option<String>,
+    /// The agent it is registered as a sub-agent of, if any.
+    pub parent_id: Option<String>,
 }
 
 /// History filters.
@@ -450,6 +452,7 @@ impl Countersign {
                 created_at: a.created_at,
                 last_seen_at: a.last_seen_at,
                 callback_url: a.callback_url,
+                parent_id: a.parent_id,
             })
             .collect())
     }

@@ -14,6 +14,7 @@ pub mod callbacks;
 pub mod checkpoints;
 pub mod credentials;
 pub mod decisions;
+pub mod delegation;
 pub mod error;
 pub mod grants;
 pub mod guards;

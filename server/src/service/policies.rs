@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::people::SignedIn;
 use super::{Countersign, Error};
@@ -187,6 +187,9 @@ pub struct SampleRequest {
     pub amount: String,
     /// Its currency.
     pub currency: String,
+    /// How many hops of delegation it claims (empty: none): the dry run gives it a claimed
+    /// chain of that length.
+    pub delegation_depth: String,
 }
 
 /// What to dry-run the draft on.
@@ -266,8 +269,15 @@ impl Countersign {
                     parse_new_request(row.body.as_bytes(), &Limits::default()).map_err(|e| {
                         Error::internal(format!("stored request {id} unreadable: {e:?}"))
                     })?;
+                // The agent's lineage as registered now: a dry run asks what the draft would
+                // decide if this request came in today.
+                let lineage =
+                    crate::store::agents::lineage(self.db.reader(), &row.agent_id).await?;
                 let label = format!("{} on {} ({})", row.action_type, row.target, row.id);
-                Some((label, draft.evaluate_explained(&policy_input(&new))))
+                Some((
+                    label,
+                    draft.evaluate_explained(&policy_input(&new, &lineage)),
+                ))
             }
         };
         Ok(DraftPreview {
@@ -365,9 +375,14 @@ impl Countersign {
     }
 }
 
-/// The facts of an agent's request that the policy looks at.
-pub(crate) fn policy_input(new: &crate::domain::intake::NewRequest) -> PolicyInput<'_> {
+/// The facts of an agent's request that the policy looks at, given the agent's registered
+/// lineage (ancestor ids; see `delegation` for why the depth is the larger of the two).
+pub(crate) fn policy_input<'a>(
+    new: &'a crate::domain::intake::NewRequest,
+    lineage: &[String],
+) -> PolicyInput<'a> {
     PolicyInput {
+        delegation_depth: super::delegation::delegation_depth(new, lineage),
         action_type: &new.action.r#type,
         target: &new.action.target,
         environment: new.context.environment.as_deref(),
@@ -415,6 +430,27 @@ fn dry_run_sample(
         (None, Some(_)) => return Err(Error::invalid("sample.amount", "give the amount too")),
         (None, None) => {}
     }
+    if let Some(depth) = given(&sample.delegation_depth) {
+        let hops = depth
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= Limits::default().max_delegation)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "sample.delegation_depth",
+                    format!(
+                        "a delegation depth is a whole number from 0 to {}",
+                        Limits::default().max_delegation
+                    ),
+                )
+            })?;
+        let chain: Vec<Value> = (1..=hops)
+            .map(|i| json!({ "actor": format!("sample-agent-{i}") }))
+            .collect();
+        if !chain.is_empty() {
+            context.insert("delegation".into(), Value::Array(chain));
+        }
+    }
     let body = json!({
         "action": {
             "type": sample.action_type.trim(),
@@ -430,7 +466,7 @@ fn dry_run_sample(
         )
     })?;
     let label = format!("{} on {}", new.action.r#type, new.action.target);
-    let decision = policy.evaluate_explained(&policy_input(&new));
+    let decision = policy.evaluate_explained(&policy_input(&new, &[]));
     Ok((label, decision))
 }
 
@@ -456,5 +492,5 @@ pub fn check_policy(source: &str, request_json: &[u8]) -> Result<PolicyDecision,
             field: e.field,
             detail: e.detail,
         })?;
-    Ok(policy.evaluate_explained(&policy_input(&new)))
+    Ok(policy.evaluate_explained(&policy_input(&new, &[])))
 }

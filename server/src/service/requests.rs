@@ -337,7 +337,14 @@ impl Countersign {
         let now = self.now();
         let action_hash = new.action_hash(&agent.id);
         let active = self.active_policy().await?;
-        let decision = active.policy.evaluate(&policy_input(new));
+        // A sub-agent's registered ancestors count towards its delegation depth whatever it
+        // claims (see `delegation`); an agent that is no one's sub-agent costs no query.
+        let lineage = self
+            .lineage_of(&agent.id, agent.parent_id.as_deref())
+            .await?;
+        let input = policy_input(new, &lineage);
+        let decision = active.policy.evaluate(&input);
+        let delegation = super::delegation::audit_delegation(new, &lineage);
         let release = match decision.outcome {
             RuleOutcome::Deny { .. } => None,
             _ => active
@@ -354,7 +361,7 @@ impl Countersign {
                     .and_then(|r| r.standing_limits())
                 {
                     Some(limits) => {
-                        self.standing_cover(agent, new, &decision.rule_id, limits, now)
+                        self.standing_cover(agent, new, &lineage, &decision.rule_id, limits, now)
                             .await?
                     }
                     None => None,
@@ -479,24 +486,32 @@ impl Countersign {
             request_id: Some(id.clone()),
             data,
         };
-        let mut events = vec![event(
-            &agent_actor,
-            EventKind::RequestCreated,
-            json!({
-                "agent_id": agent.id,
-                "action_hash": action_hash,
-                "request": serde_json::to_value(new).map_err(Error::internal)?,
-                "expires_at": row.expires_at,
-                "policy": {
-                    "version": active.version,
-                    "hash": active.hash,
-                    "rule": decision.rule_id,
-                    "outcome": status,
-                    "explanation": decision.explanation,
-                    "approver_rule": approver_rule,
-                },
-            }),
-        )];
+        let mut created = json!({
+            "agent_id": agent.id,
+            "action_hash": action_hash,
+            "request": serde_json::to_value(new).map_err(Error::internal)?,
+            "expires_at": row.expires_at,
+            "policy": {
+                "version": active.version,
+                "hash": active.hash,
+                "rule": decision.rule_id,
+                "outcome": status,
+                "explanation": decision.explanation,
+                "approver_rule": approver_rule,
+            },
+        });
+        // The delegation the policy decided on, next to its decision (absent when the request
+        // is not delegated, so those events read as before).
+        if let Some(d) = &delegation {
+            created["delegation"] = d.clone();
+        }
+        let mut events = vec![event(&agent_actor, EventKind::RequestCreated, created)];
+        let with_delegation = |mut data: Value| {
+            if let Some(d) = &delegation {
+                data["delegation"] = d.clone();
+            }
+            data
+        };
         let mut grant = None;
         if let Some(s) = &standing {
             // Approved by a person's earlier passkey ceremony, within its bounds: the chain
@@ -525,7 +540,7 @@ impl Countersign {
             events.push(event(
                 "policy",
                 EventKind::RequestApproved,
-                json!({ "by": "policy", "rule": decision.rule_id }),
+                with_delegation(json!({ "by": "policy", "rule": decision.rule_id })),
             ));
             let built = self.build_grant(
                 &row,
@@ -540,7 +555,9 @@ impl Countersign {
             events.push(event(
                 "policy",
                 EventKind::RequestDenied,
-                json!({ "by": "policy", "rule": decision.rule_id, "reason": deny_reason }),
+                with_delegation(
+                    json!({ "by": "policy", "rule": decision.rule_id, "reason": deny_reason }),
+                ),
             ));
         }
         let claim = idempotency_key.map(|key| IdempotencyClaim {

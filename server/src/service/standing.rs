@@ -140,19 +140,20 @@ impl Countersign {
     }
 
     /// The standing approval that covers `new` for `agent`, if one does: one of the agent's
-    /// own, or its parent's (never wider: the same pattern must cover the request). It must
+    /// own, or one of its registered ancestors' (`lineage`; never wider: the same pattern must
+    /// cover the request). It must
     /// stand under the rule that decides the request now, within that rule's limits now.
     /// Only a candidate: the use is taken when the request is written.
     pub(crate) async fn standing_cover(
         &self,
         agent: &AgentIdentity,
         new: &NewRequest,
+        lineage: &[String],
         rule_id: &str,
         limits: StandingLimits,
         now: Millis,
     ) -> Result<Option<StandingRow>, Error> {
         let mut agent_ids = vec![agent.id.as_str()];
-        let lineage = self.lineage(&agent.id).await?;
         agent_ids.extend(lineage.iter().map(String::as_str));
         let candidates = rows::candidates(
             self.db.reader(),
@@ -168,11 +169,6 @@ impl Countersign {
             }
         }
         Ok(None)
-    }
-
-    /// The agent's registered ancestors, nearest first (none until sub-agents exist).
-    pub(crate) async fn lineage(&self, _agent_id: &str) -> Result<Vec<String>, Error> {
-        Ok(Vec::new())
     }
 
     /// The standing approvals a person may see: of the agents they own (admins: of every

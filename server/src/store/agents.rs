@@ -35,10 +35,13 @@ pub struct AgentRow {
     /// Where its requests' decisions are announced (see [`super::callbacks`]); written only
     /// by [`super::callbacks::set_url`], so [`insert`] leaves it unset.
     pub callback_url: Option<String>,
+    /// The agent it is a sub-agent of, if any; written only by [`set_parent`], so [`insert`]
+    /// leaves it unset.
+    pub parent_id: Option<String>,
 }
 
 const COLUMNS: &str = "id, name, owner_id, status, key_type, api_key_hash, public_jwk, \
-                       jwk_thumbprint, created_at, last_seen_at, epoch, callback_url";
+                       jwk_thumbprint, created_at, last_seen_at, epoch, callback_url, parent_id";
 
 fn from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
     Ok(AgentRow {
@@ -54,6 +57,7 @@ fn from_row(row: &AnyRow) -> Result<AgentRow, StoreError> {
         last_seen_at: col(row, "last_seen_at")?,
         epoch: col(row, "epoch")?,
         callback_url: col(row, "callback_url")?,
+        parent_id: col(row, "parent_id")?,
     })
 }
 
@@ -160,6 +164,8 @@ pub struct AgentListing {
     pub pending_requests: i64,
     /// Where its decisions are announced, if anywhere.
     pub callback_url: Option<String>,
+    /// The agent it is a sub-agent of, if any.
+    pub parent_id: Option<String>,
 }
 
 /// Every agent with its owner and its count of pending requests, newest first: one statement
@@ -171,7 +177,7 @@ pub async fn list_with_owners<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<AgentListing>, StoreError> {
     let rows = sqlx::query(
         "SELECT a.id, a.name, a.owner_id, u.email AS owner_email, u.display_name AS owner_name, \
-         a.status, a.key_type, a.jwk_thumbprint, a.created_at, a.last_seen_at, a.callback_url, \
+         a.status, a.key_type, a.jwk_thumbprint, a.created_at, a.last_seen_at, a.callback_url, a.parent_id, \
          (SELECT COUNT(*) FROM requests r WHERE r.agent_id = a.id AND r.status = 'pending' \
           AND r.expires_at > $1) AS pending_requests \
          FROM agents a JOIN users u ON u.id = a.owner_id \
@@ -195,6 +201,7 @@ pub async fn list_with_owners<'e, E: Executor<'e, Database = Any>>(
                 last_seen_at: col(row, "last_seen_at")?,
                 pending_requests: col(row, "pending_requests")?,
                 callback_url: col(row, "callback_url")?,
+                parent_id: col(row, "parent_id")?,
             })
         })
         .collect()
@@ -300,6 +307,111 @@ pub async fn current_for_write(
         );
     }
     Ok(out)
+}
+
+/// The most ancestors an agent may have: a sub-agent of a sub-agent … at most this deep. It
+/// bounds every walk up or down the tree, and keeps the registered lineage that audit events
+/// carry small.
+pub const MAX_LINEAGE: usize = 8;
+
+/// The agent's ancestors, outermost first (its parent last); empty for an agent that is no
+/// one's sub-agent. One statement: a recursive walk up `parent_id`, bounded so that even a
+/// cycle (which [`set_parent`]'s callers refuse) could not make it run away.
+pub async fn lineage<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "WITH RECURSIVE up(id, parent_id, depth) AS ( \
+           SELECT id, parent_id, 0 FROM agents WHERE id = $1 \
+           UNION ALL \
+           SELECT a.id, a.parent_id, up.depth + 1 FROM agents a JOIN up ON a.id = up.parent_id \
+           WHERE up.depth < 16) \
+         SELECT id FROM up WHERE depth > 0 ORDER BY depth DESC",
+    )
+    .bind(id)
+    .fetch_all(ex)
+    .await?;
+    rows.iter().map(|r| col(r, "id")).collect()
+}
+
+/// How many levels of sub-agents hang below the agent (0: none): walked down level by level
+/// with [`children_of`], never further than `MAX_LINEAGE + 1` levels (enough to tell that a
+/// change would exceed the cap).
+pub async fn subtree_height(conn: &mut AnyConnection, id: &str) -> Result<usize, StoreError> {
+    let mut level = vec![id.to_string()];
+    let mut height = 0;
+    while height <= MAX_LINEAGE {
+        let next: Vec<String> = children_of(&mut *conn, &level)
+            .await?
+            .into_iter()
+            .map(|(child, _)| child)
+            .collect();
+        if next.is_empty() {
+            break;
+        }
+        height += 1;
+        level = next;
+    }
+    Ok(height)
+}
+
+/// The direct sub-agents of these agents, as (child, parent), in id order (so a transaction
+/// that locks them one by one locks in a stable order).
+pub async fn children_of(
+    conn: &mut AnyConnection,
+    parents: &[String],
+) -> Result<Vec<(String, String)>, StoreError> {
+    if parents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT id, parent_id FROM agents WHERE parent_id IN ({}) ORDER BY id",
+        super::list_placeholders(1, parents.len())
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+    for p in parents {
+        q = q.bind(p.as_str());
+    }
+    let rows = q.fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| Ok((col(r, "id")?, col(r, "parent_id")?)))
+        .collect()
+}
+
+/// Sets (or clears) an agent's parent; false when there is no such agent. The epoch is left
+/// alone: a new parent changes neither the agent's credential nor its status.
+pub async fn set_parent(
+    conn: &mut AnyConnection,
+    id: &str,
+    parent_id: Option<&str>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE agents SET parent_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(parent_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Reads an agent's status inside the caller's write transaction and, on PostgreSQL, holds its
+/// row (`FOR SHARE`) until the transaction ends: a suspension of that agent (an `UPDATE` of the
+/// row) then either committed before, and is seen here, or waits for this transaction.
+pub async fn status_held(
+    conn: &mut AnyConnection,
+    backend: super::Backend,
+    id: &str,
+) -> Result<Option<AgentStatus>, StoreError> {
+    let lock = match backend {
+        super::Backend::Sqlite => "",
+        super::Backend::Postgres => " FOR SHARE",
+    };
+    let sql = format!("SELECT status FROM agents WHERE id = $1{lock}");
+    let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(|r| text_col(r, "status")).transpose()
 }
 
 /// Records when an agent was last active.

@@ -22,6 +22,7 @@ mod client;
 mod concurrent_pages;
 mod contract_errors;
 mod credentials;
+mod delegation;
 mod guards;
 mod hardening;
 mod lifecycle;

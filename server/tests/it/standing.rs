@@ -660,7 +660,54 @@ async fn suspension_key_change_and_policy_end_them(backend: Backend) {
     );
 }
 
+/// A sub-agent may use its parent's standing approval only inside it; suspending the parent
+/// ends it (and suspends the sub-agent).
+async fn a_sub_agent_uses_its_parents_standing_approval_never_wider(backend: Backend) {
+    let (app, mut alice, parent) = TestApp::with_alice(backend).await;
+    app.core.apply_policy(STANDING_POLICY, "cli").await.unwrap();
+    let child = app.agent("alice@example.com").await;
+    let stranger = app.agent("alice@example.com").await;
+    app.core
+        .set_parent(&child.id, Some(&parent.id), "cli")
+        .await
+        .unwrap();
+    let origin = app.ask_id(&parent, &payment("50.00", TO)).await;
+    approve_standing(&app, &mut alice, &origin, 5).await;
+
+    let inside = ask_any(&app, &child, &payment("20", TO)).await;
+    assert_eq!(inside["status"], "approved", "{inside}");
+    let c = claims(inside["grant"]["token"].as_str().unwrap());
+    assert_eq!(c["sub"], child.id, "the grant is the sub-agent's own");
+    assert!(c.get("standing_approval").is_some());
+    for (what, body) in [
+        ("over the cap", payment("100.01", TO)),
+        (
+            "another payee",
+            payment("20", "FR76 3000 6000 0112 3456 7890 189"),
+        ),
+    ] {
+        let r = ask_any(&app, &child, &body).await;
+        assert_eq!(r["status"], "pending", "{what}: {r}");
+    }
+    // An agent that is not its sub-agent gets nothing from it.
+    assert_eq!(
+        ask_any(&app, &stranger, &payment("20", TO)).await["status"],
+        "pending"
+    );
+    // The parent's suspension ends it, and the sub-agent is suspended with it.
+    app.core.suspend_agent(&parent.id, "cli").await.unwrap();
+    let r = app
+        .agent_post(&child, "/api/v1/requests", &payment("20", TO))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let list = alice
+        .server_json(&app.http, "standing_approvals", &[])
+        .await;
+    assert_eq!(list[0]["state"], "revoked");
+}
+
 on_both_backends!(
+    a_sub_agent_uses_its_parents_standing_approval_never_wider,
     a_narrowed_approval_is_bound_carried_and_enforced,
     narrowing_never_widens,
     a_quorum_grant_takes_the_tightest_terms,

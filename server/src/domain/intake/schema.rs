@@ -195,7 +195,11 @@ impl PartialSchema for Context {
             .items(Ref::from_schema_name(Delegation::name()))
             .max_items(Some(limits.max_delegation))
             .description(Some(
-                "Actors on whose behalf the agent acts, outermost first.",
+                "Actors on whose behalf the agent acts, outermost first. Approvers see it as a \
+                 chain of actors, and every decision on the audit chain records it together with \
+                 the agent's registered parents (sub-agents). Policy rules on delegation depth \
+                 count the larger of this chain's length and the number of registered parents, \
+                 so leaving the chain out never lowers the depth.",
             ));
         closed_object()
             .description(Some(

@@ -27,6 +27,8 @@ enum Mismatch {
     Currency,
     NotAtLeast,
     NotBelow,
+    DepthNotAtLeast,
+    DepthNotBelow,
 }
 
 impl PolicyRule {
@@ -39,12 +41,17 @@ impl PolicyRule {
         self.amount_below.is_some() || self.amount_at_least.is_some()
     }
 
+    fn has_depth_condition(&self) -> bool {
+        self.delegation_depth_at_least.is_some() || self.delegation_depth_below.is_some()
+    }
+
     fn has_any_condition(&self) -> bool {
         self.action.is_some()
             || self.target.is_some()
             || self.environment.is_some()
             || self.data_sensitivity.is_some()
             || self.has_amount_condition()
+            || self.has_depth_condition()
     }
 
     /// The hot path: checks conditions in file order and stops at the first that fails.
@@ -106,6 +113,20 @@ impl PolicyRule {
                 }
             }
         }
+        // Every request has a depth (0 when not delegated), so unlike the amount there is no
+        // "request has none" case.
+        if self
+            .delegation_depth_at_least
+            .is_some_and(|floor| input.delegation_depth < floor)
+        {
+            return Some(Mismatch::DepthNotAtLeast);
+        }
+        if self
+            .delegation_depth_below
+            .is_some_and(|ceiling| input.delegation_depth >= ceiling)
+        {
+            return Some(Mismatch::DepthNotBelow);
+        }
         None
     }
 
@@ -129,7 +150,8 @@ impl PolicyRule {
             let only_action = self.target.is_none()
                 && self.environment.is_none()
                 && self.data_sensitivity.is_none()
-                && !self.has_amount_condition();
+                && !self.has_amount_condition()
+                && !self.has_depth_condition();
             if only_action {
                 out.push_str(" matches ");
                 push_quoted(&mut out, pattern, usize::MAX);
@@ -167,6 +189,14 @@ impl PolicyRule {
                 }
                 (None, None) => {}
             }
+        }
+        if self.has_depth_condition() {
+            let hops = if input.delegation_depth == 1 {
+                "hop"
+            } else {
+                "hops"
+            };
+            let _ = write!(out, " delegated {} {hops} deep", input.delegation_depth);
         }
         out.push_str("; ");
         push_outcome_phrase(&mut out, &self.outcome);
@@ -246,6 +276,22 @@ impl PolicyRule {
                         threshold.currency
                     );
                 }
+            }
+            Mismatch::DepthNotAtLeast => {
+                let _ = write!(
+                    out,
+                    "delegation depth {} is not at or above {}",
+                    input.delegation_depth,
+                    self.delegation_depth_at_least.unwrap_or_default()
+                );
+            }
+            Mismatch::DepthNotBelow => {
+                let _ = write!(
+                    out,
+                    "delegation depth {} is not below {}",
+                    input.delegation_depth,
+                    self.delegation_depth_below.unwrap_or_default()
+                );
             }
         }
         out
@@ -816,7 +862,59 @@ mod tests {
         );
     }
 
+    // --- delegation depth -------------------------------------------------------------------
+
+    fn at_depth(policy: &Policy, depth: u32) -> PolicyDecision {
+        let input = PolicyInput {
+            delegation_depth: depth,
+            ..PolicyInput::new("payments.transfer", "bank-api")
+        };
+        policy.evaluate_explained(&input)
+    }
+
+    #[test]
+    fn delegation_depth_at_least_includes_the_threshold_and_below_excludes_it() {
+        let policy = parse(
+            "[[rule]]\nid = \"delegated-twice\"\ndelegation_depth_at_least = 2\n\
+             outcome = \"require\"\n\n[[rule]]\nid = \"direct\"\ndelegation_depth_below = 1\n\
+             outcome = \"allow\"\n\n[[rule]]\nid = \"band\"\ndelegation_depth_at_least = 1\n\
+             delegation_depth_below = 2\noutcome = \"deny\"\nreason = \"no\"\n",
+        );
+        assert_eq!(at_depth(&policy, 0).rule_id, "direct");
+        assert_eq!(at_depth(&policy, 1).rule_id, "band");
+        assert_eq!(at_depth(&policy, 2).rule_id, "delegated-twice");
+        assert_eq!(at_depth(&policy, 16).rule_id, "delegated-twice");
+        let decision = at_depth(&policy, 2);
+        assert_eq!(
+            decision.explanation,
+            "Rule \"delegated-twice\": payments.transfer delegated 2 hops deep; needs 1 \
+             approval from owner."
+        );
+        let decision = at_depth(&policy, 1);
+        assert_eq!(
+            decision
+                .passed_over
+                .iter()
+                .map(|p| p.why.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "delegation depth 1 is not at or above 2",
+                "delegation depth 1 is not below 1"
+            ]
+        );
+        assert!(decision.explanation.contains("delegated 1 hop deep"));
+    }
+
     proptest! {
+        #[test]
+        fn prop_depth_thresholds_partition_depths(threshold in 1u32..=16, depth in 0u32..=20) {
+            let at_least = PolicyRule { delegation_depth_at_least: Some(threshold), ..rule("a", allow()) };
+            let below = PolicyRule { delegation_depth_below: Some(threshold), ..rule("b", allow()) };
+            let input = PolicyInput { delegation_depth: depth, ..PolicyInput::new("x", "y") };
+            prop_assert!(at_least.matches(&input) != below.matches(&input));
+            prop_assert_eq!(at_least.matches(&input), depth >= threshold);
+        }
+
         #[test]
         fn prop_thresholds_partition_amounts(
             threshold in money_strategy("EUR"),

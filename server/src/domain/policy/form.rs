@@ -38,6 +38,10 @@ pub struct RuleForm {
     pub amount_at_least: String,
     /// The amount must be below this.
     pub amount_below: String,
+    /// The request's delegation depth must be at least this.
+    pub delegation_depth_at_least: String,
+    /// The request's delegation depth must be below this.
+    pub delegation_depth_below: String,
     /// `allow`, `require` or `deny`.
     pub outcome: String,
     /// Distinct approvals needed (require).
@@ -103,6 +107,8 @@ fn to_form(rule: &PolicyRule) -> RuleForm {
             .as_ref()
             .map(|m| m.value.to_string())
             .unwrap_or_default(),
+        delegation_depth_at_least: number(&rule.delegation_depth_at_least),
+        delegation_depth_below: number(&rule.delegation_depth_below),
         outcome: rule.outcome.kind().into(),
         credential: text(&rule.credential),
         credential_ttl_seconds: number(&rule.credential_ttl_seconds),
@@ -221,6 +227,8 @@ impl Reader<'_> {
         let currency = f.amount_currency.trim().to_ascii_uppercase();
         let amount_at_least = self.money("amount_at_least", &f.amount_at_least, &currency);
         let amount_below = self.money("amount_below", &f.amount_below, &currency);
+        let depth_at_least = self.number("delegation_depth_at_least", &f.delegation_depth_at_least);
+        let depth_below = self.number("delegation_depth_below", &f.delegation_depth_below);
         let outcome = self.outcome(f);
         let credential_ttl_seconds =
             self.number("credential_ttl_seconds", &f.credential_ttl_seconds);
@@ -238,6 +246,8 @@ impl Reader<'_> {
             data_sensitivity: Some(f.data_sensitivity.clone()).filter(|l| !l.is_empty()),
             amount_below,
             amount_at_least,
+            delegation_depth_at_least: depth_at_least?,
+            delegation_depth_below: depth_below?,
             credential: optional(&f.credential),
             credential_ttl_seconds: credential_ttl_seconds?,
             standing_max_seconds: standing_max_seconds?,
@@ -542,6 +552,8 @@ reason = "Restricted data never leaves"
                     value: hi,
                     currency: "EUR".into(),
                 }),
+                delegation_depth_at_least: None,
+                delegation_depth_below: None,
                 credential: None,
                 credential_ttl_seconds: None,
                 standing_max_seconds: None,

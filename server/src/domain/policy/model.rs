@@ -35,6 +35,11 @@ pub const STANDING_MAX_USES_RANGE: RangeInclusive<u32> = 1..=10_000;
 /// The most uses of a standing approval when its rule does not set `standing_max_uses`.
 pub const DEFAULT_STANDING_MAX_USES: u32 = 100;
 
+/// Allowed values of `delegation_depth_at_least` and `delegation_depth_below`: a request's depth
+/// is at most 16 (the longest `context.delegation` intake accepts; a registered lineage is
+/// shorter), so a threshold outside this range would match always or never.
+pub const DELEGATION_DEPTH_RANGE: RangeInclusive<u32> = 1..=16;
+
 /// Allowed values of `approvals`.
 pub const APPROVALS_RANGE: RangeInclusive<u32> = 1..=10;
 
@@ -79,6 +84,12 @@ pub struct PolicyRule {
     /// The request's amount must be at or above this, in the same currency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_at_least: Option<Money>,
+    /// The request's delegation depth must be at least this (see [`PolicyInput::delegation_depth`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_depth_at_least: Option<u32>,
+    /// The request's delegation depth must be strictly below this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_depth_below: Option<u32>,
     /// The credential provider an approved request of this rule releases a credential from
     /// (allow and require only); the provider must exist when the policy is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +223,11 @@ pub struct PolicyInput<'a> {
     pub data_sensitivity: Option<&'a str>,
     /// The amount and its currency code, for actions that move money.
     pub amount: Option<(&'a Decimal, &'a str)>,
+    /// How many hops of delegation stand between the agent and the person it ultimately acts
+    /// for: 0 when it acts directly for its owner. The caller makes this the larger of the
+    /// claimed chain's length (`context.delegation`) and the agent's registered ancestors, so
+    /// an agent cannot evade a rule by leaving its chain out (see `service::delegation`).
+    pub delegation_depth: u32,
 }
 
 /// The result of evaluating a request.
@@ -252,6 +268,7 @@ impl<'a> PolicyInput<'a> {
             environment: None,
             data_sensitivity: None,
             amount: None,
+            delegation_depth: 0,
         }
     }
 }

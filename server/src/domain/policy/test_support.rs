@@ -101,6 +101,8 @@ pub(super) fn rule(id: &str, outcome: RuleOutcome) -> PolicyRule {
         data_sensitivity: None,
         amount_below: None,
         amount_at_least: None,
+        delegation_depth_at_least: None,
+        delegation_depth_below: None,
         credential: None,
         credential_ttl_seconds: None,
         standing_max_seconds: None,
@@ -251,7 +253,14 @@ prop_compose! {
         outcome in outcome_strategy(),
         credential in prop::option::of(("[a-z0-9][a-z0-9_-]{0,20}", prop::option::of(60u32..=3600))),
         standing in prop::option::of((60u32..=604_800, prop::option::of(1u32..=10_000))),
+        depth in prop::option::of((1u32..=8, prop::option::of(1u32..=8))),
+        depth_below_only in prop::option::of(1u32..=16),
     ) -> PolicyRule {
+        // A depth band needs its floor below its ceiling.
+        let (delegation_depth_at_least, delegation_depth_below) = match depth {
+            Some((floor, extra)) => (Some(floor), extra.map(|e| floor + e)),
+            None => (None, depth_below_only),
+        };
         // A deny rule releases nothing.
         let credential = credential.filter(|_| !matches!(outcome, RuleOutcome::Deny { .. }));
         // Standing approvals only stand in for one person's approval.
@@ -266,6 +275,8 @@ prop_compose! {
             data_sensitivity,
             amount_below,
             amount_at_least,
+            delegation_depth_at_least,
+            delegation_depth_below,
             credential_ttl_seconds: credential.as_ref().and_then(|(_, ttl)| *ttl),
             credential: credential.map(|(name, _)| name),
             standing_max_seconds: standing.map(|(seconds, _)| seconds),

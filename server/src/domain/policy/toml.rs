@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::model::{
     ApproverSource, Money, Policy, PolicyError, PolicyRule, RuleOutcome, RuleRef, APPROVALS_RANGE,
-    GRANT_TTL_SECONDS_RANGE, REQUEST_TTL_SECONDS_RANGE, STANDING_MAX_SECONDS_RANGE,
-    STANDING_MAX_USES_RANGE,
+    DELEGATION_DEPTH_RANGE, GRANT_TTL_SECONDS_RANGE, REQUEST_TTL_SECONDS_RANGE,
+    STANDING_MAX_SECONDS_RANGE, STANDING_MAX_USES_RANGE,
 };
 use super::validate::{duplicate_id, parse_amount, range_reason, validate_rule};
 
@@ -35,6 +35,8 @@ struct RawRule {
     // an array (`["100", "EUR"]`), which the file format does not allow.
     amount_below: Option<toml::Value>,
     amount_at_least: Option<toml::Value>,
+    delegation_depth_at_least: Option<i64>,
+    delegation_depth_below: Option<i64>,
     credential: Option<String>,
     credential_ttl_seconds: Option<i64>,
     standing_max_seconds: Option<i64>,
@@ -369,6 +371,16 @@ fn rule_from_raw(raw: RawRule, at: RuleRef<'_>) -> Result<PolicyRule, PolicyErro
         data_sensitivity: raw.data_sensitivity,
         amount_below: money("amount_below", raw.amount_below)?,
         amount_at_least: money("amount_at_least", raw.amount_at_least)?,
+        delegation_depth_at_least: number(
+            "delegation_depth_at_least",
+            raw.delegation_depth_at_least,
+            &DELEGATION_DEPTH_RANGE,
+        )?,
+        delegation_depth_below: number(
+            "delegation_depth_below",
+            raw.delegation_depth_below,
+            &DELEGATION_DEPTH_RANGE,
+        )?,
         credential: raw.credential,
         credential_ttl_seconds: number(
             "credential_ttl_seconds",
@@ -446,8 +458,9 @@ fn push_toml_key_money(out: &mut String, key: &str, money: &Money) {
 impl Policy {
     /// The normalised policy file: rules in order, separated by a blank line; keys in a fixed
     /// order (id, description, action, target, environment, data_sensitivity, amount_below,
-    /// amount_at_least, outcome, then the outcome's keys, then credential,
-    /// credential_ttl_seconds, standing_max_seconds and standing_max_uses); require rules always spell out
+    /// amount_at_least, delegation_depth_at_least, delegation_depth_below, outcome, then the
+    /// outcome's keys, then credential, credential_ttl_seconds, standing_max_seconds and
+    /// standing_max_uses); require rules always spell out
     /// approvals, approvers, all_groups and exclude_owner; absent options are left out.
     ///
     /// For a valid policy, `Policy::from_toml(&p.to_toml()) == Ok(p)` and writing the parsed
@@ -480,6 +493,12 @@ impl Policy {
             }
             if let Some(floor) = &rule.amount_at_least {
                 push_toml_key_money(&mut out, "amount_at_least", floor);
+            }
+            if let Some(depth) = rule.delegation_depth_at_least {
+                let _ = writeln!(out, "delegation_depth_at_least = {depth}");
+            }
+            if let Some(depth) = rule.delegation_depth_below {
+                let _ = writeln!(out, "delegation_depth_below = {depth}");
             }
             push_toml_key_string(&mut out, "outcome", rule.outcome.kind());
             match &rule.outcome {

@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 
 use super::model::{
     ApproverSource, Money, Policy, PolicyError, PolicyRule, RuleOutcome, RuleRef, APPROVALS_RANGE,
-    DATA_SENSITIVITY_LEVELS, DEFAULT_RULE_ID, GRANT_TTL_SECONDS_RANGE, REQUEST_TTL_SECONDS_RANGE,
-    STANDING_MAX_SECONDS_RANGE, STANDING_MAX_USES_RANGE,
+    DATA_SENSITIVITY_LEVELS, DEFAULT_RULE_ID, DELEGATION_DEPTH_RANGE, GRANT_TTL_SECONDS_RANGE,
+    REQUEST_TTL_SECONDS_RANGE, STANDING_MAX_SECONDS_RANGE, STANDING_MAX_USES_RANGE,
 };
 
 fn is_lower_alnum(b: u8) -> bool {
@@ -198,6 +198,27 @@ pub(super) fn validate_rule(rule: &PolicyRule, index: usize) -> Result<(), Polic
                 at,
                 "amount_at_least",
                 format!("{floor} must be below amount_below {ceiling}, else nothing matches"),
+            ));
+        }
+    }
+    for (key, depth) in [
+        ("delegation_depth_at_least", rule.delegation_depth_at_least),
+        ("delegation_depth_below", rule.delegation_depth_below),
+    ] {
+        if let Some(depth) = depth {
+            check_range(at, key, depth, &DELEGATION_DEPTH_RANGE)?;
+        }
+    }
+    if let (Some(floor), Some(ceiling)) =
+        (rule.delegation_depth_at_least, rule.delegation_depth_below)
+    {
+        if floor >= ceiling {
+            return Err(PolicyError::at(
+                at,
+                "delegation_depth_at_least",
+                format!(
+                    "{floor} must be below delegation_depth_below {ceiling}, else nothing matches"
+                ),
             ));
         }
     }
@@ -526,6 +547,49 @@ mod tests {
             "outcome = \"require\"\napprovals = 2\napprovers = [\"owner\", \"group:a_b-1\"]\n\
              exclude_owner = true",
         ));
+    }
+
+    #[test]
+    fn delegation_depth_errors_name_the_key() {
+        for (body, key, reason) in [
+            (
+                "delegation_depth_at_least = 0\noutcome = \"allow\"",
+                "delegation_depth_at_least",
+                "1 and 16",
+            ),
+            (
+                "delegation_depth_below = 17\noutcome = \"allow\"",
+                "delegation_depth_below",
+                "1 and 16",
+            ),
+            (
+                "delegation_depth_below = -1\noutcome = \"allow\"",
+                "delegation_depth_below",
+                "1 and 16",
+            ),
+            (
+                "delegation_depth_at_least = \"two\"\noutcome = \"allow\"",
+                "delegation_depth_at_least",
+                "",
+            ),
+            (
+                "delegation_depth_at_least = 3\ndelegation_depth_below = 3\noutcome = \"allow\"",
+                "delegation_depth_at_least",
+                "else nothing matches",
+            ),
+        ] {
+            assert_rejected(&one_rule(body), Some(key), reason);
+        }
+        let ok = parse(&one_rule(
+            "delegation_depth_at_least = 2\ndelegation_depth_below = 5\noutcome = \"allow\"",
+        ));
+        assert_eq!(ok.rules[0].delegation_depth_at_least, Some(2));
+        assert_eq!(ok.rules[0].delegation_depth_below, Some(5));
+        // The round trip `policy show` -> `policy apply` keeps them.
+        assert_eq!(Policy::from_toml(&ok.to_toml()).unwrap(), ok);
+        assert!(ok
+            .to_toml()
+            .contains("delegation_depth_at_least = 2\ndelegation_depth_below = 5\n"));
     }
 
     #[test]

@@ -1,21 +1,35 @@
 //! The agents' server functions: an owner's own agents and the admins' list of every agent.
 
-use app::api::{AgentItem, AgentsBackend, AppError, NewAgent};
+use app::api::{AgentItem, AgentRef, AgentsBackend, AppError, NewAgent};
 use async_trait::async_trait;
 use axum::http::request::Parts;
 
+use std::collections::HashMap;
+
 use super::{agent_status, UiBackend};
+
+/// An agent's parent as the lists show it: its id, and its name when the list holds it.
+fn parent_ref(parent_id: Option<String>, names: &HashMap<String, String>) -> Option<AgentRef> {
+    parent_id.map(|id| AgentRef {
+        name: names.get(&id).cloned(),
+        id,
+    })
+}
 
 #[async_trait]
 impl AgentsBackend for UiBackend {
     async fn my_agents(&self, req: &Parts) -> Result<Vec<AgentItem>, AppError> {
         let who = self.who(req).await?;
-        Ok(self
-            .core
-            .my_agents(&who)
-            .await?
+        let list = self.core.my_agents(&who).await?;
+        // Parents are named only when they are among this person's own agents.
+        let names: HashMap<String, String> = list
+            .iter()
+            .map(|a| (a.id.clone(), a.name.clone()))
+            .collect();
+        Ok(list
             .into_iter()
             .map(|a| AgentItem {
+                parent: parent_ref(a.parent_id, &names),
                 id: a.id,
                 name: a.name,
                 status: agent_status(a.status),
@@ -65,14 +79,32 @@ impl AgentsBackend for UiBackend {
         Ok(self.core.set_agent_active(&who, &id, active).await?)
     }
 
-    async fn admin_agents(&self, req: &Parts) -> Result<Vec<app::api::AdminAgentItem>, AppError> {
+    async fn set_agent_parent(
+        &self,
+        req: &Parts,
+        id: String,
+        parent: String,
+    ) -> Result<Option<String>, AppError> {
         let who = self.who(req).await?;
+        let parent = Some(parent.trim()).filter(|p| !p.is_empty());
         Ok(self
             .core
-            .all_agents(&who)
+            .set_agent_parent(&who, &id, parent)
             .await?
+            .parent_id)
+    }
+
+    async fn admin_agents(&self, req: &Parts) -> Result<Vec<app::api::AdminAgentItem>, AppError> {
+        let who = self.who(req).await?;
+        let list = self.core.all_agents(&who).await?;
+        let names: HashMap<String, String> = list
+            .iter()
+            .map(|a| (a.id.clone(), a.name.clone()))
+            .collect();
+        Ok(list
             .into_iter()
             .map(|a| app::api::AdminAgentItem {
+                parent: parent_ref(a.parent_id, &names),
                 id: a.id,
                 name: a.name,
                 owner_email: a.owner_email,

@@ -74,6 +74,14 @@ impl RequestsBackend for UiBackend {
                 approvals_required: v.approvals_required,
                 expires_at: v.expires_at,
                 releases: v.releases,
+                lineage: v
+                    .lineage
+                    .into_iter()
+                    .map(|a| app::api::Ancestor {
+                        id: a.id,
+                        name: a.name,
+                    })
+                    .collect(),
             },
             display_hash: d.display_hash,
             status: request_status(d.status),
