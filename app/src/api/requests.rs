@@ -22,6 +22,8 @@ pub struct Risk {
 pub struct InboxItem {
     /// Request id.
     pub id: String,
+    /// The agent's id (a batch holds one agent's requests of one action type).
+    pub agent_id: String,
     /// The agent's name.
     pub agent_name: String,
     /// `action.type`.

@@ -6,9 +6,12 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use serde_json::{json, Value};
+
 use super::failure;
-use crate::api::{inbox, InboxItem};
-use crate::ui::{Countdown, Loading, Risks, When};
+use crate::api::{inbox, AppError, InboxItem};
+use crate::passkey::{ceremony, Ceremony};
+use crate::ui::{Countdown, ErrorBox, Loading, Risks, When};
 
 /// `/`
 #[component]
@@ -17,6 +20,15 @@ pub fn InboxPage() -> impl IntoView {
     let items = crate::api::page_resource(move || version.get(), |_| inbox());
     let live = RwSignal::new("connecting");
     listen_for_changes(version, live);
+    // The passkey code is its own wasm chunk: fetch it now, for a batch approval.
+    Effect::new(|_| crate::passkey::preload());
+    let batch = Batch {
+        selected: RwSignal::new(Vec::new()),
+        busy: RwSignal::new(false),
+        outcome: RwSignal::new(None),
+        error: RwSignal::new(None),
+        refresh: version,
+    };
 
     view! {
         <section class="page">
@@ -30,6 +42,7 @@ pub fn InboxPage() -> impl IntoView {
                     }}
                 </span>
             </div>
+            <BatchBar batch/>
             <Transition fallback=Loading>
                 {move || Suspend::new(async move {
                     // The title is set here, from the loaded list, not from a closure over the
@@ -45,7 +58,7 @@ pub fn InboxPage() -> impl IntoView {
                             view! {
                             <Title text=format!("({count}) Inbox")/>
                             <ul class="inbox" data-count=count.clone()>
-                                {list.into_iter().map(|item| view! { <Row item/> }).collect_view()}
+                                {list.into_iter().map(|item| view! { <Row item batch/> }).collect_view()}
                             </ul>
                         }.into_any()
                         }
@@ -57,11 +70,124 @@ pub fn InboxPage() -> impl IntoView {
     }
 }
 
+/// The rows selected for one batch approval, and what the last one did.
+#[derive(Clone, Copy)]
+struct Batch {
+    /// `(request id, agent id + action type)` of each selected row.
+    selected: RwSignal<Vec<(String, String)>>,
+    busy: RwSignal<bool>,
+    outcome: RwSignal<Option<String>>,
+    error: RwSignal<Option<AppError>>,
+    refresh: RwSignal<u64>,
+}
+
+/// Approve the selected rows (one agent's, one action type) with one passkey prompt.
 #[component]
-fn Row(item: InboxItem) -> impl IntoView {
+fn BatchBar(batch: Batch) -> impl IntoView {
+    let Batch {
+        selected,
+        busy,
+        outcome,
+        error,
+        refresh,
+    } = batch;
+    let approve = move |_| {
+        let ids: Vec<String> = selected
+            .get_untracked()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        busy.set(true);
+        outcome.set(None);
+        error.set(None);
+        leptos::task::spawn_local(async move {
+            let body = json!({ "request_ids": ids });
+            match ceremony(
+                Ceremony::Get,
+                "/api/ui/batch/start",
+                &body,
+                "/api/ui/batch/finish",
+            )
+            .await
+            {
+                Ok(result) => {
+                    outcome.set(Some(summary(&result)));
+                    selected.set(Vec::new());
+                    refresh.update(|v| *v += 1);
+                }
+                Err(e) => error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <div class="batch" aria-live="polite">
+            {move || outcome.get().map(|o| view! { <p class="outcome" role="status">{o}</p> })}
+            {move || error.get().map(|e| view! { <ErrorBox error=e/> })}
+            <Show when=move || selected.with(|s| s.len() >= 2)>
+                <button class="primary batch-approve" on:click=approve disabled=move || busy.get()>
+                    {move || if busy.get() {
+                        "Waiting for your passkey…".to_string()
+                    } else {
+                        format!("Approve {} selected with one passkey", selected.with(Vec::len))
+                    }}
+                </button>
+            </Show>
+        </div>
+    }
+}
+
+/// "Approved 4; skipped 1 (…)" from a batch's answer.
+fn summary(result: &Value) -> String {
+    let results = result["results"].as_array().cloned().unwrap_or_default();
+    let approved = results.iter().filter(|r| r["status"] == "approved").count();
+    let waiting = results.iter().filter(|r| r["status"] == "pending").count();
+    let skipped: Vec<String> = results
+        .iter()
+        .filter_map(|r| r["skipped"].as_str().map(str::to_string))
+        .collect();
+    let mut out = format!("Approved {approved}.");
+    if waiting > 0 {
+        out.push_str(&format!(" {waiting} recorded, waiting for more approvals."));
+    }
+    if !skipped.is_empty() {
+        out.push_str(&format!(
+            " Skipped {}: {}",
+            skipped.len(),
+            skipped.join("; ")
+        ));
+    }
+    out
+}
+
+#[component]
+fn Row(item: InboxItem, batch: Batch) -> impl IntoView {
     let href = format!("/requests/{}", item.id);
+    let key = format!("{} {}", item.agent_id, item.action_type);
+    let id = item.id.clone();
+    let selected = batch.selected;
+    let checked = {
+        let id = id.clone();
+        move || selected.with(|s| s.iter().any(|(i, _)| *i == id))
+    };
+    // Only rows of the same agent and action type as those already selected can join them.
+    let other_kind = {
+        let key = key.clone();
+        move || selected.with(|s| s.first().is_some_and(|(_, k)| *k != key))
+    };
+    let toggle = move |_| {
+        let (id, key) = (id.clone(), key.clone());
+        selected.update(|s| match s.iter().position(|(i, _)| *i == id) {
+            Some(at) => {
+                s.remove(at);
+            }
+            None => s.push((id, key)),
+        })
+    };
     view! {
         <li class="inbox-row" data-request-id=item.id.clone()>
+            <input type="checkbox" class="select" aria-label="Select for a batch approval"
+                prop:checked=checked on:change=toggle disabled=other_kind/>
             <a href=href>
                 <span class="who">
                     <strong>{item.agent_name}</strong>

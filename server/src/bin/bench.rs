@@ -40,9 +40,14 @@
 //!    alternating; the difference is what the gateway adds (grant check, its single use, the
 //!    audit events, the second hop).
 //!
+//! 9. **Standing approvals**: 64 agents, each with a standing approval given by a passkey
+//!    ceremony; alternating 5-second bursts (three of each) of requests it covers (approved
+//!    at once: a use taken in the intake transaction, a grant signed) and of the same requests
+//!    to another target (pending, as in 1), on one server; rates, p99 and their ratio.
+//!
 //! Run it with `make bench` (which raises the open-file limit these connection counts need);
 //! `bash .ci/bench intake` (or `delivery`, `waiters`, `page`, `mcp`, `callbacks`, `credentials`,
-//! `gateway`) runs one
+//! `gateway`, `standing`) runs one
 //! scenario.
 //! It prints the machine, the figures, and a Markdown table for the README.
 
@@ -366,14 +371,15 @@ impl Owner {
     /// Approves request `id` with the passkey (start, assertion, finish); returns when the
     /// assertion was sent, which is where the scenarios start their clocks.
     async fn approve(&mut self, http: &Client, id: &str) -> Result<Instant> {
+        self.decide(http, id, &json!({ "decision": "approve" }))
+            .await
+    }
+
+    /// Decides request `id` as `decision` says (with any terms) with the passkey; returns when
+    /// the assertion was sent.
+    async fn decide(&mut self, http: &Client, id: &str, decision: &Value) -> Result<Instant> {
         let path = format!("/api/ui/requests/{id}/decision");
-        let start = self
-            .post(
-                http,
-                &format!("{path}/start"),
-                &json!({ "decision": "approve" }),
-            )
-            .await?;
+        let start = self.post(http, &format!("{path}/start"), decision).await?;
         let options = serde_json::from_value(start["options"].clone())?;
         let credential = self
             .passkey
@@ -540,43 +546,20 @@ async fn intake(http: &Client, figures: &mut Figures) -> Result<()> {
     server.cli(&["policy", "apply", &policy.path().display().to_string()])?;
     let keys = server.agents("owner@example.com", INTAKE_AGENTS)?;
 
-    let deadline = Instant::now() + Duration::from_secs(INTAKE_SECONDS);
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..INTAKE_CONCURRENCY)
-        .map(|w| {
-            let (http, base, keys) = (http.clone(), server.base.clone(), keys.clone());
-            let (latencies, errors) = (latencies.clone(), errors.clone());
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                // Each request goes to the next agent, so the load spreads over all of them.
-                let mut n = w;
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    match create(&http, &base, &keys[n % keys.len()], &transfer(n)).await {
-                        Ok(_) => mine.push(t.elapsed()),
-                        Err(_) => {
-                            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
-                    n += INTAKE_CONCURRENCY;
-                }
-                latencies
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(mine);
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await?;
-    }
-    let elapsed = started.elapsed();
-    let mut lat = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
-    lat.sort();
-    let errors = errors.load(std::sync::atomic::Ordering::Relaxed);
-    let rate = lat.len() as f64 / elapsed.as_secs_f64();
+    let Load {
+        latencies: lat,
+        errors,
+        rate,
+        elapsed,
+    } = load(
+        http,
+        &server.base,
+        &keys,
+        Duration::from_secs(INTAKE_SECONDS),
+        transfer,
+        StatusCode::ACCEPTED,
+    )
+    .await?;
     println!(
         "intake: {} requests in {:.1} s = {rate:.0}/s ({} errors), latency p50 {} p99 {}",
         lat.len(),
@@ -601,6 +584,183 @@ async fn intake(http: &Client, figures: &mut Figures) -> Result<()> {
             ms(percentile(&lat, 0.99))
         ),
         "—".into(),
+    ));
+    Ok(())
+}
+
+/// What one burst of intake measured.
+struct Load {
+    /// Latencies of the calls answered as expected, sorted.
+    latencies: Vec<Duration>,
+    /// Calls answered otherwise, or not at all.
+    errors: u64,
+    /// Answered-as-expected calls per second.
+    rate: f64,
+    /// How long the burst took.
+    elapsed: Duration,
+}
+
+/// Creates requests (`body(n)` for the n-th) for `seconds` from [`INTAKE_CONCURRENCY`]
+/// connections, each to the next agent so the load spreads over all of them, and measures
+/// the calls answered with `expect`.
+async fn load(
+    http: &Client,
+    base: &str,
+    keys: &[String],
+    seconds: Duration,
+    body: fn(usize) -> Value,
+    expect: StatusCode,
+) -> Result<Load> {
+    let deadline = Instant::now() + seconds;
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let keys: Arc<[String]> = keys.into();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..INTAKE_CONCURRENCY)
+        .map(|w| {
+            let (http, base, keys) = (http.clone(), base.to_string(), keys.clone());
+            let (latencies, errors) = (latencies.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                let mut n = w;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let answered = http
+                        .post(format!("{base}/api/v1/requests"))
+                        .bearer_auth(&keys[n % keys.len()])
+                        .json(&body(n))
+                        .send()
+                        .await;
+                    match answered {
+                        Ok(r) if r.status() == expect => mine.push(t.elapsed()),
+                        _ => {
+                            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    n += INTAKE_CONCURRENCY;
+                }
+                latencies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(mine);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = started.elapsed();
+    let mut latencies = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    latencies.sort();
+    Ok(Load {
+        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
+        latencies,
+        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        elapsed,
+    })
+}
+
+/// How long each burst of the standing scenario lasts, and how many of each kind it runs.
+const STANDING_BURST_SECONDS: u64 = 5;
+const STANDING_ROUNDS: usize = 3;
+
+/// A rule whose approvals may stand: the standing scenario's policy.
+const STANDING_POLICY: &str = r#"
+[[rule]]
+id = "payments"
+action = "payments.*"
+outcome = "require"
+approvals = 1
+approvers = ["owner"]
+standing_max_seconds = 3600
+standing_max_uses = 10000
+"#;
+
+/// A transfer like [`transfer`] to another target, which no standing approval covers.
+fn uncovered_transfer(n: usize) -> Value {
+    let mut body = transfer(n);
+    body["action"]["target"] = json!("other-bank");
+    body
+}
+
+/// Intake of requests a standing approval covers (approved at once: one use taken in the
+/// intake transaction, a grant signed) next to plain intake of the same requests to another
+/// target (pending), in alternating bursts on one server.
+async fn standing(http: &Client, figures: &mut Figures) -> Result<()> {
+    let server = Server::start(http, &[("COUNTERSIGN_MAX_PENDING_PER_AGENT", "2000")]).await?;
+    let mut owner = Owner::enrol(http, &server, "owner@example.com").await?;
+    let policy = tempfile::NamedTempFile::new()?;
+    std::fs::write(policy.path(), STANDING_POLICY)?;
+    server.cli(&["policy", "apply", &policy.path().display().to_string()])?;
+    let keys = server.agents("owner@example.com", INTAKE_AGENTS)?;
+    // One standing approval per agent, each given with a passkey ceremony.
+    for (i, key) in keys.iter().enumerate() {
+        let id = create(http, &server.base, key, &transfer(i)).await?;
+        owner
+            .decide(
+                http,
+                &id,
+                &json!({ "decision": "approve",
+                         "standing": { "pin": ["to"], "amount_max": "10000.00", "uses": 10000,
+                                       "valid_for_seconds": 3600 } }),
+            )
+            .await?;
+    }
+    let burst = Duration::from_secs(STANDING_BURST_SECONDS);
+    let (mut plain, mut covered) = (Vec::new(), Vec::new());
+    for round in 1..=STANDING_ROUNDS {
+        for (kind, body, expect) in [
+            (
+                "plain",
+                uncovered_transfer as fn(usize) -> Value,
+                StatusCode::ACCEPTED,
+            ),
+            ("covered", transfer, StatusCode::OK),
+        ] {
+            let l = load(http, &server.base, &keys, burst, body, expect).await?;
+            println!(
+                "standing round {round}, {kind}: {:.0}/s ({} errors), p50 {} p99 {}",
+                l.rate,
+                l.errors,
+                ms(percentile(&l.latencies, 0.5)),
+                ms(percentile(&l.latencies, 0.99))
+            );
+            if l.errors > 0 {
+                bail!("{} {kind} intake calls failed", l.errors);
+            }
+            if kind == "plain" {
+                plain.push(l);
+            } else {
+                covered.push(l);
+            }
+        }
+    }
+    let summary = |loads: &[Load]| {
+        let rates: Vec<String> = loads.iter().map(|l| format!("{:.0}", l.rate)).collect();
+        let p99s: Vec<String> = loads
+            .iter()
+            .map(|l| ms(percentile(&l.latencies, 0.99)))
+            .collect();
+        format!("{}/s, p99 {}", rates.join(" / "), p99s.join(" / "))
+    };
+    let ratio: Vec<String> = covered
+        .iter()
+        .zip(&plain)
+        .map(|(c, p)| format!("{:.2}", c.rate / p.rate))
+        .collect();
+    println!(
+        "standing: covered/plain rate per round {}",
+        ratio.join(" / ")
+    );
+    figures.rows.push((
+        "Plain intake (pending), per round".into(),
+        summary(&plain),
+        "—".into(),
+    ));
+    figures.rows.push((
+        "Intake a standing approval covers (approved + grant), per round".into(),
+        summary(&covered),
+        format!("ratio to plain {}", ratio.join(" / ")),
     ));
     Ok(())
 }
@@ -1259,7 +1419,7 @@ async fn main() -> Result<()> {
         .build()?;
     let mut figures = Figures { rows: Vec::new() };
     // Scenarios to run: all by default, or any of `intake`, `delivery`, `waiters`, `page`, `mcp`,
-    // `callbacks`, `credentials`, `gateway`.
+    // `callbacks`, `credentials`, `gateway`, `standing`.
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|a| a == name);
     println!("machine: {}", machine());
@@ -1286,6 +1446,9 @@ async fn main() -> Result<()> {
     }
     if wanted("gateway") {
         gateway(&http, &mut figures).await?;
+    }
+    if wanted("standing") {
+        standing(&http, &mut figures).await?;
     }
     println!("\n| measure | result | target |\n| --- | --- | --- |");
     for (m, r, t) in &figures.rows {

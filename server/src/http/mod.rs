@@ -105,6 +105,8 @@ pub fn router(core: Arc<Countersign>) -> Router {
             "/requests/{id}/decision/finish",
             post(owner_api::decision_finish),
         )
+        .route("/batch/start", post(owner_api::batch_start))
+        .route("/batch/finish", post(owner_api::batch_finish))
         .route("/passkeys/start", post(owner_api::add_passkey_start))
         .route("/passkeys/finish", post(owner_api::add_passkey_finish))
         .route("/events", get(owner_api::events))

@@ -391,6 +391,39 @@ pub async fn decision_finish(
     .into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchStartBody {
+    request_ids: Vec<String>,
+}
+
+/// `POST /api/ui/batch/start` with `{"request_ids": [...]}`: one passkey prompt for several of
+/// one agent's pending requests of one action type (see `service::batches`).
+pub async fn batch_start(
+    State(core): State<Arc<Countersign>>,
+    OwnerSession(who): OwnerSession,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req: BatchStartBody = parse_json(&read_json_body(&headers, body).await?)?;
+    Ok(Json(core.batch_start(&who, &req.request_ids).await?).into_response())
+}
+
+/// `POST /api/ui/batch/finish`
+pub async fn batch_finish(
+    State(core): State<Arc<Countersign>>,
+    OwnerSession(who): OwnerSession,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req: AssertionFinish = parse_json(&read_json_body(&headers, body).await?)?;
+    Ok(Json(
+        core.batch_finish(&who, &req.ceremony_id, &req.credential)
+            .await?,
+    )
+    .into_response())
+}
+
 // --- audit ---
 
 /// `?request=` of the audit export.

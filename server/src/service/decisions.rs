@@ -30,7 +30,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use webauthn_rs::prelude::PublicKeyCredential;
+use webauthn_rs::prelude::{AuthenticationResult, PublicKeyCredential};
 
 use super::grants::GrantTerms;
 use super::people::{load_passkeys, used_passkey, CeremonyState, SignedIn, CEREMONY_TTL_MS};
@@ -109,15 +109,34 @@ struct DecisionContext {
     terms: Terms,
 }
 
+/// A verified passkey answer: what each request its ceremony bound is decided with.
+pub(super) struct Proof<'a> {
+    pub ceremony_id: &'a str,
+    pub challenge: &'a Value,
+    pub result: &'a AuthenticationResult,
+    pub credential: &'a PublicKeyCredential,
+}
+
+/// One request as a ceremony bound it.
+pub(super) struct Bound<'a> {
+    pub request_id: &'a str,
+    pub action_hash: &'a str,
+    pub display_hash: &'a str,
+    pub decision: &'a Decision,
+    pub terms: &'a Terms,
+    /// For a batch: its ceremony and every request it bound.
+    pub batch: Option<&'a Value>,
+}
+
 /// Everything needed to judge one person against one request.
-struct Judgement {
-    request: RequestRow,
-    rule: ApproverRule,
-    owner_id: String,
+pub(super) struct Judgement {
+    pub request: RequestRow,
+    pub rule: ApproverRule,
+    pub owner_id: String,
 }
 
 impl Countersign {
-    async fn judgement(&self, request_id: &str) -> Result<Judgement, Error> {
+    pub(super) async fn judgement(&self, request_id: &str) -> Result<Judgement, Error> {
         let request = self
             .read_fresh(request_id)
             .await?
@@ -152,7 +171,7 @@ impl Countersign {
         self.build_view(&j.request).await
     }
 
-    async fn build_view(&self, request: &RequestRow) -> Result<ApprovalView, Error> {
+    pub(super) async fn build_view(&self, request: &RequestRow) -> Result<ApprovalView, Error> {
         let agent = agents::get(self.db.reader(), &request.agent_id)
             .await?
             .ok_or_else(|| Error::internal("request without agent"))?;
@@ -369,7 +388,7 @@ impl Countersign {
         self.check_may_decide(who, &j, decision).await
     }
 
-    async fn check_may_decide(
+    pub(super) async fn check_may_decide(
         &self,
         who: &SignedIn,
         j: &Judgement,
@@ -457,13 +476,45 @@ impl Countersign {
             return Err(Error::AccessDenied("user verification is required".into()));
         }
 
+        self.record_decision(
+            who,
+            &Bound {
+                request_id: &request_id,
+                action_hash: &bound_hash,
+                display_hash: &context.display_hash,
+                decision: &context.decision,
+                terms: &context.terms,
+                batch: None,
+            },
+            &Proof {
+                ceremony_id: &ceremony.id,
+                challenge: &context.challenge,
+                result: &result,
+                credential,
+            },
+        )
+        .await
+    }
+
+    /// Records one decision a verified passkey answer made on one request the ceremony bound
+    /// (step 3 of the module docs).
+    pub(super) async fn record_decision(
+        &self,
+        who: &SignedIn,
+        bound: &Bound<'_>,
+        proof: &Proof<'_>,
+    ) -> Result<DecisionResult, Error> {
+        let request_id = bound.request_id.to_string();
+        let bound_hash = bound.action_hash.to_string();
+        let result = proof.result;
+        let credential = proof.credential;
         // 3. Decide, in one transaction that first holds the agent (a suspension or key change
         //    then either committed before us, and the request is no longer pending, or waits
         //    for us and revokes the grant we mint; see `agents`), then locks the request row,
         //    and only if it is still pending, unexpired and unchanged.
         let now = self.now();
         let j = self.judgement(&request_id).await?;
-        if let Some(standing) = &context.terms.standing {
+        if let Some(standing) = &bound.terms.standing {
             // The policy may have changed during the ceremony: the standing approval must
             // still be within what the rule allows now.
             let bounds = self.rule_bounds(&j.request).await?;
@@ -525,7 +576,7 @@ impl Countersign {
             ));
         }
         let passkey_rows = users::passkeys(&mut *tx, &who.person.id).await?;
-        let used = used_passkey(&passkey_rows, &result)?
+        let used = used_passkey(&passkey_rows, result)?
             .ok_or_else(|| Error::AccessDenied("that passkey is not registered to you".into()))?;
         if let Some(json) = &used.updated {
             users::update_passkey(&mut tx, &used.credential_id, json, now).await?;
@@ -535,20 +586,23 @@ impl Countersign {
             "user_id": who.person.id,
             "passkey_id": used.id,
             "credential_id": used.credential_id,
-            "ceremony_id": ceremony.id,
-            "challenge": context.challenge,
+            "ceremony_id": proof.ceremony_id,
+            "challenge": proof.challenge,
             "action_hash": bound_hash,
-            "display_hash": context.display_hash,
+            "display_hash": bound.display_hash,
             "user_verified": result.user_verified(),
             "assertion": serde_json::to_value(credential).map_err(Error::internal)?,
         }));
-        if !context.terms.is_empty() {
-            evidence["terms"] = json!(context.terms);
+        if !bound.terms.is_empty() {
+            evidence["terms"] = json!(bound.terms);
+        }
+        if let Some(batch) = bound.batch {
+            evidence["batch"] = batch.clone();
         }
 
-        let status = match &context.decision {
+        let status = match bound.decision {
             Decision::Approve => {
-                let narrowed = context
+                let narrowed = bound
                     .terms
                     .narrow
                     .as_ref()
@@ -649,13 +703,13 @@ impl Countersign {
                         now,
                     )
                     .await?;
-                    if let Some(standing) = &context.terms.standing {
+                    if let Some(standing) = &bound.terms.standing {
                         self.create_standing(
                             &mut tx,
                             &j.request,
                             standing,
                             &who.person.id,
-                            &ceremony.id,
+                            proof.ceremony_id,
                             now,
                         )
                         .await?;

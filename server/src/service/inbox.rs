@@ -29,7 +29,7 @@ use crate::domain::risk::{self, Risk};
 use crate::store::agents::{self, AgentRow};
 use crate::store::listings::{self, HistoryQuery};
 use crate::store::requests::RequestRow;
-use crate::store::{audit, requests as rows};
+use crate::store::{self, audit, requests as rows};
 
 /// Pending requests scanned for an inbox; eligibility is decided per request in Rust (it
 /// depends on the rule each request was created under), so the scan is bounded.
@@ -44,6 +44,8 @@ const HISTORY_SHOWN: i64 = 100;
 pub struct InboxEntry {
     /// Request id.
     pub id: String,
+    /// Its agent's id.
+    pub agent_id: String,
     /// Its agent's name.
     pub agent_name: String,
     /// The action's type, e.g. `payments.transfer`.
@@ -266,6 +268,20 @@ impl Countersign {
             .collect();
         let ids: Vec<&str> = waiting.iter().map(|(r, _)| r.id.as_str()).collect();
         let asked = listings::asked_before_each(self.db.reader(), &ids).await?;
+        // A row of the inbox shows the request too: its approve delay (which a batch approval
+        // from here checks) starts now, unless its page or an earlier inbox showed it first.
+        // Written only for requests not shown before, so a live inbox's reloads write nothing.
+        let seen = store::guards::viewed_of(self.db.reader(), &ids, &who.person.id).await?;
+        let unseen: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !seen.contains(*id))
+            .collect();
+        if !unseen.is_empty() {
+            let mut tx = self.db.begin().await?;
+            store::guards::first_views(&mut tx, &unseen, &who.person.id, self.now()).await?;
+            tx.commit().await.map_err(store::StoreError::from)?;
+        }
         Ok(waiting
             .into_iter()
             .map(|(r, agent_name)| {
@@ -284,6 +300,7 @@ impl Countersign {
                     amount,
                     agent_name,
                     id: r.id,
+                    agent_id: r.agent_id,
                     action_type: r.action_type,
                     target: r.target,
                     created_at: r.created_at,

@@ -10,6 +10,7 @@ pub mod account;
 pub mod agent_admin;
 pub mod agents;
 pub mod audit;
+pub mod batches;
 pub mod callbacks;
 pub mod checkpoints;
 pub mod credentials;

@@ -220,6 +220,55 @@ pub async fn viewed_at<'e, E: Executor<'e, Database = Any>>(
     row.as_ref().map(|r| col(r, "first_at")).transpose()
 }
 
+/// Of these requests, those this person has been shown already (on their page or in the inbox).
+pub async fn viewed_of<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    request_ids: &[&str],
+    user_id: &str,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    if request_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!(
+        "SELECT request_id FROM page_views WHERE user_id = $1 AND request_id IN ({})",
+        super::list_placeholders(2, request_ids.len())
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(user_id);
+    for id in request_ids {
+        q = q.bind(*id);
+    }
+    let rows = q.fetch_all(ex).await?;
+    rows.iter().map(|r| col(r, "request_id")).collect()
+}
+
+/// Records that this person was shown these requests, keeping earlier times (one statement).
+pub async fn first_views(
+    conn: &mut AnyConnection,
+    request_ids: &[&str],
+    user_id: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
+    if request_ids.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..request_ids.len())
+        .map(|i| format!("(${}, $1, $2)", i + 3))
+        .collect();
+    let sql = format!(
+        "INSERT INTO page_views (request_id, user_id, first_at) VALUES {} \
+         ON CONFLICT (request_id, user_id) DO NOTHING",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(user_id)
+        .bind(at);
+    for id in request_ids {
+        q = q.bind(*id);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

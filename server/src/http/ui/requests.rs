@@ -22,6 +22,7 @@ impl RequestsBackend for UiBackend {
             .into_iter()
             .map(|e| InboxItem {
                 id: e.id,
+                agent_id: e.agent_id,
                 agent_name: e.agent_name,
                 action_type: e.action_type,
                 target: e.target,
