@@ -163,6 +163,19 @@ impl Downstream {
             .await
     }
 
+    /// [`redeem`](Self::redeem) for an action that moves `amount`: required for a grant whose
+    /// approver capped the amount (`amount_max` in its authorization details), which the server
+    /// redeems only for an amount within the cap, in its currency
+    /// ([`Error::InvalidRequest`], `field` `amount`, otherwise; the grant stays unused).
+    pub async fn redeem_amount(
+        &self,
+        token: &str,
+        amount: &crate::Amount,
+    ) -> Result<GrantClaims, Error> {
+        self.redeem_body(json!({ "token": token, "amount": amount }))
+            .await
+    }
+
     async fn redeem_body(&self, body: Value) -> Result<GrantClaims, Error> {
         let call = self
             .server

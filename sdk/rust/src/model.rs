@@ -145,7 +145,7 @@ pub enum DataSensitivity {
 
 /// An amount of money: a decimal string (never a float, so `5000.00` stays exact) and an ISO
 /// 4217 currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Amount {
     /// e.g. `5000.00`.
     pub value: String,
@@ -513,6 +513,10 @@ pub struct GrantClaims {
     /// For agents with a public key: its RFC 7638 thumbprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// When a standing approval approved the request (no one was asked this time): its id;
+    /// `approvers` then names the person who gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_approval: Option<String>,
 }
 
 /// The approved action in a grant.
@@ -530,6 +534,10 @@ pub struct AuthorizationDetail {
     /// Instead of `params` when larger: `sha256:<hex>` of their RFC 8785 canonical JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params_sha256: Option<String>,
+    /// The most the downstream system may act on, when the approver narrowed the approval:
+    /// redeem it with [`Downstream::redeem_amount`](crate::Downstream::redeem_amount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_max: Option<Amount>,
 }
 
 /// Proof-of-possession confirmation (RFC 7800).

@@ -180,6 +180,44 @@ async fn a_narrowed_approval_is_bound_carried_and_enforced(backend: Backend) {
     );
 }
 
+/// The Rust client reads the cap and redeems within it.
+async fn the_rust_client_redeems_a_narrowed_grant_within_its_cap(backend: Backend) {
+    let (app, mut alice, agent) = TestApp::with_alice(backend).await;
+    let id = app.ask_id(&agent, &transfer("5000.00")).await;
+    let r = alice
+        .decide(
+            &app.http,
+            &id,
+            &json!({ "decision": "approve", "narrow": { "amount_max": "3000.00" } }),
+        )
+        .await;
+    json_of(r, StatusCode::OK).await;
+    let token = app.state(&agent, &id).await["grant"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bank = app.downstream();
+    let claims = bank.verify_grant(&token, "bank-api").await.unwrap();
+    let cap = claims.authorization_details[0].amount_max.clone().unwrap();
+    assert_eq!(
+        (cap.value.as_str(), cap.currency.as_str()),
+        ("3000.00", "EUR")
+    );
+    let over = countersign_client::Amount {
+        value: "3000.50".into(),
+        currency: "EUR".into(),
+    };
+    let refused = bank.redeem_amount(&token, &over).await.unwrap_err();
+    assert_eq!(refused.code(), "invalid_request");
+    assert_eq!(refused.field(), Some("amount"));
+    let within = countersign_client::Amount {
+        value: "2500.00".into(),
+        currency: "EUR".into(),
+    };
+    let redeemed = bank.redeem_amount(&token, &within).await.unwrap();
+    assert_eq!(redeemed.authorization_details[0].amount_max, Some(cap));
+}
+
 async fn narrowing_never_widens(backend: Backend) {
     let (app, mut alice, agent) = TestApp::with_alice(backend).await;
     let id = app.ask_id(&agent, &transfer("5000.00")).await;
@@ -707,6 +745,7 @@ async fn a_sub_agent_uses_its_parents_standing_approval_never_wider(backend: Bac
 }
 
 on_both_backends!(
+    the_rust_client_redeems_a_narrowed_grant_within_its_cap,
     a_sub_agent_uses_its_parents_standing_approval_never_wider,
     a_narrowed_approval_is_bound_carried_and_enforced,
     narrowing_never_widens,
