@@ -246,7 +246,7 @@ pub async fn all_active<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// Standing approvals for a list: of these agents (all agents when `None`), newest first,
-/// those ended or used up more than `since` ago left out.
+/// leaving out those that ran out or were revoked before `since`.
 pub async fn listed<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     agent_ids: Option<&[String]>,
@@ -261,8 +261,8 @@ pub async fn listed<'e, E: Executor<'e, Database = Any>>(
         None => String::new(),
     };
     let sql = format!(
-        "SELECT {COLUMNS} FROM standing_approvals WHERE (status = 'active' OR ended_at > $1 \
-         OR expires_at > $1){filter} ORDER BY created_at DESC, id LIMIT 500"
+        "SELECT {COLUMNS} FROM standing_approvals WHERE (expires_at > $1 OR ended_at > $1){filter} \
+         ORDER BY created_at DESC, id LIMIT 500"
     );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(since);
     for id in agent_ids.unwrap_or_default() {

@@ -445,6 +445,11 @@ async fn a_standing_approval_ends_with_its_time(backend: Backend) {
         .await;
     assert_eq!(list[0]["state"], "expired");
     assert_eq!(list[0]["uses_left"], 4);
+    // A day after it ran out it leaves the list (asked of the service: the browser session
+    // would have ended by then).
+    let who = app.signed_in(&alice).await;
+    app.clock.advance_ms(86_400_000);
+    assert!(app.core.standing_approvals(&who).await.unwrap().is_empty());
 }
 
 async fn standing_terms_beyond_the_rule_are_refused(backend: Backend) {
