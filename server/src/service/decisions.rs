@@ -27,6 +27,13 @@
 //! (client data, authenticator data, signature, credential id): since the signed client data
 //! contains the challenge and the chain ties the challenge to the action, an auditor can later
 //! re-verify that this person, with this passkey, approved exactly this action.
+//!
+//! An approval may carry the approver's terms: narrower than asked, or a standing approval
+//! within the rule's limits (see `domain::terms` and `standing`). They are checked at the
+//! start, kept in the ceremony's record and hashed into the `display_hash`, so the passkey
+//! binds them like the rest of the page. `batches` approves several requests with one
+//! ceremony: it verifies the assertion once and decides each request with
+//! `record_decision`, step 3 above.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
