@@ -5,7 +5,8 @@
 //   the payee pinned) with one passkey ceremony -> the grant carries the cap -> the next
 //   matching request comes back approved at once, while others (another target, a higher
 //   amount, after the last use) wait -> a second standing approval is revoked from /standing
-//   and the next matching request waits for a human again.
+//   and the next matching request waits for a human again -> a third, for one minute, covers
+//   until its minute is up and then no longer.
 //
 // And a batch: five pending requests of one agent selected in the inbox and approved with one
 // passkey ceremony; the agent receives five grants.
@@ -146,6 +147,21 @@ test('narrow an approval, give a standing approval, watch it cover only its patt
     await page.waitForSelector('li.standing-row[data-state="revoked"]');
     r = await ask(transfer('46.00'));
     assert.equal(r.body.status, 'pending', 'revoked: a human is asked again');
+
+    // A third, for one minute: it covers until its time runs out, then a human is asked again.
+    const third = await ask(transfer('30.00'));
+    await open(`${server.baseUrl}/requests/${third.body.id}`);
+    await page.click('details.limits summary');
+    await page.check('#standing-on');
+    await page.uncheck('input[name=pin][value=amount]');
+    await page.fill('#standing-minutes', '1');
+    await page.click('button.approve');
+    await page.waitForSelector('article.request[data-status="approved"]');
+    r = await ask(transfer('20.00'));
+    assert.equal(r.body.status, 'approved', 'within its minute');
+    await new Promise((resolve) => setTimeout(resolve, 61_000));
+    r = await ask(transfer('21.00'));
+    assert.equal(r.body.status, 'pending', 'after expiry');
     assert.deepEqual(problems.pageErrors, [], problems.summary());
   } catch (err) {
     server?.dumpLogs('standing approvals flow failed');
