@@ -45,10 +45,25 @@
 //!    at once: a use taken in the intake transaction, a grant signed) and of the same requests
 //!    to another target (pending, as in 1), on one server; rates, p99 and their ratio.
 //!
+//! 10. **Side by side with a CIBA server** (`peer`, issue 15): node `oidc-provider` (pinned in
+//!     bench/peer, run by bench/peer/ciba.mjs with CIBA in poll mode and a store that never
+//!     evicts) and Countersign (64 agents; a policy that sends transfers to a human and allows
+//!     refunds with a grant) under one load generator, Debian's `wrk` (2 threads,
+//!     32 connections, `--latency`), with the Lua scripts in bench/wrk making every body
+//!     unique. Rounds alternate: the peer's `POST /backchannel`, Countersign's pending path
+//!     (202), its allowed path (200 with a grant); each round and the median ratios to the peer
+//!     are printed, with a Markdown table. `BENCH_PEER_ROUNDS` (3) and `BENCH_PEER_SECONDS` (10)
+//!     override the rounds and their length. Any answer but the expected status, and any socket
+//!     error, is counted, reported and fails the scenario.
+//! 11. **The same on PostgreSQL** (`peer-pg`): as 10 with Countersign on the local PostgreSQL
+//!     (`COUNTERSIGN_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432`), in a database
+//!     made for the run and dropped after it.
+//!
 //! Run it with `make bench` (which raises the open-file limit these connection counts need);
 //! `bash .ci/bench intake` (or `delivery`, `waiters`, `page`, `mcp`, `callbacks`, `credentials`,
-//! `gateway`, `standing`) runs one
-//! scenario.
+//! `gateway`, `standing`, `peer`, `peer-pg`) runs one scenario. Without arguments it runs all
+//! but `peer` and `peer-pg`, which need node and wrk (`bash .ci/bench` installs both) and run
+//! only when named.
 //! It prints the machine, the figures, and a Markdown table for the README.
 
 use std::collections::HashMap;
@@ -150,8 +165,9 @@ impl Server {
         };
         let mut child = command
             .arg("serve")
-            .envs(env.iter().cloned())
+            // Our own DATABASE_URL is not inherited; a scenario may set one in `settings`.
             .env_remove("DATABASE_URL")
+            .envs(env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -195,8 +211,8 @@ impl Server {
     fn cli(&self, args: &[&str]) -> Result<String> {
         let out = Command::new(&self.bin)
             .args(args)
-            .envs(self.env.iter().cloned())
             .env_remove("DATABASE_URL")
+            .envs(self.env.iter().cloned())
             .output()?;
         if !out.status.success() {
             bail!(
@@ -1396,6 +1412,556 @@ async fn gateway(http: &Client, figures: &mut Figures) -> Result<()> {
     Ok(())
 }
 
+/// The side-by-side scenario (issue 15): how many rounds, how long each wrk run lasts, and
+/// wrk's threads and connections.
+const PEER_ROUNDS: usize = 3;
+const PEER_SECONDS: u64 = 10;
+const PEER_THREADS: usize = 2;
+const PEER_CONNECTIONS: usize = 32;
+
+/// The side-by-side scenario's policy: transfers wait for one approval (the pending path),
+/// refunds are allowed at once with a grant (the allowed path).
+const PEER_POLICY: &str = r#"
+[[rule]]
+id = "transfers"
+action = "payments.transfer"
+outcome = "require"
+approvals = 1
+approvers = ["owner"]
+
+[[rule]]
+id = "refunds"
+action = "payments.refund"
+outcome = "allow"
+"#;
+
+/// The action types and targets of the two Countersign paths, as bench/wrk/requests.lua takes
+/// them, with the status each must be answered with.
+const PENDING_PATH: (&str, &str, u16) = ("payments.transfer", "bank-api", 202);
+const ALLOWED_PATH: (&str, &str, u16) = ("payments.refund", "bank-api", 200);
+
+/// The client the peer registers (its defaults in bench/peer/ciba.mjs).
+const PEER_CLIENT: (&str, &str) = ("bench-client", "bench-secret");
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The repository's root (this file is server/src/bin/bench.rs).
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| ".".into())
+}
+
+/// The CIBA peer: node oidc-provider (bench/peer/ciba.mjs) as its own process on loopback.
+struct Peer {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    /// Starts the peer (`npm ci` in bench/peer must have run: `bash .ci/bench` does it) and
+    /// waits for its ready line.
+    fn start() -> Result<Self> {
+        let dir = repo_root().join("bench/peer");
+        if !dir.join("node_modules/oidc-provider").is_dir() {
+            bail!(
+                "{}/node_modules is missing: run `npm ci` there (`bash .ci/bench` does)",
+                dir.display()
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut child = Command::new("node")
+            .arg("ciba.mjs")
+            .arg(port.to_string())
+            .current_dir(&dir)
+            .env("NODE_ENV", "production")
+            .env_remove("DEBUG")
+            .env_remove("NODE_OPTIONS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting node bench/peer/ciba.mjs (is node on PATH?)")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("ready on") {
+                    let _ = tx.send(line.clone());
+                }
+                println!("peer: {line}");
+            }
+        });
+        let peer = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        rx.recv_timeout(Duration::from_secs(30))
+            .context("the CIBA peer printed no ready line within 30 s")?;
+        Ok(peer)
+    }
+
+    /// Resident memory of the peer process, in MiB.
+    fn memory_mib(&self) -> Result<f64> {
+        resident_mib(self.child.id())
+    }
+}
+
+fn resident_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))?
+        .parse()?;
+    Ok(kib / 1024.0)
+}
+
+/// CPU time (user + system) process `pid` has used so far, in seconds; Linux's `/proc` counts
+/// it in ticks of 1/100 s (USER_HZ).
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("bad /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| -> Result<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow!("short /proc/{pid}/stat"))?
+            .parse::<f64>()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// What one wrk run measured, from its printed report.
+#[derive(Debug, Clone)]
+struct WrkRun {
+    requests: u64,
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    /// Answers with status >= 400 (wrk's "Non-2xx or 3xx responses").
+    non_2xx: u64,
+    /// Connect, read, write errors and timeouts together.
+    socket_errors: u64,
+    /// Answers whose status was not the one the script expects (its `done` hook prints these).
+    unexpected: u64,
+    first_unexpected: Option<String>,
+}
+
+impl WrkRun {
+    fn errors(&self) -> u64 {
+        self.non_2xx.max(self.unexpected) + self.socket_errors
+    }
+
+    fn cell(&self) -> String {
+        format!(
+            "{}/s; p50 {}, p99 {}{}",
+            thousands(self.rate),
+            ms(self.p50),
+            ms(self.p99),
+            match self.errors() {
+                0 => String::new(),
+                n => format!("; **{n} errors**"),
+            }
+        )
+    }
+}
+
+fn thousands(x: f64) -> String {
+    let n = x.round() as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A duration as wrk prints it: `812.00us`, `10.31ms`, `1.02s`, `1.50m`.
+fn wrk_duration(s: &str) -> Result<Duration> {
+    let split = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .ok_or_else(|| anyhow!("no unit in {s:?}"))?;
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number.parse().with_context(|| format!("{s:?}"))?;
+    let seconds = match unit {
+        "us" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => bail!("unknown unit in {s:?}"),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Reads wrk's `--latency` report (and the `unexpected responses` line of our scripts).
+fn parse_wrk(out: &str) -> Result<WrkRun> {
+    let mut run = WrkRun {
+        requests: 0,
+        rate: f64::NAN,
+        p50: Duration::ZERO,
+        p99: Duration::ZERO,
+        non_2xx: 0,
+        socket_errors: 0,
+        unexpected: 0,
+        first_unexpected: None,
+    };
+    let (mut saw_rate, mut saw_p50, mut saw_p99, mut saw_unexpected) = (false, false, false, false);
+    for line in out.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(rate) = line.strip_prefix("Requests/sec:") {
+            run.rate = rate.trim().parse()?;
+            saw_rate = true;
+        } else if words.len() >= 3 && words[1] == "requests" && words[2] == "in" {
+            run.requests = words[0].parse()?;
+        } else if words.len() == 2 && words[0] == "50%" {
+            run.p50 = wrk_duration(words[1])?;
+            saw_p50 = true;
+        } else if words.len() == 2 && words[0] == "99%" {
+            run.p99 = wrk_duration(words[1])?;
+            saw_p99 = true;
+        } else if let Some(n) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            run.non_2xx = n.trim().parse()?;
+        } else if let Some(rest) = line.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            for part in rest.split(',') {
+                if let Some(n) = part.split_whitespace().nth(1) {
+                    run.socket_errors += n.parse::<u64>()?;
+                }
+            }
+        } else if let Some(n) = line.strip_prefix("unexpected responses:") {
+            run.unexpected = n.trim().parse()?;
+            saw_unexpected = true;
+        } else if let Some(first) = line.strip_prefix("first unexpected:") {
+            run.first_unexpected = Some(first.trim().to_string());
+        }
+    }
+    if !(saw_rate && saw_p50 && saw_p99 && saw_unexpected) {
+        bail!(
+            "wrk's report lacks the rate, the latency distribution or the script's count:\n{out}"
+        );
+    }
+    Ok(run)
+}
+
+/// One wrk run: `PEER_THREADS` threads, `PEER_CONNECTIONS` connections, `seconds` long, with
+/// the latency distribution; `args` go to the script.
+async fn wrk(script: &str, url: &str, seconds: u64, args: Vec<String>) -> Result<WrkRun> {
+    let script = repo_root().join("bench/wrk").join(script);
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("wrk")
+            .arg(format!("-t{PEER_THREADS}"))
+            .arg(format!("-c{PEER_CONNECTIONS}"))
+            .arg(format!("-d{seconds}s"))
+            .arg("--latency")
+            .arg("-s")
+            .arg(&script)
+            .arg(&url)
+            .arg("--")
+            .args(&args)
+            .output()
+            .context("running wrk (bash .ci/bench installs it)")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!(
+                "wrk {}: {}\n{stdout}{}",
+                script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        parse_wrk(&stdout)
+    })
+    .await?
+}
+
+/// One request to each of the three paths, checked, before anything is measured.
+async fn peer_sanity(http: &Client, peer: &Peer, base: &str, key: &str) -> Result<()> {
+    let (client_id, secret) = PEER_CLIENT;
+    let r = http
+        .post(format!("{}/backchannel", peer.base))
+        .basic_auth(client_id, Some(secret))
+        .form(&[
+            ("scope", "openid"),
+            ("login_hint", "sanity-user"),
+            ("binding_message", "sanity-1"),
+        ])
+        .send()
+        .await?;
+    let status = r.status();
+    let v: Value = r.json().await.context("peer /backchannel: not JSON")?;
+    let auth_req_id = v["auth_req_id"].as_str().unwrap_or_default().to_string();
+    if status != StatusCode::OK || auth_req_id.is_empty() || !v["expires_in"].is_number() {
+        bail!("peer /backchannel answered {status} {v}, not 200 with an auth_req_id");
+    }
+    // The request is pending at the token endpoint, as a CIBA client polling would see it.
+    let r = http
+        .post(format!("{}/token", peer.base))
+        .basic_auth(client_id, Some(secret))
+        .form(&[
+            ("grant_type", "urn:openid:params:grant-type:ciba"),
+            ("auth_req_id", auth_req_id.as_str()),
+        ])
+        .send()
+        .await?;
+    let status = r.status();
+    let v: Value = r.json().await.context("peer /token: not JSON")?;
+    if status != StatusCode::BAD_REQUEST || v["error"] != "authorization_pending" {
+        bail!("peer /token answered {status} {v}, not 400 authorization_pending");
+    }
+
+    for (kind, (action, target, expect)) in [("pending", PENDING_PATH), ("allowed", ALLOWED_PATH)] {
+        let mut body = transfer(0);
+        body["action"]["type"] = json!(action);
+        body["action"]["target"] = json!(target);
+        body["action"]["params"]["reference"] = json!(format!("SANITY-{kind}"));
+        let r = http
+            .post(format!("{base}/api/v1/requests"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r
+            .json()
+            .await
+            .with_context(|| format!("{kind}: not JSON"))?;
+        let ok = status.as_u16() == expect
+            && match kind {
+                "pending" => v["status"] == "pending" && v["id"].is_string(),
+                _ => v["status"] == "approved" && v["grant"]["token"].is_string(),
+            };
+        if !ok {
+            bail!("Countersign {kind} path: {action} answered {status} {v}, not {expect} {kind}");
+        }
+    }
+    Ok(())
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if !n.is_multiple_of(2) => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// Scenario 10 (issue 15): Countersign's intake side by side with a real CIBA server's, under
+/// one load generator, in alternating rounds. `database_url` is the database Countersign uses
+/// (None: a fresh SQLite file).
+async fn peer(
+    http: &Client,
+    figures: &mut Figures,
+    label: &str,
+    database_url: Option<&str>,
+) -> Result<()> {
+    let rounds = env_number("BENCH_PEER_ROUNDS", PEER_ROUNDS).max(1);
+    let seconds = env_number("BENCH_PEER_SECONDS", PEER_SECONDS).max(1);
+    let mut settings = vec![("COUNTERSIGN_MAX_PENDING_PER_AGENT", "100000")];
+    if let Some(url) = database_url {
+        settings.push(("DATABASE_URL", url));
+    }
+    let server = Server::start(http, &settings).await?;
+    Owner::enrol(http, &server, "owner@example.com").await?;
+    let policy = tempfile::NamedTempFile::new()?;
+    std::fs::write(policy.path(), PEER_POLICY)?;
+    server.cli(&["policy", "apply", &policy.path().display().to_string()])?;
+    let keys = server.agents("owner@example.com", INTAKE_AGENTS)?;
+    let keys_file = tempfile::NamedTempFile::new()?;
+    std::fs::write(keys_file.path(), keys.join("\n") + "\n")?;
+    let keys_path = keys_file.path().display().to_string();
+    // wrk connects to the address the server listens on (localhost may resolve to ::1 first).
+    let base = server.base.replace("//localhost:", "//127.0.0.1:");
+    let peer = Peer::start()?;
+    peer_sanity(http, &peer, &base, &keys[0]).await?;
+    println!(
+        "{label}: {rounds} rounds of {seconds} s each (wrk -t{PEER_THREADS} -c{PEER_CONNECTIONS}), \
+         {INTAKE_AGENTS} agents; order per round: peer, pending, allowed"
+    );
+
+    let mut rows: Vec<[WrkRun; 3]> = Vec::new();
+    for round in 1..=rounds {
+        let tag = format!("r{round}");
+        let (client_id, secret) = PEER_CLIENT;
+        // What the side not under load does meanwhile (background work, or nothing) is
+        // measured as CPU time, since it shares the two cores with the side measured.
+        let idle_before = cpu_seconds(server.child.id())?;
+        let on_peer = wrk(
+            "backchannel.lua",
+            &peer.base,
+            seconds,
+            vec![client_id.into(), secret.into(), tag.clone()],
+        )
+        .await?;
+        let server_idle_cpu = cpu_seconds(server.child.id())? - idle_before;
+        let peer_before = cpu_seconds(peer.child.id())?;
+        let path_args = |(action, target, expect): (&str, &str, u16)| {
+            vec![
+                keys_path.clone(),
+                action.to_string(),
+                target.to_string(),
+                expect.to_string(),
+                tag.clone(),
+            ]
+        };
+        let pending = wrk("requests.lua", &base, seconds, path_args(PENDING_PATH)).await?;
+        let allowed = wrk("requests.lua", &base, seconds, path_args(ALLOWED_PATH)).await?;
+        let peer_idle_cpu = cpu_seconds(peer.child.id())? - peer_before;
+        for (what, run) in [
+            ("peer /backchannel", &on_peer),
+            ("Countersign pending", &pending),
+            ("Countersign allowed", &allowed),
+        ] {
+            println!(
+                "{label} round {round}, {what}: {} requests, {:.0}/s, p50 {} p99 {}, \
+                 errors {} (non-2xx {}, unexpected status {}, socket {}){}",
+                run.requests,
+                run.rate,
+                ms(run.p50),
+                ms(run.p99),
+                run.errors(),
+                run.non_2xx,
+                run.unexpected,
+                run.socket_errors,
+                run.first_unexpected
+                    .as_deref()
+                    .map(|f| format!("; first: {f}"))
+                    .unwrap_or_default()
+            );
+        }
+        println!(
+            "{label} round {round}: pending/peer {:.2}, allowed/peer {:.2}; CPU used by the \
+             side not under load: Countersign {server_idle_cpu:.2} s during the peer's run, \
+             the peer {peer_idle_cpu:.2} s during Countersign's two",
+            pending.rate / on_peer.rate,
+            allowed.rate / on_peer.rate
+        );
+        rows.push([on_peer, pending, allowed]);
+    }
+    let peer_mib = peer.memory_mib()?;
+    let (server_mib, _) = server.memory_mib()?;
+    drop(peer);
+    drop(server);
+
+    let ratio = |i: usize| median(rows.iter().map(|r| r[i].rate / r[0].rate).collect());
+    let rate = |i: usize| median(rows.iter().map(|r| r[i].rate).collect());
+    let (pending_ratio, allowed_ratio) = (ratio(1), ratio(2));
+    let errors: u64 = rows.iter().flatten().map(WrkRun::errors).sum();
+    println!(
+        "{label}: median pending/peer {pending_ratio:.2}, allowed/peer {allowed_ratio:.2} \
+         (median rates: peer {:.0}/s, pending {:.0}/s, allowed {:.0}/s); {errors} errors; \
+         resident memory after the rounds: peer {peer_mib:.0} MiB, Countersign {server_mib:.0} MiB",
+        rate(0),
+        rate(1),
+        rate(2)
+    );
+    println!(
+        "\n| Round | CIBA peer (`oidc-provider` /backchannel) | Countersign pending ({label}) | Countersign allowed + grant ({label}) | pending / peer | allowed / peer |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    for (i, [p, pe, al]) in rows.iter().enumerate() {
+        println!(
+            "| {} | {} | {} | {} | {:.2} | {:.2} |",
+            i + 1,
+            p.cell(),
+            pe.cell(),
+            al.cell(),
+            pe.rate / p.rate,
+            al.rate / p.rate
+        );
+    }
+    println!(
+        "| median | {}/s | {}/s | {}/s | **{pending_ratio:.2}** | **{allowed_ratio:.2}** |\n",
+        thousands(rate(0)),
+        thousands(rate(1)),
+        thousands(rate(2))
+    );
+    figures.rows.push((
+        format!("Intake pending ({label}) / CIBA peer, median of {rounds} rounds of {seconds} s"),
+        format!(
+            "{pending_ratio:.2}× ({:.0}/s against {:.0}/s)",
+            rate(1),
+            rate(0)
+        ),
+        "≥ 2×".into(),
+    ));
+    figures.rows.push((
+        format!("Intake allowed + grant ({label}) / CIBA peer, median of {rounds} rounds"),
+        format!(
+            "{allowed_ratio:.2}× ({:.0}/s against {:.0}/s)",
+            rate(2),
+            rate(0)
+        ),
+        "≥ 1.5×".into(),
+    ));
+    if errors > 0 {
+        bail!("{label}: {errors} calls were not answered as expected (see the rounds above)");
+    }
+    Ok(())
+}
+
+/// The side-by-side scenario with Countersign on the local PostgreSQL: a database made for
+/// the run and dropped after it.
+async fn peer_pg(http: &Client, figures: &mut Figures) -> Result<()> {
+    use sqlx::{Connection, Executor};
+    let pg = std::env::var("COUNTERSIGN_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let db = format!(
+        "cs_bench_peer_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut admin = sqlx::PgConnection::connect(&format!("{pg}/postgres"))
+        .await
+        .with_context(|| format!("PostgreSQL at {pg} (COUNTERSIGN_TEST_PG_URL)"))?;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .await?;
+    let measured = peer(http, figures, "PostgreSQL", Some(&format!("{pg}/{db}"))).await;
+    let dropped = admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
+        .await;
+    measured?;
+    dropped.with_context(|| format!("dropping {db}"))?;
+    Ok(())
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -1418,8 +1984,9 @@ async fn main() -> Result<()> {
         .pool_max_idle_per_host(usize::MAX)
         .build()?;
     let mut figures = Figures { rows: Vec::new() };
-    // Scenarios to run: all by default, or any of `intake`, `delivery`, `waiters`, `page`, `mcp`,
-    // `callbacks`, `credentials`, `gateway`, `standing`.
+    // Scenarios to run: all but `peer` and `peer-pg` by default, or any of `intake`,
+    // `delivery`, `waiters`, `page`, `mcp`, `callbacks`, `credentials`, `gateway`, `standing`,
+    // `peer`, `peer-pg`.
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|a| a == name);
     println!("machine: {}", machine());
@@ -1449,6 +2016,15 @@ async fn main() -> Result<()> {
     }
     if wanted("standing") {
         standing(&http, &mut figures).await?;
+    }
+    // The side-by-side scenarios need node and wrk (`bash .ci/bench` installs them): they run
+    // only when named.
+    let named = |name: &str| only.iter().any(|a| a == name);
+    if named("peer") {
+        peer(&http, &mut figures, "SQLite", None).await?;
+    }
+    if named("peer-pg") {
+        peer_pg(&http, &mut figures).await?;
     }
     println!("\n| measure | result | target |\n| --- | --- | --- |");
     for (m, r, t) in &figures.rows {
