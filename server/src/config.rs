@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::domain::callback::{AllowList, RetrySchedule};
 use crate::domain::guards::Guards;
-use crate::store::DatabaseUrl;
+use crate::store::{DatabaseUrl, Durability};
 
 /// What the server and the command line need to know about their surroundings.
 #[derive(Debug, Clone)]
@@ -26,6 +26,9 @@ pub struct Config {
     /// `DATABASE_URL`, default a SQLite file in the data directory. Its password stays out of
     /// `Debug`.
     pub database_url: DatabaseUrl,
+    /// `COUNTERSIGN_SQLITE_SYNCHRONOUS`, `normal` (default) or `full`: whether a SQLite commit
+    /// waits for the disk, i.e. what a power cut can lose (see [`Durability`]).
+    pub sqlite_durability: Durability,
     /// `COUNTERSIGN_SMTP_URL`; unset means mail goes to the log.
     pub smtp_url: Option<SmtpUrl>,
     /// `COUNTERSIGN_MAIL_FROM`, default `Countersign <countersign@HOST>` with the public URL's
@@ -97,6 +100,17 @@ impl Config {
                 data_dir.join("countersign.db").display()
             )
         }));
+        let sqlite_durability = match lookup("COUNTERSIGN_SQLITE_SYNCHRONOUS").as_deref() {
+            None => Durability::default(),
+            Some(v) if v.eq_ignore_ascii_case("normal") => Durability::Normal,
+            Some(v) if v.eq_ignore_ascii_case("full") => Durability::Full,
+            Some(v) => {
+                return Err(ConfigError {
+                    name: "COUNTERSIGN_SQLITE_SYNCHRONOUS",
+                    reason: format!("{v:?} is neither `normal` nor `full`"),
+                })
+            }
+        };
         let guard_defaults = guard_defaults(&lookup)?;
         let edge_limits = EdgeLimits::from_lookup(&lookup)?;
         let checkpoint_interval = match lookup("COUNTERSIGN_CHECKPOINT_INTERVAL_SECONDS") {
@@ -137,6 +151,7 @@ impl Config {
             public_url,
             data_dir,
             database_url,
+            sqlite_durability,
             smtp_url,
             mail_from,
             mail_retry_delays,
@@ -572,6 +587,15 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn sqlite_durability_is_normal_unless_full_is_asked_for() {
+        assert_eq!(config(&[]).unwrap().sqlite_durability, Durability::Normal);
+        let full = config(&[("COUNTERSIGN_SQLITE_SYNCHRONOUS", "FULL")]).unwrap();
+        assert_eq!(full.sqlite_durability, Durability::Full);
+        let e = config(&[("COUNTERSIGN_SQLITE_SYNCHRONOUS", "off")]).unwrap_err();
+        assert_eq!(e.name, "COUNTERSIGN_SQLITE_SYNCHRONOUS");
     }
 
     #[test]

@@ -176,7 +176,7 @@ fn write_number(number: &Number, out: &mut String) {
 ///
 /// Only `"`, `\` and the C0 controls are escaped; everything else, including
 /// `/`, DEL, U+2028/U+2029 and all non-ASCII text, is written as raw UTF-8.
-fn write_string(text: &str, out: &mut String) {
+pub(crate) fn write_string(text: &str, out: &mut String) {
     out.push('"');
     for ch in text.chars() {
         match ch {

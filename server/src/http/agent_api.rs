@@ -40,20 +40,56 @@ impl FromRequestParts<Arc<Countersign>> for AgentAuth {
         parts: &mut Parts,
         core: &Arc<Countersign>,
     ) -> Result<Self, Self::Rejection> {
-        // An address with too many failed authentications is refused here, before its
-        // credential is even looked at (a signature check, a `jti` write); only failures are
-        // counted, so an agent whose credential works is never slowed (see `limits`).
-        let gate = FailureGate::enter(&parts.extensions, &parts.headers, Failures::AgentAuth)?;
-        let authenticated = authenticate(parts, core).await;
-        if matches!(authenticated, Err(Error::InvalidToken(_))) {
-            gate.failed();
-        }
-        Ok(Self(authenticated?))
+        Ok(Self(gated(parts, core, Checked::Always).await?))
     }
 }
 
+/// [`AgentAuth`] for creating a request: an API key may be recognised from the intake cache
+/// (see `service::agents`, "Credentials cached for intake").
+#[derive(Debug)]
+pub struct IntakeAuth(pub AgentIdentity);
+
+impl FromRequestParts<Arc<Countersign>> for IntakeAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        core: &Arc<Countersign>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(gated(parts, core, Checked::ForIntake).await?))
+    }
+}
+
+/// Whether a credential is looked up every time.
+#[derive(Debug, Clone, Copy)]
+enum Checked {
+    Always,
+    ForIntake,
+}
+
+/// Authenticates behind the per-address gate on failures.
+async fn gated(
+    parts: &Parts,
+    core: &Countersign,
+    checked: Checked,
+) -> Result<AgentIdentity, ApiError> {
+    // An address with too many failed authentications is refused here, before its
+    // credential is even looked at (a signature check, a `jti` write); only failures are
+    // counted, so an agent whose credential works is never slowed (see `limits`).
+    let gate = FailureGate::enter(&parts.extensions, &parts.headers, Failures::AgentAuth)?;
+    let authenticated = authenticate(parts, core, checked).await;
+    if matches!(authenticated, Err(Error::InvalidToken(_))) {
+        gate.failed();
+    }
+    Ok(authenticated?)
+}
+
 /// The agent a request's bearer credential names, if the credential holds.
-async fn authenticate(parts: &Parts, core: &Countersign) -> Result<AgentIdentity, Error> {
+async fn authenticate(
+    parts: &Parts,
+    core: &Countersign,
+    checked: Checked,
+) -> Result<AgentIdentity, Error> {
     let value = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -69,7 +105,10 @@ async fn authenticate(parts: &Parts, core: &Countersign) -> Result<AgentIdentity
         .ok_or_else(|| {
             Error::InvalidToken("the Authorization header must use the Bearer scheme".into())
         })?;
-    core.authenticate_agent(token).await
+    match checked {
+        Checked::Always => core.authenticate_agent(token).await,
+        Checked::ForIntake => core.authenticate_for_intake(token).await,
+    }
 }
 
 fn with_location(status: StatusCode, view: RequestView) -> Response {
@@ -108,7 +147,7 @@ fn with_location(status: StatusCode, view: RequestView) -> Response {
 )]
 pub async fn create_request(
     State(core): State<Arc<Countersign>>,
-    AgentAuth(agent): AgentAuth,
+    IntakeAuth(agent): IntakeAuth,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

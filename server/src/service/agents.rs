@@ -17,6 +17,22 @@
 //! and those writes see the new epoch and commit nothing, or it waits for them and then cancels
 //! and revokes what they wrote. Timing plays no part: a request that passed authentication a
 //! moment before the kill switch and reached the writer a moment after it is refused (`401`).
+//!
+//! # Credentials cached for intake
+//!
+//! Creating a request is the call agents make most, so it does not read the agent's row each
+//! time: [`Countersign::authenticate_for_intake`] keeps, per process and for
+//! [`CREDENTIAL_CACHE_MS`], the identity an API key was last checked against the database with
+//! (the key's stored digest, the agent's status, epoch and parent). The presented key must still
+//! match the cached digest. That is safe because the cache never decides anything that commits:
+//! the intake writer compares the epoch (and the parent, on which policy may depend) inside the
+//! transaction that would commit the request, as above, so a suspension or key change on any
+//! replica is final the moment it commits, cache or no cache. A request refused there is
+//! checked again against the row as it is now ([`Countersign::recheck`]): if the agent is active
+//! and its credential unchanged (say it was suspended and resumed, or given a parent), it is
+//! decided again; if not, it gets `401` and the cache entry is gone. Answers intake gives without
+//! writing (an idempotent replay, an identical request already waiting) are also rechecked
+//! first when the identity came from the cache. Every other call reads the row.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -51,6 +67,59 @@ pub struct AgentIdentity {
     /// The agent it is registered as a sub-agent of, if any (see `delegation`); read with the
     /// credential, so an agent that is no one's sub-agent costs intake no lineage query.
     pub parent_id: Option<String>,
+    /// The stored digest of the API key the credential matched (absent for key-bound agents):
+    /// what [`Countersign::recheck`] compares with the row as it is now.
+    pub(crate) key_digest: Option<KeyDigest>,
+    /// Whether this identity came from the intake cache rather than the database just now.
+    pub(crate) cached: bool,
+}
+
+/// An API key's stored digest. Not the key, but kept out of logs all the same.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct KeyDigest(String);
+
+impl std::fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyDigest(..)")
+    }
+}
+
+/// How long an API key checked against the database is trusted by intake (see the module docs).
+pub const CREDENTIAL_CACHE_MS: i64 = 30_000;
+
+/// Past this many agents, the cache is emptied and refilled from the database.
+const CREDENTIALS_KEPT: usize = 100_000;
+
+/// API-key identities intake checked recently (see the module docs).
+#[derive(Debug, Default)]
+pub struct CredentialCache(Mutex<HashMap<String, (AgentIdentity, crate::clock::Millis)>>);
+
+impl CredentialCache {
+    fn get(&self, id: &str, now: crate::clock::Millis) -> Option<AgentIdentity> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id)
+            .filter(|(_, at)| now - at < CREDENTIAL_CACHE_MS)
+            .map(|(identity, _)| identity.clone())
+    }
+
+    fn put(&self, identity: &AgentIdentity, now: crate::clock::Millis) {
+        if identity.key_digest.is_none() {
+            return;
+        }
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CREDENTIALS_KEPT && !map.contains_key(&identity.id) {
+            map.clear();
+        }
+        let stored = AgentIdentity {
+            cached: false,
+            ..identity.clone()
+        };
+        map.insert(identity.id.clone(), (stored, now));
+    }
+
+    fn forget(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
 }
 
 /// A newly registered agent.
@@ -324,6 +393,51 @@ impl Countersign {
         result
     }
 
+    /// [`Self::authenticate_agent`] for creating a request: an API key checked against the
+    /// database within [`CREDENTIAL_CACHE_MS`] is recognised from the cache, without a read (see
+    /// the module docs for why that cannot let a suspended agent or a changed key through).
+    pub async fn authenticate_for_intake(&self, bearer: &str) -> Result<AgentIdentity, Error> {
+        let Some((id, secret)) = secrets::parse_api_key(bearer) else {
+            return self.authenticate_agent(bearer).await;
+        };
+        let now = self.now();
+        if let Some(known) = self.credential_cache.get(id, now) {
+            let matches = known
+                .key_digest
+                .as_ref()
+                .is_some_and(|d| secrets::digests_match(&secrets::digest(secret), &d.0));
+            if matches {
+                return Ok(AgentIdentity {
+                    cached: true,
+                    ..known
+                });
+            }
+        }
+        let fresh = self.authenticate_agent(bearer).await?;
+        self.credential_cache.put(&fresh, now);
+        Ok(fresh)
+    }
+
+    /// The agent behind `agent` as its row stands now, if it is still active and its credential
+    /// unchanged (same stored key digest, or same public key); otherwise the credential is
+    /// refused. Drops what the intake cache held for it either way.
+    pub(crate) async fn recheck(&self, agent: &AgentIdentity) -> Result<AgentIdentity, Error> {
+        self.credential_cache.forget(&agent.id);
+        let row = rows::get(self.db.reader(), &agent.id)
+            .await?
+            .ok_or_else(refused_credential)?;
+        let same_credential = match &agent.key_digest {
+            Some(d) => row.api_key_hash.as_deref() == Some(d.0.as_str()),
+            None => agent.jkt.is_some() && row.jwk_thumbprint == agent.jkt,
+        };
+        if row.status != AgentStatus::Active || !same_credential {
+            return Err(refused_credential());
+        }
+        let fresh = identity(row);
+        self.credential_cache.put(&fresh, self.now());
+        Ok(fresh)
+    }
+
     async fn authenticate_agent_inner(&self, bearer: &str) -> Result<AgentIdentity, Error> {
         let refused = refused_credential;
         if let Some((id, secret)) = secrets::parse_api_key(bearer) {
@@ -494,6 +608,8 @@ fn identity(agent: AgentRow) -> AgentIdentity {
         jkt: agent.jwk_thumbprint,
         epoch: agent.epoch,
         parent_id: agent.parent_id,
+        key_digest: agent.api_key_hash.map(KeyDigest),
+        cached: false,
     }
 }
 

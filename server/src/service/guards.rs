@@ -3,7 +3,18 @@
 //!
 //! Settings are read on every request, so each process keeps them for [`CACHE_MS`]; a change
 //! made on this process applies at once, one made on another replica within that time.
+//!
+//! The cap on an agent's waiting requests is checked without counting them on every request
+//! (a count walks one index entry per waiting request: an agent near a cap of 100,000 paid
+//! for 100,000 on each call). Each process keeps, per agent, an upper bound: the last count,
+//! plus every request it has added since. A request is let in at once while that bound is
+//! below the cap; at the cap, or once the count is [`COUNT_FRESH_MS`] old, it counts again.
+//! So an agent that was refused is counted afresh on its next call (an approval may have made
+//! room), and a bound this process holds is never below the truth for longer than the requests
+//! other replicas add in that time. Like the cap itself, this is a guard: concurrent requests,
+//! here or on other replicas, may overshoot it by a few.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde_json::{json, Value};
@@ -31,6 +42,56 @@ impl GuardsCache {
 
     fn put(&self, now: Millis, guards: Guards) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, guards));
+    }
+}
+
+/// How long a count of an agent's waiting requests stands in for counting again.
+pub const COUNT_FRESH_MS: i64 = 1_000;
+
+/// Past this many agents, the bounds are forgotten and rebuilt from counts.
+const BOUNDS_KEPT: usize = 100_000;
+
+/// Per agent, at most how many of its requests are waiting, as far as this process knows (see
+/// the module docs).
+#[derive(Debug, Default)]
+pub struct PendingBounds(Mutex<HashMap<String, Bound>>);
+
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    at_most: i64,
+    counted_at: Millis,
+}
+
+impl PendingBounds {
+    /// The bound for this agent, if one counted recently enough is known.
+    fn get(&self, agent_id: &str, now: Millis) -> Option<i64> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(agent_id)
+            .filter(|b| now - b.counted_at < COUNT_FRESH_MS)
+            .map(|b| b.at_most)
+    }
+
+    /// A fresh count.
+    fn counted(&self, agent_id: &str, n: i64, now: Millis) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= BOUNDS_KEPT && !map.contains_key(agent_id) {
+            map.clear();
+        }
+        map.insert(
+            agent_id.to_string(),
+            Bound {
+                at_most: n,
+                counted_at: now,
+            },
+        );
+    }
+
+    /// This process has just committed one more waiting request for the agent.
+    pub(crate) fn added(&self, agent_id: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get_mut(agent_id) {
+            b.at_most += 1;
+        }
     }
 }
 
@@ -104,20 +165,45 @@ impl Countersign {
             0 => Millis::MAX,
             s => now - i64::from(s) * 1000,
         };
-        let cap = i64::from(guards.max_pending_per_agent);
-        let mut load = rows::intake_load(
-            self.db.reader(),
-            agent_id,
-            action_hash,
-            now,
-            denied_since,
-            cap,
-        )
-        .await?;
+        let mut load =
+            rows::intake_load(self.db.reader(), agent_id, action_hash, now, denied_since).await?;
         if !guards.collapse_identical {
             load.identical_pending = None;
         }
         Ok(load)
+    }
+
+    /// Refuses a request that would wait for a human when the agent already has the maximum
+    /// waiting: approvers should not be flooded by one agent. The answer says when its first
+    /// waiting request expires, which is when a place frees up at the latest. Counts only when
+    /// this process's bound cannot tell (see the module docs).
+    pub(crate) async fn check_pending_cap(
+        &self,
+        guards: &Guards,
+        agent_id: &str,
+        load: &IntakeLoad,
+        now: Millis,
+    ) -> Result<(), Error> {
+        let cap = guards.max_pending_per_agent;
+        if self
+            .pending_bounds
+            .get(agent_id, now)
+            .is_some_and(|at_most| at_most < i64::from(cap))
+        {
+            return Ok(());
+        }
+        let pending = rows::pending_count(self.db.reader(), agent_id, cap).await?;
+        self.pending_bounds.counted(agent_id, pending, now);
+        if pending >= i64::from(cap) {
+            let retry_after = load
+                .first_expiry
+                .map(|at| (at - now).max(1000) / 1000)
+                .unwrap_or(1);
+            return Err(Error::RateLimited {
+                retry_after: u64::try_from(retry_after).unwrap_or(1),
+            });
+        }
+        Ok(())
     }
 
     /// Refuses an action a person denied this agent within the cooldown; the error says when

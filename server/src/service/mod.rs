@@ -62,6 +62,8 @@ pub struct Countersign {
     pub polls: requests::PollTracker,
     /// When each agent's activity was last written.
     pub activity: agents::ActivityTracker,
+    /// API keys intake checked recently (see `agents`, "Credentials cached for intake").
+    pub credential_cache: agents::CredentialCache,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// The active policy, parsed once per version.
@@ -70,13 +72,15 @@ pub struct Countersign {
     pub intake: writer::IntakeWriter,
     /// The fatigue guards' settings, read at most every few seconds.
     pub guards_cache: guards::GuardsCache,
+    /// Per agent, at most how many of its requests wait (so the cap is not counted each time).
+    pub pending_bounds: guards::PendingBounds,
     /// Sends mail (or writes it to the log) in the background.
     pub mailer: crate::mail::Mailer,
     /// Signed checkpoints of the audit chain: their key, file and schedule.
     pub checkpoints: checkpoints::Checkpoints,
-    /// The approval announcements still running (see [`notify`]): they work off the agent's
-    /// path, and [`Countersign::announcing`] says how many have not finished.
-    pub announcements: tokio_util::task::TaskTracker,
+    /// The approval announcements (see [`notify`]): they are made off the agent's path, and
+    /// [`Countersign::announcing`] says how many have not finished.
+    pub announcer: notify::Announcer,
     /// The callback worker's wake-up and slots (see [`callbacks`]).
     pub callbacks: callbacks::Callbacks,
     /// Task-scoped credentials: the credential key, provider connections, the revocation
@@ -103,7 +107,7 @@ impl Countersign {
                 config.data_dir.display()
             ))
         })?;
-        let db = Db::connect(config.database_url.expose()).await?;
+        let db = Db::connect_with(config.database_url.expose(), config.sqlite_durability).await?;
         let signer = load_or_create_signing_key(&config.data_dir)?;
         let checkpoints = checkpoints::Checkpoints::open(&config)?;
         let credentials = credentials::Credentials::open(&config.credential_key_file)?;
@@ -122,6 +126,12 @@ impl Countersign {
         // never repeats its value (it may hold the relay's password).
         let mailer = crate::mail::Mailer::start(&config, metrics.mail.clone())
             .map_err(|e| Error::invalid(e.variable(), e.to_string()))?;
+        let announcer = notify::Announcer::start(
+            db.clone(),
+            mailer.clone(),
+            metrics.mail.clone(),
+            config.issuer(),
+        );
         Ok(Arc::new(Self {
             db: db.clone(),
             config,
@@ -131,13 +141,15 @@ impl Countersign {
             waiters,
             polls: requests::PollTracker::default(),
             activity: agents::ActivityTracker::default(),
+            credential_cache: agents::CredentialCache::default(),
             metrics,
             policy_cache: policies::PolicyCache::default(),
             intake: writer::IntakeWriter::start(db),
             guards_cache: guards::GuardsCache::default(),
+            pending_bounds: guards::PendingBounds::default(),
             mailer,
             checkpoints,
-            announcements: tokio_util::task::TaskTracker::new(),
+            announcer,
             callbacks: callbacks::Callbacks::default(),
             credentials,
         }))
@@ -146,7 +158,7 @@ impl Countersign {
     /// How many approval announcements (who to mail about a new request, and queueing those
     /// mails) are still running.
     pub fn announcing(&self) -> usize {
-        self.announcements.len()
+        self.announcer.waiting()
     }
 
     /// The current time in unix milliseconds.

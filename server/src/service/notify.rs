@@ -7,6 +7,13 @@
 //! call that created it: an idempotent replay returns the stored request without announcing it
 //! again, and the loser of an idempotency-key race never gets this far.
 //!
+//! Announcements are made by one task per process, the [`Announcer`], which takes whatever has
+//! queued and works through it together: the approvers of requests with the same owner and
+//! approver rule are looked up once, and how many mails each approver had in the last minute is
+//! read once for all of them. Under load (an agent asking thousands of times a minute, its
+//! approvers long at their mail limit) that is two reads for a batch of requests rather than
+//! two for each; each mail still takes its place under the limit with its own conditional write.
+//!
 //! A mail says what is asked and links to the request's page; the link grants nothing by itself
 //! (the page wants a signed-in approver, and deciding wants their passkey). Much of what we mail
 //! was written by the agent (its goal above all), so every such string goes through
@@ -14,18 +21,25 @@
 //! would start a header of the agent's choosing, and in the body a line break could forge lines
 //! of our own text.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
 use super::agents::AgentIdentity;
 use super::decisions::candidate;
 use super::people::{Invitation, Person};
 use super::requests::stored_body;
 use super::{Countersign, Error};
-use crate::clock::rfc3339;
+use crate::clock::{rfc3339, Millis};
 use crate::domain::lifecycle::Role;
 use crate::domain::policy::ApproverSource;
 use crate::domain::quorum::ApproverRule;
-use crate::mail::{one_line, Mail, MailKind};
+use crate::mail::{one_line, Mail, MailKind, Mailer};
 use crate::store::requests::{self as rows, RequestRow};
 use crate::store::{agents, users, Db};
+use crate::telemetry::MailCounters;
 
 /// Longest agent name, action type or target in a subject, in characters.
 const SUBJECT_PART_CHARS: usize = 64;
@@ -47,9 +61,9 @@ impl Countersign {
     }
 
     /// Mails every eligible approver of a request that has just been committed as pending. Returns
-    /// at once: the approvers are looked up in a task of its own. An approver who has had
-    /// `prompts_per_approver_per_minute` mails in the last minute is not mailed: the request
-    /// waits in their inbox.
+    /// at once: the [`Announcer`] looks the approvers up and sends the mails off the agent's
+    /// path. An approver who has had `prompts_per_approver_per_minute` mails in the last minute
+    /// is not mailed: the request waits in their inbox.
     pub(crate) async fn announce_pending(&self, request: &RequestRow, agent: &AgentIdentity) {
         let per_minute = match self.guards().await {
             Ok(g) => g.prompts_per_approver_per_minute,
@@ -58,64 +72,12 @@ impl Countersign {
                 crate::domain::guards::Guards::defaults(0).prompts_per_approver_per_minute
             }
         };
-        let now = self.now();
-        let counters = self.metrics.mail.clone();
-        let db = self.db.clone();
-        let mailer = self.mailer.clone();
-        let issuer = self.issuer();
-        let request = request.clone();
-        let agent_name = agent.name.clone();
-        let owner_id = agent.owner_id.clone();
-        self.announcements.spawn(async move {
-            match eligible_approvers_of(&db, &request, &owner_id).await {
-                Ok(people) if people.is_empty() => {
-                    tracing::warn!(request_id = %request.id, rule = %request.rule_id, "nobody can approve this request: no mail sent");
-                }
-                Ok(people) => {
-                    let ids: Vec<&str> = people.iter().map(|p| p.id.as_str()).collect();
-                    let recent = match super::guards::prompts_last_minute(&db, &ids, now).await {
-                        Ok(recent) => recent,
-                        Err(error) => {
-                            tracing::warn!(request_id = %request.id, error = ?error, "could not count prompts; not mailing");
-                            return;
-                        }
-                    };
-                    for person in &people {
-                        let at_limit =
-                            recent.get(&person.id).copied().unwrap_or(0) >= i64::from(per_minute);
-                        let taken = if at_limit {
-                            Ok(false)
-                        } else {
-                            super::guards::take_prompt(
-                                &db,
-                                &person.id,
-                                &request.id,
-                                per_minute,
-                                now,
-                            )
-                            .await
-                        };
-                        match taken {
-                            Ok(true) => mailer.enqueue(approval_mail(
-                                &issuer,
-                                &request,
-                                &agent_name,
-                                person,
-                            )),
-                            Ok(false) => {
-                                crate::telemetry::bump(&counters.held);
-                                tracing::info!(request_id = %request.id, to = %person.email, "prompt limit reached: the request waits in the inbox, unmailed");
-                            }
-                            Err(error) => {
-                                tracing::warn!(request_id = %request.id, error = ?error, "could not count prompts; not mailing")
-                            }
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(request_id = %request.id, error = ?error, "could not look up the approvers to mail");
-                }
-            }
+        self.announcer.announce(Announcement {
+            request: request.clone(),
+            agent_name: agent.name.clone(),
+            owner_id: agent.owner_id.clone(),
+            per_minute,
+            now: self.now(),
         });
     }
 
@@ -370,5 +332,155 @@ mod tests {
         assert!(m.body.contains("\nhttps://cs.example.com/enrol/abc123\n"));
         assert!(m.body.contains("as admin, in group finance."));
         assert!(m.body.contains("1970-01-01T00:00:00.000Z"));
+    }
+}
+
+/// A request to announce, as [`Countersign::announce_pending`] queued it.
+#[derive(Debug)]
+pub struct Announcement {
+    request: RequestRow,
+    agent_name: String,
+    owner_id: String,
+    per_minute: u32,
+    now: Millis,
+}
+
+/// The most announcements worked through together.
+const ANNOUNCE_BATCH: usize = 256;
+
+/// The queue of announcements and the task that makes them (see the module docs).
+#[derive(Debug)]
+pub struct Announcer {
+    queue: mpsc::UnboundedSender<Announcement>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// What the announcing task needs.
+struct Announcing {
+    db: Db,
+    mailer: Mailer,
+    counters: Arc<MailCounters>,
+    issuer: String,
+}
+
+impl Announcer {
+    /// Starts the announcing task.
+    pub fn start(db: Db, mailer: Mailer, counters: Arc<MailCounters>, issuer: String) -> Self {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let with = Announcing {
+            db,
+            mailer,
+            counters,
+            issuer,
+        };
+        tokio::spawn(run_announcer(with, jobs, waiting.clone()));
+        Self { queue, waiting }
+    }
+
+    fn announce(&self, a: Announcement) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if self.queue.send(a).is_err() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!("the announcer has stopped: no mail sent");
+        }
+    }
+
+    /// Announcements queued or being made.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+}
+
+async fn run_announcer(
+    with: Announcing,
+    mut jobs: mpsc::UnboundedReceiver<Announcement>,
+    waiting: Arc<AtomicUsize>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < ANNOUNCE_BATCH {
+            match jobs.try_recv() {
+                Ok(a) => batch.push(a),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        announce_batch(&with, &batch).await;
+        waiting.fetch_sub(n, Ordering::SeqCst);
+    }
+}
+
+/// Mails the approvers of each announced request, in order, within their limits.
+async fn announce_batch(with: &Announcing, batch: &[Announcement]) {
+    // Who may approve, once per owner and approver rule (None when the lookup failed).
+    let mut approvers: HashMap<(&str, &str), Option<Vec<Person>>> = HashMap::new();
+    for a in batch {
+        let key = (a.owner_id.as_str(), a.request.approver_rule.as_str());
+        if let std::collections::hash_map::Entry::Vacant(slot) = approvers.entry(key) {
+            let people = match eligible_approvers_of(&with.db, &a.request, &a.owner_id).await {
+                Ok(people) => Some(people),
+                Err(error) => {
+                    tracing::warn!(request_id = %a.request.id, error = ?error, "could not look up the approvers to mail");
+                    None
+                }
+            };
+            slot.insert(people);
+        }
+    }
+    // Mails each of them had in the last minute, read once; then kept up to date here.
+    let mut ids: Vec<&str> = approvers
+        .values()
+        .flatten()
+        .flatten()
+        .map(|p| p.id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let now = batch.iter().map(|a| a.now).max().unwrap_or_default();
+    let mut recent = match super::guards::prompts_last_minute(&with.db, &ids, now).await {
+        Ok(recent) => recent,
+        Err(error) => {
+            tracing::warn!(error = ?error, "could not count prompts; not mailing");
+            return;
+        }
+    };
+    for a in batch {
+        let key = (a.owner_id.as_str(), a.request.approver_rule.as_str());
+        let Some(Some(people)) = approvers.get(&key) else {
+            continue;
+        };
+        if people.is_empty() {
+            tracing::warn!(request_id = %a.request.id, rule = %a.request.rule_id, "nobody can approve this request: no mail sent");
+            continue;
+        }
+        for person in people {
+            let had = recent.entry(person.id.clone()).or_default();
+            let taken = if *had >= i64::from(a.per_minute) {
+                Ok(false)
+            } else {
+                super::guards::take_prompt(&with.db, &person.id, &a.request.id, a.per_minute, a.now)
+                    .await
+            };
+            match taken {
+                Ok(true) => {
+                    *had += 1;
+                    with.mailer.enqueue(approval_mail(
+                        &with.issuer,
+                        &a.request,
+                        &a.agent_name,
+                        person,
+                    ));
+                }
+                Ok(false) => {
+                    *had = (*had).max(i64::from(a.per_minute));
+                    crate::telemetry::bump(&with.counters.held);
+                    tracing::info!(request_id = %a.request.id, to = %person.email, "prompt limit reached: the request waits in the inbox, unmailed");
+                }
+                Err(error) => {
+                    tracing::warn!(request_id = %a.request.id, error = ?error, "could not count prompts; not mailing")
+                }
+            }
+        }
     }
 }

@@ -1,8 +1,12 @@
 //! The active policy: applying a new version, showing it, checking a request against a draft.
 //!
-//! The policy is parsed once per version and cached; each intake only asks the database which
-//! version is newest (one indexed read), so a policy applied on one replica or from the command
-//! line takes effect everywhere at the next request.
+//! The policy is parsed once per version and cached. Intake decides with the cached version
+//! without reading anything ([`Countersign::intake_policy`]); the intake writer then reads the
+//! newest version inside the transaction that would commit the request, and a request decided
+//! under an older one is not written but decided again (see `writer`). So a policy applied on
+//! another replica or from the command line takes effect at the next request there, as it did
+//! when every request read the version first, and without that read on each request.
+//! Everything else asks the database which version is newest (one indexed read).
 
 use std::sync::{Arc, Mutex};
 
@@ -35,6 +39,21 @@ pub struct PolicyCache {
 }
 
 impl Countersign {
+    /// The policy intake decides with: the cached one, read only when none is (the writer
+    /// checks the version when it commits; see the module docs).
+    pub(crate) async fn intake_policy(&self) -> Result<Arc<ActivePolicy>, Error> {
+        let cached = self
+            .policy_cache
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match cached {
+            Some(p) => Ok(p),
+            None => self.active_policy().await,
+        }
+    }
+
     /// The policy in force now.
     pub async fn active_policy(&self) -> Result<Arc<ActivePolicy>, Error> {
         let newest = store::policies::newest_version(self.db.reader()).await?;

@@ -34,7 +34,6 @@ use crate::domain::quorum::ApproverRule;
 use crate::service::agents::AgentIdentity;
 use crate::service::writer::{IntakeJob, Written};
 use crate::store::audit::NewEvent;
-use crate::store::guards::IntakeLoad;
 use crate::store::requests::{self as rows, Change, IdempotencyClaim, RequestRow};
 use crate::store::{self, audit, Backend, WriteTx};
 use crate::telemetry::bump;
@@ -175,7 +174,18 @@ enum Inserted {
     /// The standing approval it counted on had no use left when it was written: nothing was
     /// stored, and the request should be tried again without one.
     StandingLost,
+    /// It was decided under a policy that was no longer the newest when it was written:
+    /// nothing was stored, and the request should be decided again under the new one.
+    PolicyChanged,
+    /// The agent changed (suspended, another key or parent) after its credential was checked:
+    /// nothing was stored; the credential must be checked again.
+    AgentChanged,
 }
+
+/// How many times one request is decided before it gives up: it is decided again when the
+/// policy or the agent changed between deciding and writing (a window of milliseconds; more
+/// than this is someone applying policies, or resuming the agent, in a loop).
+const ATTEMPTS: usize = 8;
 
 /// Tells other replicas (PostgreSQL) that a request changed; delivered when `tx` commits.
 pub(crate) async fn announce(
@@ -197,23 +207,6 @@ fn validate_idempotency_key(key: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Refuses a request that would wait for a human when the agent already has the maximum
-/// waiting: approvers should not be flooded by one agent. The answer says when its first
-/// waiting request expires, which is when a place frees up at the latest. Concurrent requests
-/// may overshoot the cap by a few; it is a guard, not an accounting limit.
-fn check_pending_cap(load: &IntakeLoad, cap: u32, now: Millis) -> Result<(), Error> {
-    if load.pending >= i64::from(cap) {
-        let retry_after = load
-            .first_expiry
-            .map(|at| (at - now).max(1000) / 1000)
-            .unwrap_or(1);
-        return Err(Error::RateLimited {
-            retry_after: u64::try_from(retry_after).unwrap_or(1),
-        });
-    }
-    Ok(())
-}
-
 impl Countersign {
     /// An agent asks for approval of an action.
     pub async fn create_request(
@@ -230,6 +223,15 @@ impl Countersign {
         let fingerprint = sha256_prefixed(
             canonical_json(&serde_json::to_value(&new).map_err(Error::internal)?).as_bytes(),
         );
+        // An identity from the intake cache is confirmed before anything is answered without
+        // being written (see `agents`, "Credentials cached for intake").
+        let confirmed;
+        let agent = if agent.cached && idempotency_key.is_some() {
+            confirmed = self.recheck(agent).await?;
+            &confirmed
+        } else {
+            agent
+        };
         if let Some(key) = idempotency_key {
             validate_idempotency_key(key)?;
             if let Some(view) = self.idempotent_replay(agent, key, &fingerprint).await? {
@@ -309,21 +311,34 @@ impl Countersign {
     ) -> Result<RequestView, Error> {
         // A standing approval that covers the request approves it, unless its last use went to
         // another request meanwhile: then this one waits for a human like any other.
-        match self
-            .insert_once(agent, new, idempotency_key, fingerprint, true)
-            .await?
-        {
-            Inserted::Stored(view) => Ok(*view),
-            Inserted::StandingLost => {
-                match self
-                    .insert_once(agent, new, idempotency_key, fingerprint, false)
-                    .await?
-                {
-                    Inserted::Stored(view) => Ok(*view),
-                    Inserted::StandingLost => Err(Error::internal("a standing use without one")),
+        let mut use_standing = true;
+        let mut agent = std::borrow::Cow::Borrowed(agent);
+        for _ in 0..ATTEMPTS {
+            match self
+                .insert_once(&agent, new, idempotency_key, fingerprint, use_standing)
+                .await?
+            {
+                Inserted::Stored(view) => return Ok(*view),
+                Inserted::StandingLost if use_standing => use_standing = false,
+                Inserted::StandingLost => {
+                    return Err(Error::internal("a standing use without one"))
+                }
+                // Read the new policy (which refreshes the cache intake decides with), then
+                // decide again.
+                Inserted::PolicyChanged => {
+                    self.active_policy().await?;
+                }
+                // Refused unless the agent is still active with the same credential (then it
+                // was resumed, or given a parent, meanwhile): decided again as it is now.
+                Inserted::AgentChanged => {
+                    agent = std::borrow::Cow::Owned(self.recheck(&agent).await?);
                 }
             }
         }
+        Err(Error::Conflict(
+            "the policy or the agent kept changing while this request was decided; try again"
+                .into(),
+        ))
     }
 
     async fn insert_once(
@@ -336,7 +351,7 @@ impl Countersign {
     ) -> Result<Inserted, Error> {
         let now = self.now();
         let action_hash = new.action_hash(&agent.id);
-        let active = self.active_policy().await?;
+        let active = self.intake_policy().await?;
         // A sub-agent's registered ancestors count towards its delegation depth whatever it
         // claims (see `delegation`); an agent that is no one's sub-agent costs no query.
         let lineage = self
@@ -426,6 +441,9 @@ impl Countersign {
                 .await?;
             if let Some(existing) = &load.identical_pending {
                 // The same agent already waits for exactly this: nobody is asked twice.
+                if agent.cached {
+                    self.recheck(agent).await?;
+                }
                 if let Some(row) = self.read_fresh(existing).await? {
                     if row.status == RequestStatus::Pending {
                         let mut view = self.view(&row).await?;
@@ -439,7 +457,8 @@ impl Countersign {
                 self.check_cooldown(&guards, &agent.id, &action, now)
                     .await?;
             }
-            check_pending_cap(&load, guards.max_pending_per_agent, now)?;
+            self.check_pending_cap(&guards, &agent.id, &load, now)
+                .await?;
         }
         let ttl = new
             .expires_in
@@ -570,10 +589,11 @@ impl Countersign {
         let job = IntakeJob {
             request: row.clone(),
             claim,
-            events,
+            events: events.into_iter().map(NewEvent::prepared).collect(),
             grant: grant.as_ref().map(|(g, _)| g.clone()),
             touch_agent_at: self.activity.due(&agent.id, now).then_some(now),
             agent_epoch: agent.epoch,
+            agent_parent: agent.parent_id.clone(),
             standing_id: standing.as_ref().map(|s| s.id.clone()),
         };
         match self.intake.write(job).await? {
@@ -581,12 +601,14 @@ impl Countersign {
             Written::IdempotencyKeyTaken => {
                 return Err(Error::Conflict("idempotency key race".into()))
             }
-            // Suspended, or its key changed, while this request waited for the writer: the
-            // credential it came with no longer counts, and nothing was written.
-            Written::AgentChanged => return Err(super::agents::refused_credential()),
+            // Suspended, its key changed, or given another parent, since its credential was
+            // checked: nothing was written, and the caller looks at the agent again.
+            Written::AgentChanged => return Ok(Inserted::AgentChanged),
             Written::StandingLost => return Ok(Inserted::StandingLost),
+            Written::PolicyChanged => return Ok(Inserted::PolicyChanged),
         }
         if status == RequestStatus::Pending {
+            self.pending_bounds.added(&agent.id);
             // Committed: tell the approvers, off the agent's path (see `notify`), and refresh
             // their open inboxes.
             self.announce_pending(&row, agent).await;

@@ -20,6 +20,12 @@
 //! agent's: a suspension or key change that committed while the job waited in the queue wins,
 //! and one that comes after waits for this transaction and then undoes what it wrote (see
 //! `agents`, "The kill switch holds by construction").
+//!
+//! The last thing it does, holding the audit chain's head, is read the newest policy version:
+//! intake decides with the policy it cached, so a request decided under a version that is no
+//! longer the newest is not written but decided again. Applying a policy appends to the chain
+//! too, so it commits either before that read (and is seen) or after this batch (whose requests
+//! were then decided under the policy in force when they committed).
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,10 +35,10 @@ use super::Error;
 use crate::clock::Millis;
 use crate::domain::audit_kind::EventKind;
 use crate::domain::lifecycle::{AgentStatus, RequestStatus};
-use crate::store::audit::{self, NewEvent};
+use crate::store::audit::{self, Prepared};
 use crate::store::grants::{self, GrantRow};
 use crate::store::requests::{self, IdempotencyClaim, RequestRow};
-use crate::store::{agents, standing, Db, StoreError};
+use crate::store::{agents, policies, standing, Db, StoreError};
 
 /// The most requests written in one transaction.
 pub const MAX_BATCH: usize = 64;
@@ -44,8 +50,8 @@ pub struct IntakeJob {
     pub request: RequestRow,
     /// Its idempotency key, if the agent sent one.
     pub claim: Option<IdempotencyClaim>,
-    /// Its audit events, in order.
-    pub events: Vec<NewEvent>,
+    /// Its audit events, in order, prepared for hashing (outside the writer's transaction).
+    pub events: Vec<Prepared>,
     /// The grant, when policy allowed the action outright.
     pub grant: Option<GrantRow>,
     /// Record the agent's activity at this time.
@@ -53,6 +59,9 @@ pub struct IntakeJob {
     /// The agent's epoch when its credential was checked: the job is written only if the agent
     /// is still active at this epoch.
     pub agent_epoch: i64,
+    /// The agent's parent when it was decided (policy may depend on the lineage): the job is
+    /// written only if the parent is still the same.
+    pub agent_parent: Option<String>,
     /// The standing approval that approves this request: the job is written only if one of its
     /// uses can be taken, in this transaction (see `store::standing`).
     pub standing_id: Option<String>,
@@ -65,12 +74,15 @@ pub enum Written {
     Stored,
     /// Not written: another request already holds its idempotency key.
     IdempotencyKeyTaken,
-    /// Not written: the agent was suspended, or its credential changed, after the job was
-    /// authorised.
+    /// Not written: the agent was suspended, its credential changed, or it was given another
+    /// parent, after the job was authorised.
     AgentChanged,
     /// Not written: the standing approval that was to approve it had no use left, or ended,
     /// by the time it was written. The request should wait for a human instead.
     StandingLost,
+    /// Not written: it was decided under a policy version that is no longer the newest. The
+    /// request should be decided again under the new one.
+    PolicyChanged,
 }
 
 type Reply = oneshot::Sender<Result<Written, Error>>;
@@ -135,6 +147,30 @@ async fn run(db: Db, mut jobs: mpsc::Receiver<(IntakeJob, Reply)>) {
 }
 
 async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, StoreError> {
+    // Requests found decided under an older policy than the newest are left out, and the rest
+    // written again; each round leaves out at least one more, so this ends.
+    let mut outdated = HashSet::new();
+    loop {
+        match write_attempt(db, jobs, &outdated).await? {
+            Attempt::Committed(results) => return Ok(results),
+            Attempt::PolicyChanged(ids) => outdated.extend(ids),
+        }
+    }
+}
+
+/// How one attempt at writing a batch ended.
+enum Attempt<'a> {
+    /// Committed, with each job's outcome.
+    Committed(Vec<Written>),
+    /// Rolled back: these requests were decided under a policy that is no longer the newest.
+    PolicyChanged(Vec<&'a str>),
+}
+
+async fn write_attempt<'a>(
+    db: &Db,
+    jobs: &[&'a IntakeJob],
+    outdated: &HashSet<&'a str>,
+) -> Result<Attempt<'a>, StoreError> {
     let mut tx = db.begin().await?;
     // First, before anything else is locked: the agents as this transaction sees them, held
     // until it commits (see the module docs).
@@ -143,10 +179,14 @@ async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, Store
     agent_ids.dedup();
     let current =
         agents::current_for_write(&mut tx, db.backend(), &agent_ids, agents::Hold::Update).await?;
+    let current_policy = |j: &IntakeJob| !outdated.contains(j.request.id.as_str());
     let live = |j: &IntakeJob| {
-        current
-            .get(&j.request.agent_id)
-            .is_some_and(|a| a.status == AgentStatus::Active && a.epoch == j.agent_epoch)
+        current_policy(j)
+            && current.get(&j.request.agent_id).is_some_and(|a| {
+                a.status == AgentStatus::Active
+                    && a.epoch == j.agent_epoch
+                    && a.parent_id == j.agent_parent
+            })
     };
     // Uses of standing approvals: one conditional write each, in job order, so when several
     // jobs race for the last use, the first in the batch wins and the others wait for a human.
@@ -172,6 +212,7 @@ async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, Store
     let results: Vec<Written> = jobs
         .iter()
         .map(|j| match j.claim {
+            _ if !current_policy(j) => Written::PolicyChanged,
             _ if !live(j) => Written::AgentChanged,
             _ if !standing_holds(j) => Written::StandingLost,
             Some(_) if !won.contains(&j.request.id) => Written::IdempotencyKeyTaken,
@@ -198,23 +239,31 @@ async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, Store
 
     let rows: Vec<&RequestRow> = kept.iter().map(|j| &j.request).collect();
     requests::insert_many(&mut tx, &rows).await?;
-    // A `standing.used` event learns the uses left here, where the use was taken.
-    let events: Vec<NewEvent> = kept
+    // A `standing.used` event learns the uses left here, where the use was taken: those few
+    // events are restated; every other event is appended as intake prepared it.
+    let used = |p: &Prepared| p.event.kind == EventKind::StandingUsed;
+    let mut restated: HashMap<&str, Prepared> = HashMap::new();
+    for j in &kept {
+        if let Some(left) = uses_left.get(j.request.id.as_str()) {
+            if let Some(p) = j.events.iter().find(|p| used(p)) {
+                let mut e = p.event.clone();
+                e.data["uses_left"] = (*left).into();
+                restated.insert(j.request.id.as_str(), e.prepared());
+            }
+        }
+    }
+    let events: Vec<&Prepared> = kept
         .iter()
         .flat_map(|j| {
-            let left = uses_left.get(j.request.id.as_str()).copied();
-            j.events.iter().cloned().map(move |mut e| {
-                if let (EventKind::StandingUsed, Some(left)) = (e.kind, left) {
-                    e.data["uses_left"] = left.into();
-                }
-                e
-            })
+            let restated = restated.get(j.request.id.as_str());
+            j.events
+                .iter()
+                .map(move |p| restated.filter(|_| used(p)).unwrap_or(p))
         })
         .collect();
-    audit::append_many(&mut tx, &events).await?;
-    for grant in kept.iter().filter_map(|j| j.grant.as_ref()) {
-        grants::insert(&mut tx, grant).await?;
-    }
+    audit::append_prepared(&mut tx, &events).await?;
+    let new_grants: Vec<&GrantRow> = kept.iter().filter_map(|j| j.grant.as_ref()).collect();
+    grants::insert_many(&mut tx, &new_grants).await?;
     let mut touched = HashSet::new();
     for j in &kept {
         if let Some(at) = j.touch_agent_at {
@@ -232,6 +281,25 @@ async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, Store
         let channel = super::waiters::CHANNEL;
         crate::store::coordination::notify(&mut tx, db.backend(), channel, &j.request.id).await?;
     }
+    // Last, with the audit chain's head held (so no policy can be applied before this
+    // transaction ends, on any replica: applying one appends to the chain too): the policy each
+    // request was decided under must be the newest. Intake decides with the version it cached
+    // (see `policies`), so after a policy change the first batch may hold requests decided under
+    // the old one; they are not written but decided again.
+    let (version, hash) = policies::newest_version(&mut *tx)
+        .await?
+        .unwrap_or_else(|| (0, String::new()));
+    let stale: Vec<&'a str> = kept
+        .iter()
+        .filter(|j| {
+            j.request.policy_version != version || (version != 0 && j.request.policy_hash != hash)
+        })
+        .map(|j| j.request.id.as_str())
+        .collect();
+    if !stale.is_empty() {
+        // Dropping the transaction rolls it back.
+        return Ok(Attempt::PolicyChanged(stale));
+    }
     tx.commit().await?;
-    Ok(results)
+    Ok(Attempt::Committed(results))
 }

@@ -257,6 +257,8 @@ pub struct AgentState {
     pub status: AgentStatus,
     /// See [`set_status`].
     pub epoch: i64,
+    /// The agent it is a sub-agent of.
+    pub parent_id: Option<String>,
 }
 
 /// How a writing transaction holds the agents it read until it commits (PostgreSQL; SQLite's
@@ -290,7 +292,7 @@ pub async fn current_for_write(
         (super::Backend::Postgres, Hold::Update) => " FOR NO KEY UPDATE",
     };
     let sql = format!(
-        "SELECT id, status, epoch FROM agents WHERE id IN ({}) ORDER BY id{lock}",
+        "SELECT id, status, epoch, parent_id FROM agents WHERE id IN ({}) ORDER BY id{lock}",
         super::list_placeholders(1, ids.len())
     );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
@@ -303,6 +305,7 @@ pub async fn current_for_write(
             AgentState {
                 status: text_col(&row, "status")?,
                 epoch: col(&row, "epoch")?,
+                parent_id: col(&row, "parent_id")?,
             },
         );
     }

@@ -7,7 +7,7 @@ use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
 use super::{col, list_placeholders, StoreError};
 use crate::clock::Millis;
-use crate::domain::audit::{event_hash, AuditEvent};
+use crate::domain::audit::{event_hash_of_canonical, AuditEvent};
 use crate::domain::audit_kind::EventKind;
 use crate::domain::canonical::canonical_json;
 
@@ -60,57 +60,97 @@ pub async fn append_many(
     conn: &mut AnyConnection,
     events: &[NewEvent],
 ) -> Result<Vec<AuditEvent>, StoreError> {
+    let prepared: Vec<Prepared> = events.iter().cloned().map(NewEvent::prepared).collect();
+    let refs: Vec<&Prepared> = prepared.iter().collect();
+    let (first_seq, hashes) = append_prepared(conn, &refs).await?;
+    Ok(events
+        .iter()
+        .zip(hashes)
+        .enumerate()
+        .map(|(i, (e, (prev, hash)))| AuditEvent {
+            seq: first_seq + i as i64,
+            at: e.at,
+            actor: e.actor.clone(),
+            kind: e.kind.as_str().to_string(),
+            request_id: e.request_id.clone(),
+            data: e.data.clone(),
+            prev_hash: prev,
+            hash,
+        })
+        .collect())
+}
+
+/// An event whose data is already canonical JSON: what [`append_prepared`] takes. Preparing
+/// is the costly part of hashing an event, and it does not depend on the chain, so intake does
+/// it before its batch's transaction begins rather than inside it (see `service::writer`).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The event.
+    pub event: NewEvent,
+    /// Its data, canonical (RFC 8785): what is hashed and stored.
+    data_json: String,
+}
+
+impl NewEvent {
+    /// The event with its data made canonical.
+    pub fn prepared(self) -> Prepared {
+        let data_json = canonical_json(&self.data);
+        Prepared {
+            event: self,
+            data_json,
+        }
+    }
+}
+
+/// [`append_many`] for prepared events; returns the first event's `seq` and each event's
+/// `(prev_hash, hash)`.
+pub async fn append_prepared(
+    conn: &mut AnyConnection,
+    events: &[&Prepared],
+) -> Result<(i64, Vec<(String, String)>), StoreError> {
     if events.is_empty() {
-        return Ok(Vec::new());
+        return Ok((0, Vec::new()));
     }
     let n = i64::try_from(events.len()).map_err(StoreError::corrupt)?;
     let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
         .bind(n)
         .fetch_one(&mut *conn)
         .await?;
-    let last_seq: i64 = col(&head, "seq")?;
+    let first_seq = col::<i64>(&head, "seq")? - n + 1;
     let mut prev_hash: String = col(&head, "hash")?;
-    let mut appended = Vec::with_capacity(events.len());
-    for (i, e) in events.iter().enumerate() {
-        let seq = last_seq - n + 1 + i as i64;
-        let hash = event_hash(
-            seq,
+    let mut hashes = Vec::with_capacity(events.len());
+    for (i, p) in events.iter().enumerate() {
+        let e = &p.event;
+        let hash = event_hash_of_canonical(
+            first_seq + i as i64,
             e.at,
             &e.actor,
             e.kind.as_str(),
             e.request_id.as_deref(),
-            &e.data,
+            &p.data_json,
             &prev_hash,
         );
-        appended.push(AuditEvent {
-            seq,
-            at: e.at,
-            actor: e.actor.clone(),
-            kind: e.kind.as_str().to_string(),
-            request_id: e.request_id.clone(),
-            data: e.data.clone(),
-            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-            hash,
-        });
+        hashes.push((std::mem::replace(&mut prev_hash, hash.clone()), hash));
     }
     let sql = format!(
         "INSERT INTO audit_events (seq, at, actor, kind, request_id, data, prev_hash, hash) VALUES {}",
-        super::values_placeholders(appended.len(), 8)
+        super::values_placeholders(events.len(), 8)
     );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-    for e in &appended {
+    for (i, (p, (prev, hash))) in events.iter().zip(&hashes).enumerate() {
+        let e = &p.event;
         q = q
-            .bind(e.seq)
+            .bind(first_seq + i as i64)
             .bind(e.at)
-            .bind(e.actor.clone())
-            .bind(e.kind.clone())
-            .bind(e.request_id.clone())
-            .bind(canonical_json(&e.data))
-            .bind(e.prev_hash.clone())
-            .bind(e.hash.clone());
+            .bind(e.actor.as_str())
+            .bind(e.kind.as_str())
+            .bind(e.request_id.as_deref())
+            .bind(p.data_json.as_str())
+            .bind(prev.as_str())
+            .bind(hash.as_str());
     }
     q.execute(&mut *conn).await?;
-    Ok(appended)
+    Ok((first_seq, hashes))
 }
 
 fn from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {

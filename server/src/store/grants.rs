@@ -86,6 +86,40 @@ pub async fn insert(conn: &mut AnyConnection, g: &GrantRow) -> Result<(), StoreE
     Ok(())
 }
 
+/// Inserts several new grants in one statement (the intake writer's batch).
+pub async fn insert_many(conn: &mut AnyConnection, rows: &[&GrantRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if let Some(g) = rows.iter().find(|g| g.status != grant::INITIAL) {
+        return Err(IllegalTransition {
+            machine: "grant",
+            from: "nothing",
+            to: g.status.as_str(),
+        }
+        .into());
+    }
+    let sql = format!(
+        "INSERT INTO grants (jti, request_id, agent_id, status, claims, issued_at, expires_at, \
+         agent_epoch) VALUES {}",
+        super::values_placeholders(rows.len(), 8)
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+    for g in rows {
+        q = q
+            .bind(g.jti.as_str())
+            .bind(g.request_id.as_str())
+            .bind(g.agent_id.as_str())
+            .bind(g.status.as_str())
+            .bind(g.claims.as_str())
+            .bind(g.issued_at)
+            .bind(g.expires_at)
+            .bind(g.agent_epoch);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
 /// Reads a grant by id.
 pub async fn get<'e, E: Executor<'e, Database = Any>>(
     ex: E,

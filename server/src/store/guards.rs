@@ -46,27 +46,27 @@ pub async fn put_setting(
 pub struct IntakeLoad {
     /// Its pending, unexpired request with the same `action_hash`, if any (the oldest).
     pub identical_pending: Option<String>,
-    /// How many of its requests are pending, counted up to the cap.
-    pub pending: i64,
-    /// When the earliest of them expires.
+    /// When the earliest of its pending requests expires.
     pub first_expiry: Option<Millis>,
     /// Whether a person denied one of its requests since the cooldown began.
     pub denied_recently: bool,
 }
 
 /// The statement behind [`intake_load`]: `$1` agent, `$2` action hash, `$3` now, `$4` start of
-/// the cooldown, `$5` cap.
+/// the cooldown.
 ///
 /// The `+` in `+expires_at` keeps SQLite's planner from walking the agent's pending requests
 /// by expiry (`requests_pending_by_agent`) and reading every row to compare hashes: without
 /// statistics it prefers the range, which made intake slow down as requests piled up. With
 /// the term out of the running, `requests_pending_same` (agent, hash, created_at) answers
 /// with one index probe, already in order. The plan is checked by a test below.
+///
+/// How many requests wait is not counted here but in [`pending_count`], and only when intake
+/// cannot tell without it (see `service::guards::PendingBounds`): counting walks one index
+/// entry per waiting request.
 const INTAKE_LOAD_SQL: &str = "SELECT \
        (SELECT id FROM requests WHERE agent_id = $1 AND action_hash = $2 \
           AND status = 'pending' AND +expires_at > $3 ORDER BY created_at LIMIT 1) AS same, \
-       (SELECT COUNT(*) FROM (SELECT 1 AS one FROM requests WHERE agent_id = $1 \
-          AND status = 'pending' LIMIT $5) AS p) AS pending, \
        (SELECT MIN(expires_at) FROM requests WHERE agent_id = $1 \
           AND status = 'pending') AS first_expiry, \
        (SELECT COUNT(*) FROM (SELECT 1 AS one FROM requests WHERE agent_id = $1 \
@@ -82,22 +82,43 @@ pub async fn intake_load<'e, E: Executor<'e, Database = Any>>(
     action_hash: &str,
     now: Millis,
     denied_since: Millis,
-    cap: i64,
 ) -> Result<IntakeLoad, StoreError> {
     let row = sqlx::query(INTAKE_LOAD_SQL)
         .bind(agent_id)
         .bind(action_hash)
         .bind(now)
         .bind(denied_since)
-        .bind(cap)
         .fetch_one(ex)
         .await?;
     Ok(IntakeLoad {
         identical_pending: col(&row, "same")?,
-        pending: col(&row, "pending")?,
         first_expiry: col(&row, "first_expiry")?,
         denied_recently: col::<i64>(&row, "denied")? > 0,
     })
+}
+
+/// How many of the agent's requests are pending, counted up to `cap` (an index walk of at most
+/// `cap` entries).
+///
+/// The cap is written into the statement rather than bound: SQLite plans a `LIMIT` with the
+/// value bound to it, so it re-prepares a statement whose `LIMIT` parameter is bound again,
+/// on every execution (profiling found intake's read recompiled on every request). The cap
+/// is an admin's setting, so the statement cache holds one statement per value in use.
+pub async fn pending_count<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    agent_id: &str,
+    cap: u32,
+) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM requests WHERE agent_id = $1 \
+         AND status = 'pending' LIMIT {cap}) AS p"
+    );
+    // `cap` is a number: nothing else goes into the text.
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(agent_id)
+        .fetch_one(ex)
+        .await?;
+    col(&row, "n")
 }
 
 /// Bodies and times of the agent's requests that a person denied since `since`.
@@ -288,7 +309,6 @@ mod tests {
         .bind("sha256:00")
         .bind(0i64)
         .bind(0i64)
-        .bind(100i64)
         .fetch_all(db.reader())
         .await
         .unwrap();

@@ -26,6 +26,7 @@ mod credentials;
 mod delegation;
 mod guards;
 mod hardening;
+mod intake_cache;
 mod lifecycle;
 mod limits;
 mod mail;
