@@ -305,7 +305,11 @@ impl Db {
 /// [`Durability`] says; the busy timeout covers writers in other processes (the CLI).
 /// `temp_store = MEMORY` keeps statement journals (what lets one statement of a transaction
 /// roll back alone, e.g. a multi-row insert that hits a constraint) in memory instead of a
-/// temporary file: they are small and short-lived.
+/// temporary file: they are small and short-lived. `wal_autocheckpoint = 10000` (pages, about
+/// 40 MB of WAL against the default 4 MB): under steady intake the checkpoint that runs on the
+/// committing connection was 8% of CPU, copying the same hot index pages back to the database
+/// again and again; ten times fewer, larger checkpoints copy each hot page once per round.
+/// Durability is unchanged: a commit is as durable in the WAL as in the main file.
 fn sqlite_setup(
     conn: &mut sqlx::AnyConnection,
     durability: Durability,
@@ -315,7 +319,7 @@ fn sqlite_setup(
         let sql = format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
              PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-             PRAGMA temp_store = MEMORY;",
+             PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 10000;",
             durability.pragma()
         );
         conn.execute(AssertSqlSafe(sql)).await?;
