@@ -105,9 +105,11 @@ async fn authenticate(
         .ok_or_else(|| {
             Error::InvalidToken("the Authorization header must use the Bearer scheme".into())
         })?;
+    // Boxed, so the database read's future does not size every handler future that holds
+    // this extractor's (a long-waiting read sits in its handler for up to a minute).
     match checked {
-        Checked::Always => core.authenticate_agent(token).await,
-        Checked::ForIntake => core.authenticate_for_intake(token).await,
+        Checked::Always => Box::pin(core.authenticate_agent(token)).await,
+        Checked::ForIntake => Box::pin(core.authenticate_for_intake(token)).await,
     }
 }
 

@@ -15,7 +15,6 @@ pub mod ui;
 
 pub use openapi::ApiDoc;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -235,32 +234,79 @@ pub async fn serve(
 
 /// [`serve`] with a router of the caller's: [`router`], perhaps wrapped in a layer of its own
 /// (the tests record every call to check it against the OpenAPI document).
+///
+/// Connections are served by hyper's HTTP/1 connection directly rather than `axum::serve`,
+/// whose version-sniffing connection (hyper-util's `auto`) holds each request's first 8 KB
+/// read buffer for as long as the connection lives: a third of what a long-waiting agent cost
+/// (`bash .ci/bench waiters`). Countersign speaks HTTP/1.1 only (no HTTP/2 is compiled in);
+/// TLS, if any, ends at the proxy in front.
 pub async fn serve_router(
     core: Arc<Countersign>,
     app: Router,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::TokioIo;
+    use tower::Service;
+
     spawn_background(core);
-    // `into_make_service_with_connect_info` shares one prepared router between connections
-    // (as `into_make_service` does): each connection gets a clone of it (a reference count)
-    // wrapped to add the peer's address to its requests, which the limits count by. Serving
-    // the Router itself would re-prepare it (`with_state`) for every new connection, about
-    // 18 KB each, which was most of what 10,000 long-waiting agents cost (see `make bench`).
-    // No Nagle: an answer written in several small pieces (an MCP tool result is an SSE event,
-    // then the stream's end) would otherwise wait for the client's delayed ACK, 40 ms on
-    // Linux, before its last piece leaves (it did: `make bench` mcp p99 39 ms against 10 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // No Nagle: an answer written in several small pieces (an MCP tool result is an SSE
+        // event, then the stream's end) would otherwise wait for the client's delayed ACK,
+        // 40 ms on Linux, before its last piece leaves (it did: `make bench` mcp p99 39 ms
+        // against 10 ms).
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+        // Every connection shares the one prepared router (a reference count per request);
+        // the peer's address goes on each request, which the limits count by.
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().call(req)
+        });
+        // No timer, so no header read timeout: as under `axum::serve`, an idle kept-alive
+        // connection stays open until its client closes it.
+        let connection =
+            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // In-flight requests finish; idle connections close.
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// After a failed `accept`: a connection the peer gave up on is nothing; anything else (out
+/// of file descriptors, say) is logged and retried after a pause, as a busy loop would not help.
+async fn accept_failed(e: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Starts the background tasks: the sweeper, the audit checkpoints, the callback worker, the

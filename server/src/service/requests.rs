@@ -687,8 +687,7 @@ impl Countersign {
         }
         let not_found = || Error::NotFound("no such request".into());
         if wait == 0 {
-            let row = self
-                .read_fresh(id)
+            let row = Box::pin(self.read_fresh(id))
                 .await?
                 .filter(|r| r.agent_id == agent.id)
                 .ok_or_else(not_found)?;
@@ -699,24 +698,25 @@ impl Countersign {
                     interval: POLL_INTERVAL_SECS,
                 });
             }
-            return self.view(&row).await;
+            return Box::pin(self.view(&row)).await;
         }
 
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
-        // Register before reading: a decision committed after our read still finds us.
+        // Register before reading: a decision committed after our read still finds us. The
+        // reads are boxed: a future is as large as its largest state, and thousands of agents
+        // may sit in the small one below (waiting) while the database reads are rarely live.
         let registration = self.waiters.register(id);
         loop {
             let notified = registration.notify().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
 
-            let row = self
-                .read_fresh(id)
+            let row = Box::pin(self.read_fresh(id))
                 .await?
                 .filter(|r| r.agent_id == agent.id)
                 .ok_or_else(not_found)?;
             if row.status.is_final() {
-                let view = self.view(&row).await;
+                let view = Box::pin(self.view(&row)).await;
                 if let Some(woken) = registration.woken_at() {
                     self.metrics.decision_delivery.record(woken.elapsed());
                 }
@@ -733,8 +733,8 @@ impl Countersign {
             if tokio::time::timeout_at(wake_at, notified).await.is_err()
                 && tokio::time::Instant::now() >= deadline
             {
-                let row = self.read_fresh(id).await?.ok_or_else(not_found)?;
-                return self.view(&row).await;
+                let row = Box::pin(self.read_fresh(id)).await?.ok_or_else(not_found)?;
+                return Box::pin(self.view(&row)).await;
             }
         }
     }
