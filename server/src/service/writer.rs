@@ -274,13 +274,13 @@ async fn write_attempt<'a>(
     }
     // Other replicas' open inboxes learn of new requests that wait for people the same way
     // their waiting agents learn of decisions (see `waiters`).
-    for j in kept
+    let pending: Vec<&str> = kept
         .iter()
         .filter(|j| j.request.status == RequestStatus::Pending)
-    {
-        let channel = super::waiters::CHANNEL;
-        crate::store::coordination::notify(&mut tx, db.backend(), channel, &j.request.id).await?;
-    }
+        .map(|j| j.request.id.as_str())
+        .collect();
+    let channel = super::waiters::CHANNEL;
+    crate::store::coordination::notify_many(&mut tx, db.backend(), channel, &pending).await?;
     // Last, with the audit chain's head held (so no policy can be applied before this
     // transaction ends, on any replica: applying one appends to the chain too): the policy each
     // request was decided under must be the newest. Intake decides with the version it cached

@@ -27,6 +27,31 @@ pub async fn notify(
     Ok(())
 }
 
+/// [`notify`] for each of `payloads`, in one statement (one round trip, however many: the
+/// intake writer announces a whole batch of new requests at once).
+pub async fn notify_many(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    channel: &str,
+    payloads: &[&str],
+) -> Result<(), StoreError> {
+    if backend != Backend::Postgres || payloads.is_empty() {
+        return Ok(());
+    }
+    let rows = (2..payloads.len() + 2)
+        .map(|i| format!("(${i}::text)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Only placeholders are spliced in; the values are bound.
+    let sql = format!("SELECT pg_notify($1, p) FROM (VALUES {rows}) AS t(p)");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(channel);
+    for p in payloads {
+        query = query.bind(*p);
+    }
+    query.execute(conn).await?;
+    Ok(())
+}
+
 /// Waits for the advisory lock `key` and holds it until the caller's transaction ends.
 pub async fn lock(conn: &mut AnyConnection, backend: Backend, key: i64) -> Result<(), StoreError> {
     if backend == Backend::Postgres {

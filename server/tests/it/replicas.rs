@@ -76,3 +76,34 @@ async fn a_decision_on_one_replica_wakes_the_agent_waiting_on_another() {
         "{kids:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_request_of_a_burst_on_one_replica_reaches_the_inboxes_of_another() {
+    let (a, _alice, agent) = TestApp::with_alice(Backend::Postgres).await;
+    let b = a.replica().await;
+    let mut heard = b.core.waiters.subscribe();
+
+    // Sent at once, so the intake writer on A commits several in one transaction and announces
+    // them together (one NOTIFY statement per batch).
+    let created = futures::future::join_all((0..40).map(|i| {
+        let (a, agent) = (&a, &agent);
+        async move {
+            let r = a
+                .agent_post(agent, "/api/v1/requests", &transfer(&format!("{i}.00")))
+                .await;
+            common::created_id(r).await
+        }
+    }))
+    .await;
+
+    let mut missing: std::collections::HashSet<String> = created.into_iter().collect();
+    assert_eq!(missing.len(), 40, "forty distinct requests");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !missing.is_empty() {
+        let id = tokio::time::timeout_at(deadline, heard.recv())
+            .await
+            .unwrap_or_else(|_| panic!("B never heard of {} requests: {missing:?}", missing.len()))
+            .unwrap();
+        missing.remove(&id);
+    }
+}
