@@ -83,7 +83,7 @@ use webauthn_authenticator_rs::WebauthnAuthenticator;
 const INTAKE_SECONDS: u64 = 10;
 const INTAKE_CONCURRENCY: usize = 32;
 const INTAKE_AGENTS: usize = 64;
-const IDLE_WAITERS: usize = 1_000;
+const IDLE_WAITERS: usize = 10_000;
 const MEASURED_DECISIONS: usize = 200;
 const MANY_WAITERS: usize = 10_000;
 const PAGE_LOADS: usize = 1_000;
@@ -94,6 +94,13 @@ fn many() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(MANY_WAITERS)
+}
+
+/// A port free at the time of asking, on loopback.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A Countersign server process with its own data directory.
@@ -127,22 +134,10 @@ impl Drop for Server {
 
 impl Server {
     async fn start(http: &Client, settings: &[(&str, &str)]) -> Result<Self> {
-        let bin = std::env::current_exe()?.with_file_name("countersign");
-        let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let base = format!("http://localhost:{port}");
         let env = vec![
-            (
-                "COUNTERSIGN_LISTEN".to_string(),
-                format!("127.0.0.1:{port}"),
-            ),
             ("COUNTERSIGN_PUBLIC_URL".to_string(), base.clone()),
-            (
-                "COUNTERSIGN_DATA_DIR".to_string(),
-                dir.path().display().to_string(),
-            ),
             ("RUST_LOG".to_string(), "warn".to_string()),
             // The software owner approves without opening each request's page first; the
             // approve delay would only add its own wait to what we measure.
@@ -152,6 +147,40 @@ impl Server {
             .into_iter()
             .chain(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .collect();
+        Self::spawn(http, port, base, env, true).await
+    }
+
+    /// A second replica on this server's (PostgreSQL) database, with its own port and data
+    /// directory; `COUNTERSIGN_PUBLIC_URL` stays the first one's, as behind one load balancer.
+    async fn replica(&self, http: &Client) -> Result<Self> {
+        let port = free_port()?;
+        let base = format!("http://localhost:{port}");
+        let env = self
+            .env
+            .iter()
+            .filter(|(k, _)| k != "COUNTERSIGN_LISTEN" && k != "COUNTERSIGN_DATA_DIR")
+            .cloned()
+            .collect();
+        Self::spawn(http, port, base, env, false).await
+    }
+
+    async fn spawn(
+        http: &Client,
+        port: u16,
+        base: String,
+        mut env: Vec<(String, String)>,
+        first: bool,
+    ) -> Result<Self> {
+        let bin = std::env::current_exe()?.with_file_name("countersign");
+        let dir = tempfile::tempdir()?;
+        env.push((
+            "COUNTERSIGN_LISTEN".to_string(),
+            format!("127.0.0.1:{port}"),
+        ));
+        env.push((
+            "COUNTERSIGN_DATA_DIR".to_string(),
+            dir.path().display().to_string(),
+        ));
         // BENCH_SERVER_WRAPPER runs the server under a profiler (e.g. "valgrind --tool=massif").
         let wrapper = std::env::var("BENCH_SERVER_WRAPPER").unwrap_or_default();
         let mut words = wrapper.split_whitespace();
@@ -172,7 +201,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        // The first start prints the one-time link to enrol the first admin.
+        // The first start on a database prints the one-time link to enrol the first admin.
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -182,9 +211,12 @@ impl Server {
                 }
             }
         });
-        let enrol_link = rx
-            .recv_timeout(Duration::from_secs(30))
-            .context("no enrolment link printed")?;
+        let enrol_link = if first {
+            rx.recv_timeout(Duration::from_secs(30))
+                .context("no enrolment link printed")?
+        } else {
+            String::new()
+        };
         for _ in 0..300 {
             if http
                 .get(format!("{base}/readyz"))
@@ -781,23 +813,41 @@ async fn standing(http: &Client, figures: &mut Figures) -> Result<()> {
     Ok(())
 }
 
-async fn delivery(http: &Client, figures: &mut Figures) -> Result<()> {
-    let server = Server::start(http, &[]).await?;
-    let mut owner = Owner::enrol(http, &server, "owner@example.com").await?;
+/// Decision → waiting agent, with `IDLE_WAITERS` more agents waiting meanwhile. On SQLite one
+/// server; on PostgreSQL two replicas of one database: the owner decides on the first, every
+/// agent waits on the second, so each answer crosses replicas (`pg_notify`).
+async fn delivery(http: &Client, figures: &mut Figures, database_url: Option<&str>) -> Result<()> {
+    let mut settings = Vec::new();
+    if let Some(url) = database_url {
+        settings.push(("DATABASE_URL", url));
+    }
+    let deciding = Server::start(http, &settings).await?;
+    // Enrolled before the replica starts: a server starting on a database with no admin yet
+    // issues a new enrolment link, which replaces the first one's.
+    let mut owner = Owner::enrol(http, &deciding, "owner@example.com").await?;
+    let waiting_on = match database_url {
+        Some(_) => Some(deciding.replica(http).await?),
+        None => None,
+    };
+    let server = waiting_on.as_ref().unwrap_or(&deciding);
     // Spread over enough agents to stay under the default cap of pending requests per agent.
-    let keys = server.agents(
+    let keys = deciding.agents(
         "owner@example.com",
         (IDLE_WAITERS + MEASURED_DECISIONS).div_ceil(90),
     )?;
-    let idle = create_many(http, &server.base, &keys, IDLE_WAITERS).await?;
-    let measured = create_many(http, &server.base, &keys, MEASURED_DECISIONS).await?;
+    // One batch, so every request is distinct (an identical pending request would be answered
+    // as the same request, and one decision would wake two waiters).
+    let mut idle =
+        create_many(http, &server.base, &keys, IDLE_WAITERS + MEASURED_DECISIONS).await?;
+    let measured = idle.split_off(IDLE_WAITERS);
     let idle_waits = wait_all(http, &server.base, &idle);
     let measured_waits: HashMap<String, _> = measured
         .iter()
         .map(|(_, id)| id.clone())
         .zip(wait_all(http, &server.base, &measured))
         .collect();
-    until_waiting(http, &server, IDLE_WAITERS + MEASURED_DECISIONS).await?;
+    until_waiting(http, server, IDLE_WAITERS + MEASURED_DECISIONS).await?;
+    let (rss_waiting, _) = server.memory_mib()?;
 
     let mut end_to_end = Vec::with_capacity(MEASURED_DECISIONS);
     for (id, waiter) in measured_waits {
@@ -819,8 +869,13 @@ async fn delivery(http: &Client, figures: &mut Figures) -> Result<()> {
     let count = server
         .metric(http, "countersign_decision_delivery_seconds_count")
         .await?;
+    let setup = match database_url {
+        Some(_) => "PostgreSQL, decided on one replica, waiting on another",
+        None => "SQLite",
+    };
     println!(
-        "delivery with {} waiting ({} still waiting after): server commit→answer p50 {:.3} ms p99 {:.3} ms over {count} decisions; \
+        "delivery ({setup}) with {} waiting ({} still waiting after; waiting server's RSS {rss_waiting:.0} MiB): \
+         server wake→answer p50 {:.3} ms p99 {:.3} ms over {count} decisions; \
          client assertion-sent→waiter-received p50 {} p99 {}",
         IDLE_WAITERS + MEASURED_DECISIONS,
         still_waiting,
@@ -833,16 +888,24 @@ async fn delivery(http: &Client, figures: &mut Figures) -> Result<()> {
         w.abort();
     }
     figures.rows.push((
-        format!("Decision commit → waiting agent's answer, {IDLE_WAITERS}+ agents waiting (server-measured)"),
+        format!("Decision → waiting agent's answer, {IDLE_WAITERS}+ agents waiting, {setup} (server-measured: waiter woken → answer sent)"),
         format!("p50 {:.2} ms, p99 {:.2} ms", p50 * 1000.0, p99 * 1000.0),
         "p99 ≤ 5 ms".into(),
     ));
     figures.rows.push((
-        "Passkey assertion sent → waiting agent has the grant (client-measured; includes verification and the deciding transaction)".into(),
+        format!("Passkey assertion sent → waiting agent has the grant, {setup} (client-measured; includes verification, the deciding transaction and, across replicas, the notification)"),
         format!("p50 {}, p99 {}", ms(percentile(&end_to_end, 0.5)), ms(percentile(&end_to_end, 0.99))),
-        "—".into(),
+        match database_url {
+            Some(_) => "p99 ≤ 20 ms".into(),
+            None => "—".into(),
+        },
     ));
     Ok(())
+}
+
+/// `delivery` on two replicas of a fresh PostgreSQL database (dropped afterwards).
+async fn delivery_pg(http: &Client, figures: &mut Figures) -> Result<()> {
+    with_pg_database(|url| async move { delivery(http, figures, Some(&url)).await }).await
 }
 
 async fn many_waiters(http: &Client, figures: &mut Figures) -> Result<()> {
@@ -1938,11 +2001,21 @@ async fn peer(
 /// The side-by-side scenario with Countersign on the local PostgreSQL: a database made for
 /// the run and dropped after it.
 async fn peer_pg(http: &Client, figures: &mut Figures) -> Result<()> {
+    with_pg_database(|url| async move { peer(http, figures, "PostgreSQL", Some(&url)).await }).await
+}
+
+/// Runs `scenario` on a fresh database of the PostgreSQL server at `COUNTERSIGN_TEST_PG_URL`
+/// (default: the local one), dropping it afterwards whatever the outcome.
+async fn with_pg_database<F, Fut>(scenario: F) -> Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     use sqlx::{Connection, Executor};
     let pg = std::env::var("COUNTERSIGN_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let db = format!(
-        "cs_bench_peer_{}",
+        "cs_bench_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
     let mut admin = sqlx::PgConnection::connect(&format!("{pg}/postgres"))
@@ -1951,7 +2024,7 @@ async fn peer_pg(http: &Client, figures: &mut Figures) -> Result<()> {
     admin
         .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
         .await?;
-    let measured = peer(http, figures, "PostgreSQL", Some(&format!("{pg}/{db}"))).await;
+    let measured = scenario(format!("{pg}/{db}")).await;
     let dropped = admin
         .execute(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
@@ -1984,9 +2057,9 @@ async fn main() -> Result<()> {
         .pool_max_idle_per_host(usize::MAX)
         .build()?;
     let mut figures = Figures { rows: Vec::new() };
-    // Scenarios to run: all but `peer` and `peer-pg` by default, or any of `intake`,
-    // `delivery`, `waiters`, `page`, `mcp`, `callbacks`, `credentials`, `gateway`, `standing`,
-    // `peer`, `peer-pg`.
+    // Scenarios to run: all but `peer`, `peer-pg` and `delivery-pg` by default, or any of
+    // `intake`, `delivery`, `waiters`, `page`, `mcp`, `callbacks`, `credentials`, `gateway`,
+    // `standing`, `peer`, `peer-pg`, `delivery-pg`.
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|a| a == name);
     println!("machine: {}", machine());
@@ -1994,7 +2067,7 @@ async fn main() -> Result<()> {
         intake(&http, &mut figures).await?;
     }
     if wanted("delivery") {
-        delivery(&http, &mut figures).await?;
+        delivery(&http, &mut figures, None).await?;
     }
     if wanted("waiters") {
         many_waiters(&http, &mut figures).await?;
@@ -2017,14 +2090,17 @@ async fn main() -> Result<()> {
     if wanted("standing") {
         standing(&http, &mut figures).await?;
     }
-    // The side-by-side scenarios need node and wrk (`bash .ci/bench` installs them): they run
-    // only when named.
+    // The side-by-side scenarios need node and wrk (`bash .ci/bench` installs them), the
+    // PostgreSQL ones a server: they run only when named.
     let named = |name: &str| only.iter().any(|a| a == name);
     if named("peer") {
         peer(&http, &mut figures, "SQLite", None).await?;
     }
     if named("peer-pg") {
         peer_pg(&http, &mut figures).await?;
+    }
+    if named("delivery-pg") {
+        delivery_pg(&http, &mut figures).await?;
     }
     println!("\n| measure | result | target |\n| --- | --- | --- |");
     for (m, r, t) in &figures.rows {
