@@ -311,7 +311,7 @@ async fn accept_failed(e: &std::io::Error) {
 
 /// Starts the background tasks: the sweeper, the audit checkpoints, the callback worker, the
 /// credential revocation worker and reaper (on every replica; the reaper and sweeper act on one
-/// at a time), and on PostgreSQL the cross-replica listener.
+/// at a time), on SQLite the WAL checkpoints, and on PostgreSQL the cross-replica listener.
 pub fn spawn_background(core: Arc<Countersign>) {
     tokio::spawn(crate::service::callbacks::run(core.clone()));
     tokio::spawn(crate::service::credentials::run(core.clone()));
@@ -320,6 +320,9 @@ pub fn spawn_background(core: Arc<Countersign>) {
         core.clone(),
         Duration::from_secs(1),
     ));
+    if core.db.backend() == crate::store::Backend::Sqlite {
+        tokio::spawn(crate::store::run_wal_checkpoints(core.db.clone()));
+    }
     if core.db.backend() == crate::store::Backend::Postgres {
         tokio::spawn(crate::service::waiters::listen(
             core.db.url().expose().to_string(),
