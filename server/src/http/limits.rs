@@ -145,7 +145,7 @@ impl Limits {
             .get::<ConnectInfo<SocketAddr>>()
             .ok_or_else(|| {
                 Error::internal(
-                    "no peer address: serve the router with into_make_service_with_connect_info",
+                    "no peer address: serve the router with http::serve_router (it adds ConnectInfo)",
                 )
             })?
             .0
