@@ -17,14 +17,7 @@ pub async fn notify(
     channel: &str,
     payload: &str,
 ) -> Result<(), StoreError> {
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(channel)
-            .bind(payload)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
+    notify_many(conn, backend, channel, &[payload]).await
 }
 
 /// [`notify`] for each of `payloads`, in one statement (one round trip, however many: the
@@ -38,17 +31,17 @@ pub async fn notify_many(
     if backend != Backend::Postgres || payloads.is_empty() {
         return Ok(());
     }
-    let rows = (2..payloads.len() + 2)
-        .map(|i| format!("(${i}::text)"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    // Only placeholders are spliced in; the values are bound.
-    let sql = format!("SELECT pg_notify($1, p) FROM (VALUES {rows}) AS t(p)");
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(channel);
+    // The payloads are `$1…$n`, the channel `$n+1`; only placeholders are spliced in.
+    let sql = format!(
+        "SELECT pg_notify(${}, p) FROM (VALUES {}) AS t(p)",
+        payloads.len() + 1,
+        super::values_placeholders(payloads.len(), 1)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for p in payloads {
         query = query.bind(*p);
     }
-    query.execute(conn).await?;
+    query.bind(channel).execute(conn).await?;
     Ok(())
 }
 

@@ -305,10 +305,7 @@ impl Db {
         let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .fetch_one(&self.read)
             .await?;
-        // (busy, pages in the WAL, pages checkpointed)
-        let pages: i64 = sqlx::Row::try_get(&row, 1)?;
-        let copied: i64 = sqlx::Row::try_get(&row, 2)?;
-        Ok(Some((pages, copied)))
+        Ok(Some((col(&row, "log")?, col(&row, "checkpointed")?)))
     }
 
     /// Closes every connection.
