@@ -1555,9 +1555,7 @@ impl Peer {
                 dir.display()
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let mut child = Command::new("node")
             .arg("ciba.mjs")
             .arg(port.to_string())
