@@ -22,10 +22,9 @@
 //! a policy of its own (the JWKS is public and says so). The compiled assets under `/pkg` and
 //! the files from `public/` are the same for everyone and stay cacheable.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine;
 use rand_core::{OsRng, RngCore};
@@ -102,22 +101,26 @@ fn never_a_page(path: &str) -> bool {
         || matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
-/// The middleware: draws the answer's nonce (for what may be a page), lets the request
-/// through, and sets the headers.
-pub async fn browser_edge(
-    State(edge): State<BrowserEdge>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let path = req.uri().path();
-    let public_asset = is_public_asset(path);
-    let nonce = (!never_a_page(path)).then(ScriptNonce::fresh);
-    if let Some(nonce) = &nonce {
-        req.extensions_mut().insert(nonce.clone());
+impl BrowserEdge {
+    /// The middleware's way in (see [`super::around`]): draws the answer's nonce (for what may
+    /// be a page) and hands it to the request; what it returns sets the headers on the answer.
+    pub fn before(&self, req: &mut Request) -> impl FnOnce(Response) -> Response + use<> {
+        let path = req.uri().path();
+        let public_asset = is_public_asset(path);
+        let nonce = (!never_a_page(path)).then(ScriptNonce::fresh);
+        if let Some(nonce) = &nonce {
+            req.extensions_mut().insert(nonce.clone());
+        }
+        let hsts = self.hsts;
+        move |mut res| {
+            secure(res.headers_mut(), nonce, public_asset, hsts);
+            res
+        }
     }
-    let mut res = next.run(req).await;
-    let headers = res.headers_mut();
+}
 
+/// The headers every answer gets.
+fn secure(headers: &mut HeaderMap, nonce: Option<ScriptNonce>, public_asset: bool, hsts: bool) {
     let is_page = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -137,13 +140,12 @@ pub async fn browser_edge(
         HeaderName::from_static("cross-origin-opener-policy"),
         "same-origin",
     );
-    if edge.hsts {
+    if hsts {
         set(headers, header::STRICT_TRANSPORT_SECURITY, HSTS);
     }
     if !public_asset && !headers.contains_key(header::CACHE_CONTROL) {
         set(headers, header::CACHE_CONTROL, "no-store");
     }
-    res
 }
 
 fn set(headers: &mut HeaderMap, name: HeaderName, value: &'static str) {

@@ -2,6 +2,7 @@
 //! (extractors), call one service method, map the error ([`problem`]).
 
 pub mod agent_api;
+mod around;
 pub mod body;
 pub mod gateway;
 pub mod headers;
@@ -15,9 +16,12 @@ pub mod ui;
 
 pub use openapi::ApiDoc;
 
+use around::around;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::extract::Request;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get, post};
 use axum::{Extension, Router};
@@ -169,7 +173,7 @@ pub fn router(core: Arc<Countersign>) -> Router {
         .route("/api/", any(problem::no_such_endpoint))
         .route("/api/{*rest}", any(problem::no_such_endpoint))
         // Whatever a layer below the handlers answers under /api is problem+json too.
-        .layer(axum::middleware::from_fn(problem::problem_json_only))
+        .layer(problem::ProblemJsonOnly)
         .with_state(core.clone())
         // For the `AgentAuth` extractor, which counts failed authentications.
         .layer(Extension(limits));
@@ -213,12 +217,15 @@ pub fn router(core: Arc<Countersign>) -> Router {
     api.merge(site)
         // A method a path does not take: problem+json, with the `Allow` header axum adds.
         .method_not_allowed_fallback(problem::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            headers::BrowserEdge::new(&core.config),
-            headers::browser_edge,
-        ))
+        .layer(around({
+            let edge = headers::BrowserEdge::new(&core.config);
+            move |req: &mut Request| edge.before(req)
+        }))
         // Applied to each route (so it sees the route's pattern) and to the fallback.
-        .layer(from_fn_with_state(core.clone(), ops::time_calls))
+        .layer(around({
+            let core = core.clone();
+            move |req: &mut Request| ops::time_calls(&core, req)
+        }))
         .layer(TraceLayer::new_for_http())
 }
 

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use utoipa::OpenApi;
@@ -38,23 +37,25 @@ pub async fn metrics(State(core): State<Arc<Countersign>>) -> Response {
 }
 
 /// Times every call for the per-route latency histogram, by the router's pattern for the path
-/// (never the path itself, which would make a series per request id).
-pub async fn time_calls(
-    State(core): State<Arc<Countersign>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// (never the path itself, which would make a series per request id): the way in of a layer
+/// made with [`super::around`].
+pub fn time_calls(
+    core: &Arc<Countersign>,
+    request: &mut Request,
+) -> impl FnOnce(Response) -> Response + use<> {
+    let core = core.clone();
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
-    let response = next.run(request).await;
-    core.metrics.http_request(
-        &method,
-        route.as_ref().map(MatchedPath::as_str),
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
+    move |response| {
+        core.metrics.http_request(
+            &method,
+            route.as_ref().map(MatchedPath::as_str),
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        response
+    }
 }
 
 /// `GET /.well-known/jwks.json`: the grant verification keys.

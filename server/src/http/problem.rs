@@ -5,12 +5,17 @@
 //! under `/api/` (a method a path does not take, a path that is no endpoint, an error from a
 //! layer below the handlers) is made problem+json here too.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
 use axum::body::to_bytes;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use serde::Serialize;
+use tower::{Layer, Service};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::ToSchema;
 
@@ -225,20 +230,98 @@ pub async fn no_such_endpoint(uri: Uri) -> Response {
 /// layer below the handlers (the session store failing, say) answers with an empty or plain
 /// text body. The status and headers stay; the body becomes a problem with the code the
 /// status means. Answers that are not errors, or are problem+json already, pass untouched.
-pub async fn problem_json_only(req: Request, next: Next) -> Response {
-    // Only the API: `/readyz` and friends keep their plain answers for probes.
-    if !req.uri().path().starts_with("/api") {
-        return next.run(req).await;
+///
+/// A tower layer rather than axum's `from_fn`, so that it boxes nothing while a request runs
+/// (a long-waiting agent would hold it for the whole wait; see [`super::around`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProblemJsonOnly;
+
+impl<S> Layer<S> for ProblemJsonOnly {
+    type Service = ProblemJsonService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ProblemJsonService { inner }
     }
-    let response = next.run(req).await;
+}
+
+/// The service [`ProblemJsonOnly`] wraps around the inner one.
+#[derive(Clone, Debug)]
+pub struct ProblemJsonService<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for ProblemJsonService<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ProblemJsonFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // Only the API: `/readyz` and friends keep their plain answers for probes.
+        let api = req.uri().path().starts_with("/api");
+        ProblemJsonFuture::Answering {
+            inner: self.inner.call(req),
+            api,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner call, then (for an error that is not a problem yet, which is rare) the
+    /// rewrite of its body.
+    #[project = ProblemJsonState]
+    pub enum ProblemJsonFuture<F> {
+        /// The inner service is answering.
+        Answering { #[pin] inner: F, api: bool },
+        /// Its answer is being made a problem.
+        Rewriting { rewrite: BoxFuture<'static, Response> },
+    }
+}
+
+impl<F, E> Future for ProblemJsonFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                ProblemJsonState::Answering { inner, api } => {
+                    let response = ready!(inner.poll(cx))?;
+                    if !*api || !needs_problem(&response) {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let rewrite = Box::pin(into_problem(response));
+                    self.set(ProblemJsonFuture::Rewriting { rewrite });
+                }
+                ProblemJsonState::Rewriting { rewrite } => {
+                    return rewrite.as_mut().poll(cx).map(Ok)
+                }
+            }
+        }
+    }
+}
+
+/// An error answer that is not problem+json.
+fn needs_problem(response: &Response) -> bool {
     let status = response.status();
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
-        return response;
-    }
+    (status.is_client_error() || status.is_server_error()) && !is_problem
+}
+
+/// The same answer as a problem: status and headers kept, the body a problem document.
+async fn into_problem(response: Response) -> Response {
+    let status = response.status();
     let (mut parts, body) = response.into_parts();
     let text = to_bytes(body, 4096).await.unwrap_or_default();
     let plain = parts
@@ -293,7 +376,7 @@ mod tests {
 
     async fn answer(router: Router, path: &str) -> (StatusCode, HeaderValue, serde_json::Value) {
         let res = router
-            .layer(axum::middleware::from_fn(problem_json_only))
+            .layer(ProblemJsonOnly)
             .oneshot(
                 axum::http::Request::get(path)
                     .body(Body::empty())
