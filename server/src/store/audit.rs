@@ -134,7 +134,7 @@ pub async fn append_prepared(
     }
     let sql = format!(
         "INSERT INTO audit_events (seq, at, actor, kind, request_id, data, prev_hash, hash) VALUES {}",
-        super::values_placeholders(events.len(), 8)
+        super::values_placeholders(super::Backend::of(conn), events.len(), 8)
     );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for (i, (p, (prev, hash))) in events.iter().zip(&hashes).enumerate() {

@@ -35,7 +35,7 @@ pub async fn notify_many(
     let sql = format!(
         "SELECT pg_notify(${}, p) FROM (VALUES {}) AS t(p)",
         payloads.len() + 1,
-        super::values_placeholders(payloads.len(), 1)
+        super::values_placeholders(backend, payloads.len(), 1)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for p in payloads {

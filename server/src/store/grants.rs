@@ -102,7 +102,7 @@ pub async fn insert_many(conn: &mut AnyConnection, rows: &[&GrantRow]) -> Result
     let sql = format!(
         "INSERT INTO grants (jti, request_id, agent_id, status, claims, issued_at, expires_at, \
          agent_epoch) VALUES {}",
-        super::values_placeholders(rows.len(), 8)
+        super::values_placeholders(super::Backend::of(conn), rows.len(), 8)
     );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for g in rows {

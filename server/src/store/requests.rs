@@ -120,7 +120,7 @@ pub async fn insert_many(
          policy_version, policy_hash, rule_id, explanation, approvals_required, approver_rule, \
          grant_ttl_seconds, credential, credential_ttl_seconds, created_at, expires_at, \
          decided_at, decided_by, reason_code, reason) VALUES {}",
-        super::values_placeholders(requests.len(), 22)
+        super::values_placeholders(super::Backend::of(conn), requests.len(), 22)
     );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for r in requests {
@@ -448,7 +448,7 @@ pub async fn idempotency_claim(
     let sql = format!(
         "INSERT INTO idempotency_keys (agent_id, key, body_hash, request_id, created_at) VALUES {} \
          ON CONFLICT (agent_id, key) DO NOTHING RETURNING request_id",
-        super::values_placeholders(claims.len(), 5)
+        super::values_placeholders(super::Backend::of(conn), claims.len(), 5)
     );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for c in claims {
