@@ -177,24 +177,34 @@ fn write_number(number: &Number, out: &mut String) {
 /// Only `"`, `\` and the C0 controls are escaped; everything else, including
 /// `/`, DEL, U+2028/U+2029 and all non-ASCII text, is written as raw UTF-8.
 pub(crate) fn write_string(text: &str, out: &mut String) {
+    out.reserve(text.len() + 2);
     out.push('"');
-    for ch in text.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            control if u32::from(control) < 0x20 => {
-                // Writing into a String cannot fail, so the fmt::Result
-                // carries no information.
-                let _ = write!(out, "\\u{:04x}", u32::from(control));
-            }
-            other => out.push(other),
+    // Copy the runs between characters that need escaping whole: most strings have none, and
+    // a character at a time was 3% of intake's CPU. Every escaped character is ASCII, and no
+    // byte of a multi-byte UTF-8 sequence is, so cutting at their bytes keeps whole characters.
+    let mut run = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            control if control < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&text[run..i]);
+        run = i + 1;
+        if escape.is_empty() {
+            // Writing into a String cannot fail, so the fmt::Result carries no information.
+            let _ = write!(out, "\\u{:04x}", byte);
+        } else {
+            out.push_str(escape);
         }
     }
+    out.push_str(&text[run..]);
     out.push('"');
 }
 

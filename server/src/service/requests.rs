@@ -207,6 +207,14 @@ fn validate_idempotency_key(key: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A new request as it is stored: its JSON, that JSON in canonical form (the row's body), and
+/// the canonical form's digest (the idempotency fingerprint).
+struct Stored {
+    value: Value,
+    canonical: String,
+    fingerprint: String,
+}
+
 impl Countersign {
     /// An agent asks for approval of an action.
     pub async fn create_request(
@@ -220,9 +228,17 @@ impl Countersign {
                 field: e.field,
                 detail: e.detail,
             })?;
-        let fingerprint = sha256_prefixed(
-            canonical_json(&serde_json::to_value(&new).map_err(Error::internal)?).as_bytes(),
-        );
+        // The request as JSON, and canonical: what the row stores, what its audit event
+        // records, and (hashed) the idempotency fingerprint, made once.
+        let value = serde_json::to_value(&new).map_err(Error::internal)?;
+        let canonical = canonical_json(&value);
+        let fingerprint = sha256_prefixed(canonical.as_bytes());
+        let stored = Stored {
+            value,
+            canonical,
+            fingerprint,
+        };
+        let fingerprint = stored.fingerprint.as_str();
         // An identity from the intake cache is confirmed before anything is answered without
         // being written (see `agents`, "Credentials cached for intake").
         let confirmed;
@@ -234,7 +250,7 @@ impl Countersign {
         };
         if let Some(key) = idempotency_key {
             validate_idempotency_key(key)?;
-            if let Some(view) = self.idempotent_replay(agent, key, &fingerprint).await? {
+            if let Some(view) = self.idempotent_replay(agent, key, fingerprint).await? {
                 return Ok(Created {
                     view,
                     replayed: true,
@@ -242,14 +258,14 @@ impl Countersign {
             }
         }
         match self
-            .insert_request(agent, &new, idempotency_key, &fingerprint)
+            .insert_request(agent, &new, idempotency_key, &stored)
             .await
         {
             Err(Error::Conflict(_)) if idempotency_key.is_some() => {
                 // We lost an insert race on the idempotency key: the winner's request is the
                 // answer (or a conflict, if its body differed).
                 let key = idempotency_key.unwrap_or_default();
-                match self.idempotent_replay(agent, key, &fingerprint).await? {
+                match self.idempotent_replay(agent, key, fingerprint).await? {
                     Some(view) => Ok(Created {
                         view,
                         replayed: true,
@@ -307,7 +323,7 @@ impl Countersign {
         agent: &AgentIdentity,
         new: &NewRequest,
         idempotency_key: Option<&str>,
-        fingerprint: &str,
+        stored: &Stored,
     ) -> Result<RequestView, Error> {
         // A standing approval that covers the request approves it, unless its last use went to
         // another request meanwhile: then this one waits for a human like any other.
@@ -315,7 +331,7 @@ impl Countersign {
         let mut agent = std::borrow::Cow::Borrowed(agent);
         for _ in 0..ATTEMPTS {
             match self
-                .insert_once(&agent, new, idempotency_key, fingerprint, use_standing)
+                .insert_once(&agent, new, idempotency_key, stored, use_standing)
                 .await?
             {
                 Inserted::Stored(view) => return Ok(*view),
@@ -346,7 +362,7 @@ impl Countersign {
         agent: &AgentIdentity,
         new: &NewRequest,
         idempotency_key: Option<&str>,
-        fingerprint: &str,
+        stored: &Stored,
         use_standing: bool,
     ) -> Result<Inserted, Error> {
         let now = self.now();
@@ -475,7 +491,7 @@ impl Countersign {
             agent_id: agent.id.clone(),
             status,
             action_hash: action_hash.clone(),
-            body: canonical_json(&serde_json::to_value(new).map_err(Error::internal)?),
+            body: stored.canonical.clone(),
             action_type: new.action.r#type.clone(),
             target: new.action.target.clone(),
             policy_version: active.version,
@@ -508,7 +524,7 @@ impl Countersign {
         let mut created = json!({
             "agent_id": agent.id,
             "action_hash": action_hash,
-            "request": serde_json::to_value(new).map_err(Error::internal)?,
+            "request": stored.value.clone(),
             "expires_at": row.expires_at,
             "policy": {
                 "version": active.version,
@@ -582,7 +598,7 @@ impl Countersign {
         let claim = idempotency_key.map(|key| IdempotencyClaim {
             agent_id: agent.id.clone(),
             key: key.to_string(),
-            body_hash: fingerprint.to_string(),
+            body_hash: stored.fingerprint.clone(),
             request_id: id.clone(),
             at: now,
         });
