@@ -21,7 +21,7 @@
 //! would start a header of the agent's choosing, and in the body a line break could forge lines
 //! of our own text.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -445,6 +445,8 @@ async fn announce_batch(with: &Announcing, batch: &[Announcement]) {
             return;
         }
     };
+    let at_start = recent.clone();
+    let mut told = HashSet::new();
     for a in batch {
         let key = (a.owner_id.as_str(), a.request.approver_rule.as_str());
         let Some(Some(people)) = approvers.get(&key) else {
@@ -473,9 +475,18 @@ async fn announce_batch(with: &Announcing, batch: &[Announcement]) {
                     ));
                 }
                 Ok(false) => {
+                    // Said once, in the batch where an approver's limit is reached, not for
+                    // every request held after it: under a burst that was a log line per
+                    // request (the `held` counter counts them all).
+                    let below_at_start =
+                        at_start.get(&person.id).copied().unwrap_or(0) < i64::from(a.per_minute);
+                    if below_at_start && told.insert(person.id.as_str()) {
+                        tracing::info!(request_id = %a.request.id, to = %person.email, "prompt limit reached: requests wait in the inbox, unmailed, until the minute is over");
+                    } else {
+                        tracing::debug!(request_id = %a.request.id, to = %person.email, "prompt limit reached: the request waits in the inbox, unmailed");
+                    }
                     *had = (*had).max(i64::from(a.per_minute));
                     crate::telemetry::bump(&with.counters.held);
-                    tracing::info!(request_id = %a.request.id, to = %person.email, "prompt limit reached: the request waits in the inbox, unmailed");
                 }
                 Err(error) => {
                     tracing::warn!(request_id = %a.request.id, error = ?error, "could not count prompts; not mailing")
