@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
+use super::group::{placeholder, placeholders, StatementGroup};
 use super::{col, text_col, StoreError};
 use crate::clock::Millis;
 use crate::domain::lifecycle::AgentStatus;
@@ -417,14 +418,21 @@ pub async fn status_held(
     row.as_ref().map(|r| text_col(r, "status")).transpose()
 }
 
-/// Records when an agent was last active.
-pub async fn touch(conn: &mut AnyConnection, id: &str, at: Millis) -> Result<(), StoreError> {
-    sqlx::query("UPDATE agents SET last_seen_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(at)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Adds to `group` the recording of these agents' activity at `at` (one statement for a
+/// whole batch of requests).
+pub fn touch_rows<'q>(group: &mut StatementGroup<'q>, ids: Vec<&'q str>, at: Millis) {
+    if ids.is_empty() {
+        return;
+    }
+    let backend = group.backend();
+    let sql = format!(
+        "UPDATE agents SET last_seen_at = {} WHERE id IN ({})",
+        placeholder(backend, 1),
+        placeholders(backend, 2, ids.len())
+    );
+    group.push(sql, move |q| {
+        ids.into_iter().fold(q.bind(at), |q, id| q.bind(id))
+    });
 }
 
 /// Remembers an assertion's `jti` until it expires. Returns false when the agent already used

@@ -5,7 +5,8 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
-use super::{col, list_placeholders, StoreError};
+use super::group::{placeholder, StatementGroup};
+use super::{col, list_placeholders, Backend, StoreError};
 use crate::clock::Millis;
 use crate::domain::audit::{event_hash_of_canonical, AuditEvent};
 use crate::domain::audit_kind::EventKind;
@@ -111,46 +112,132 @@ pub async fn append_prepared(
     if events.is_empty() {
         return Ok((0, Vec::new()));
     }
-    let n = i64::try_from(events.len()).map_err(StoreError::corrupt)?;
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+    let head = reserve(conn, events.len()).await?;
+    let mut group = StatementGroup::new(Backend::of(conn));
+    let links = append_rows(&mut group, HeadSeen::Reserved(head), events);
+    group.execute(conn).await?;
+    let first_seq = links.first().map_or(0, |l| l.seq);
+    Ok((
+        first_seq,
+        links.into_iter().map(|l| (l.prev_hash, l.hash)).collect(),
+    ))
+}
+
+/// The chain's head: the last event's `seq` and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The last event's position (0 before the first).
+    pub seq: i64,
+    /// The last event's hash.
+    pub hash: String,
+}
+
+/// How the head was learnt by an appender, which says what is left to do to it.
+#[derive(Debug, Clone)]
+pub enum HeadSeen {
+    /// Already moved past the events to append, as [`reserve`] does (this is the head as it
+    /// was before).
+    Reserved(Head),
+    /// Read under a lock that keeps every other appender out until the transaction ends
+    /// (SQLite's write transaction): appending moves it.
+    Read(Head),
+}
+
+/// Moves the head `n` events on with `UPDATE … RETURNING`, and returns it as it was. On
+/// PostgreSQL that row lock serialises appenders across replicas until our transaction ends;
+/// on SQLite the write transaction already holds the database lock. So `seq` has no gaps and
+/// each event's `prev_hash` really is its predecessor's hash.
+pub async fn reserve(conn: &mut AnyConnection, n: usize) -> Result<Head, StoreError> {
+    let n = i64::try_from(n).map_err(StoreError::corrupt)?;
+    let row = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
         .bind(n)
         .fetch_one(&mut *conn)
         .await?;
-    let first_seq = col::<i64>(&head, "seq")? - n + 1;
-    let mut prev_hash: String = col(&head, "hash")?;
-    let mut hashes = Vec::with_capacity(events.len());
-    for (i, p) in events.iter().enumerate() {
-        let e = &p.event;
-        let hash = event_hash_of_canonical(
-            first_seq + i as i64,
-            e.at,
-            &e.actor,
-            e.kind.as_str(),
-            e.request_id.as_deref(),
-            &p.data_json,
-            &prev_hash,
-        );
-        hashes.push((std::mem::replace(&mut prev_hash, hash.clone()), hash));
-    }
+    Ok(Head {
+        seq: col::<i64>(&row, "seq")? - n,
+        hash: col(&row, "hash")?,
+    })
+}
+
+/// One appended event's place in the chain.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// Its position.
+    pub seq: i64,
+    /// Its predecessor's hash.
+    pub prev_hash: String,
+    /// Its own hash.
+    pub hash: String,
+}
+
+/// Adds the append of `events`, in order, after `head` to `group`: one multi-row insert (a
+/// trigger leaves the head's hash at the last event's), and, when the head was only read, the
+/// head moved to the last event. Returns each event's link.
+pub fn append_rows<'q>(
+    group: &mut StatementGroup<'q>,
+    head: HeadSeen,
+    events: &[&'q Prepared],
+) -> Vec<Link> {
+    let (Head { seq, hash }, moved) = match head {
+        HeadSeen::Reserved(h) => (h, true),
+        HeadSeen::Read(h) => (h, false),
+    };
+    let mut prev_hash = hash;
+    let links: Vec<Link> = events
+        .iter()
+        .zip(seq + 1..)
+        .map(|(p, seq)| {
+            let e = &p.event;
+            let hash = event_hash_of_canonical(
+                seq,
+                e.at,
+                &e.actor,
+                e.kind.as_str(),
+                e.request_id.as_deref(),
+                &p.data_json,
+                &prev_hash,
+            );
+            Link {
+                seq,
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            }
+        })
+        .collect();
+    let Some(last) = links.last() else {
+        return links;
+    };
+    let backend = group.backend();
     let sql = format!(
         "INSERT INTO audit_events (seq, at, actor, kind, request_id, data, prev_hash, hash) VALUES {}",
-        super::values_placeholders(super::Backend::of(conn), events.len(), 8)
+        super::values_placeholders(backend, events.len(), 8)
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-    for (i, (p, (prev, hash))) in events.iter().zip(&hashes).enumerate() {
-        let e = &p.event;
-        q = q
-            .bind(first_seq + i as i64)
-            .bind(e.at)
-            .bind(e.actor.as_str())
-            .bind(e.kind.as_str())
-            .bind(e.request_id.as_deref())
-            .bind(p.data_json.as_str())
-            .bind(prev.as_str())
-            .bind(hash.as_str());
+    let rows: Vec<(&'q Prepared, Link)> = events.iter().copied().zip(links.clone()).collect();
+    group.push(sql, move |mut q| {
+        for (p, link) in rows {
+            let e = &p.event;
+            q = q
+                .bind(link.seq)
+                .bind(e.at)
+                .bind(e.actor.as_str())
+                .bind(e.kind.as_str())
+                .bind(e.request_id.as_deref())
+                .bind(p.data_json.as_str())
+                .bind(link.prev_hash)
+                .bind(link.hash);
+        }
+        q
+    });
+    if !moved {
+        let sql = format!(
+            "UPDATE audit_head SET seq = {}, hash = {} WHERE id = 1",
+            placeholder(backend, 1),
+            placeholder(backend, 2)
+        );
+        let (seq, hash) = (last.seq, last.hash.clone());
+        group.push(sql, move |q| q.bind(seq).bind(hash));
     }
-    q.execute(&mut *conn).await?;
-    Ok((first_seq, hashes))
+    links
 }
 
 fn from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {

@@ -7,6 +7,7 @@
 
 use sqlx::AnyConnection;
 
+use super::group::StatementGroup;
 use super::{Backend, StoreError};
 
 /// Sends `payload` on `channel` to every replica that listens; delivered when the caller's
@@ -28,8 +29,16 @@ pub async fn notify_many(
     channel: &str,
     payloads: &[&str],
 ) -> Result<(), StoreError> {
+    let mut group = StatementGroup::new(backend);
+    notify_rows(&mut group, channel, payloads);
+    group.execute(conn).await
+}
+
+/// Adds [`notify_many`]'s statement to `group` (nothing on SQLite).
+pub fn notify_rows(group: &mut StatementGroup<'_>, channel: &str, payloads: &[&str]) {
+    let backend = group.backend();
     if backend != Backend::Postgres || payloads.is_empty() {
-        return Ok(());
+        return;
     }
     // The payloads are `$1…$n`, the channel `$n+1`; only placeholders are spliced in.
     let sql = format!(
@@ -37,12 +46,11 @@ pub async fn notify_many(
         payloads.len() + 1,
         super::values_placeholders(backend, payloads.len(), 1)
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for p in payloads {
-        query = query.bind(*p);
-    }
-    query.bind(channel).execute(conn).await?;
-    Ok(())
+    let payloads: Vec<String> = payloads.iter().map(|p| p.to_string()).collect();
+    let channel = channel.to_string();
+    group.push(sql, move |q| {
+        payloads.into_iter().fold(q, |q, p| q.bind(p)).bind(channel)
+    });
 }
 
 /// Waits for the advisory lock `key` and holds it until the caller's transaction ends.

@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
+use super::group::StatementGroup;
 use super::{col, text_col, StoreError};
 use crate::clock::Millis;
 use crate::domain::lifecycle::{grant, GrantStatus, IllegalTransition};
@@ -86,8 +87,11 @@ pub async fn insert(conn: &mut AnyConnection, g: &GrantRow) -> Result<(), StoreE
     Ok(())
 }
 
-/// Inserts several new grants in one statement (the intake writer's batch).
-pub async fn insert_many(conn: &mut AnyConnection, rows: &[&GrantRow]) -> Result<(), StoreError> {
+/// Adds the insert of new grants, in one statement, to `group` (the intake writer's batch).
+pub fn insert_rows<'q>(
+    group: &mut StatementGroup<'q>,
+    rows: Vec<&'q GrantRow>,
+) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -102,21 +106,22 @@ pub async fn insert_many(conn: &mut AnyConnection, rows: &[&GrantRow]) -> Result
     let sql = format!(
         "INSERT INTO grants (jti, request_id, agent_id, status, claims, issued_at, expires_at, \
          agent_epoch) VALUES {}",
-        super::values_placeholders(super::Backend::of(conn), rows.len(), 8)
+        super::values_placeholders(group.backend(), rows.len(), 8)
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-    for g in rows {
-        q = q
-            .bind(g.jti.as_str())
-            .bind(g.request_id.as_str())
-            .bind(g.agent_id.as_str())
-            .bind(g.status.as_str())
-            .bind(g.claims.as_str())
-            .bind(g.issued_at)
-            .bind(g.expires_at)
-            .bind(g.agent_epoch);
-    }
-    q.execute(conn).await?;
+    group.push(sql, move |mut q| {
+        for g in rows {
+            q = q
+                .bind(g.jti.as_str())
+                .bind(g.request_id.as_str())
+                .bind(g.agent_id.as_str())
+                .bind(g.status.as_str())
+                .bind(g.claims.as_str())
+                .bind(g.issued_at)
+                .bind(g.expires_at)
+                .bind(g.agent_epoch);
+        }
+        q
+    });
     Ok(())
 }
 

@@ -14,6 +14,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
+use super::group::StatementGroup;
 use super::{col, text_col, StoreError};
 use crate::clock::Millis;
 use crate::domain::lifecycle::{Deadline, IllegalTransition, RequestStatus};
@@ -99,10 +100,10 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     })
 }
 
-/// Inserts new requests in one statement.
-pub async fn insert_many(
-    conn: &mut AnyConnection,
-    requests: &[&RequestRow],
+/// Adds the insert of new requests, in one statement, to `group` (the intake writer's batch).
+pub fn insert_rows<'q>(
+    group: &mut StatementGroup<'q>,
+    requests: Vec<&'q RequestRow>,
 ) -> Result<(), StoreError> {
     if requests.is_empty() {
         return Ok(());
@@ -120,35 +121,36 @@ pub async fn insert_many(
          policy_version, policy_hash, rule_id, explanation, approvals_required, approver_rule, \
          grant_ttl_seconds, credential, credential_ttl_seconds, created_at, expires_at, \
          decided_at, decided_by, reason_code, reason) VALUES {}",
-        super::values_placeholders(super::Backend::of(conn), requests.len(), 22)
+        super::values_placeholders(group.backend(), requests.len(), 22)
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-    for r in requests {
-        q = q
-            .bind(r.id.clone())
-            .bind(r.agent_id.clone())
-            .bind(r.status.as_str())
-            .bind(r.action_hash.clone())
-            .bind(r.body.clone())
-            .bind(r.action_type.clone())
-            .bind(r.target.clone())
-            .bind(r.policy_version)
-            .bind(r.policy_hash.clone())
-            .bind(r.rule_id.clone())
-            .bind(r.explanation.clone())
-            .bind(r.approvals_required)
-            .bind(r.approver_rule.clone())
-            .bind(r.grant_ttl_seconds)
-            .bind(r.credential.clone())
-            .bind(r.credential_ttl_seconds)
-            .bind(r.created_at)
-            .bind(r.expires_at)
-            .bind(r.decided_at)
-            .bind(r.decided_by.clone())
-            .bind(r.reason_code.clone())
-            .bind(r.reason.clone());
-    }
-    q.execute(conn).await?;
+    group.push(sql, move |mut q| {
+        for r in requests {
+            q = q
+                .bind(r.id.as_str())
+                .bind(r.agent_id.as_str())
+                .bind(r.status.as_str())
+                .bind(r.action_hash.as_str())
+                .bind(r.body.as_str())
+                .bind(r.action_type.as_str())
+                .bind(r.target.as_str())
+                .bind(r.policy_version)
+                .bind(r.policy_hash.as_str())
+                .bind(r.rule_id.as_str())
+                .bind(r.explanation.as_str())
+                .bind(r.approvals_required)
+                .bind(r.approver_rule.as_str())
+                .bind(r.grant_ttl_seconds)
+                .bind(r.credential.as_deref())
+                .bind(r.credential_ttl_seconds)
+                .bind(r.created_at)
+                .bind(r.expires_at)
+                .bind(r.decided_at)
+                .bind(r.decided_by.as_deref())
+                .bind(r.reason_code.as_deref())
+                .bind(r.reason.as_deref());
+        }
+        q
+    });
     Ok(())
 }
 

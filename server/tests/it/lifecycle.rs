@@ -11,6 +11,7 @@ use countersign::domain::lifecycle::{
     grant, request, AgentStatus, Deadline, GrantStatus, RequestStatus, UserStatus,
 };
 use countersign::store::grants::{self, GrantRow};
+use countersign::store::group::StatementGroup;
 use countersign::store::requests::{self, Change, RequestRow};
 use countersign::store::{agents, users, StoreError};
 use strum::VariantArray;
@@ -79,12 +80,10 @@ async fn request_in(app: &TestApp, agent_id: &str, status: RequestStatus, n: usi
         RequestStatus::Pending
     };
     let mut tx = app.core.db.begin().await.unwrap();
-    requests::insert_many(
-        &mut tx,
-        &[&request_row(&id, agent_id, created_as, expires_at)],
-    )
-    .await
-    .unwrap();
+    let row = request_row(&id, agent_id, created_as, expires_at);
+    let mut group = StatementGroup::new(app.core.db.backend());
+    requests::insert_rows(&mut group, vec![&row]).unwrap();
+    group.execute(&mut tx).await.unwrap();
     if created_as != status {
         let c = Change::from_pending(status, T, "test");
         assert!(
@@ -168,10 +167,10 @@ async fn every_request_transition_outside_the_table_is_refused(backend: Backend)
     for &status in RequestStatus::VARIANTS.iter().filter(|s| !s.is_initial()) {
         n += 1;
         let id = format!("00000000-0000-7000-8000-{n:012}");
-        let mut tx = app.core.db.begin().await.unwrap();
-        let result = requests::insert_many(&mut tx, &[&request_row(&id, &agent.id, status, T)])
-            .await
-            .map(|()| true);
+        let tx = app.core.db.begin().await.unwrap();
+        let row = request_row(&id, &agent.id, status, T);
+        let mut group = StatementGroup::new(app.core.db.backend());
+        let result = requests::insert_rows(&mut group, vec![&row]).map(|()| true);
         assert!(
             is_refused(result, "nothing", status.as_str()),
             "created {status}"
