@@ -143,7 +143,10 @@ impl Countersign {
         now: Millis,
     ) -> Result<BuiltGrant, Error> {
         let approvers = terms.approvers;
-        let jti = uuid::Uuid::new_v4().to_string();
+        // Time-ordered, like request ids: a new grant's key lands at the end of the grants'
+        // index instead of on a random page of it (one page fewer written per grant). Its 74
+        // random bits still make it unguessable, and its time is in `iat` anyway.
+        let jti = uuid::Uuid::now_v7().to_string();
         let iat = now.div_euclid(1000);
         let narrowing = terms.narrowing;
         let ttl = narrowing

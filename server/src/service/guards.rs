@@ -181,7 +181,6 @@ impl Countersign {
         &self,
         guards: &Guards,
         agent_id: &str,
-        load: &IntakeLoad,
         now: Millis,
     ) -> Result<(), Error> {
         let cap = guards.max_pending_per_agent;
@@ -195,8 +194,8 @@ impl Countersign {
         let pending = rows::pending_count(self.db.reader(), agent_id, cap).await?;
         self.pending_bounds.counted(agent_id, pending, now);
         if pending >= i64::from(cap) {
-            let retry_after = load
-                .first_expiry
+            let retry_after = rows::first_expiry(self.db.reader(), agent_id)
+                .await?
                 .map(|at| (at - now).max(1000) / 1000)
                 .unwrap_or(1);
             return Err(Error::RateLimited {

@@ -473,8 +473,7 @@ impl Countersign {
                 self.check_cooldown(&guards, &agent.id, &action, now)
                     .await?;
             }
-            self.check_pending_cap(&guards, &agent.id, &load, now)
-                .await?;
+            self.check_pending_cap(&guards, &agent.id, now).await?;
         }
         let ttl = new
             .expires_in

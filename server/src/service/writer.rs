@@ -295,7 +295,9 @@ async fn write_attempt<'a>(
         .collect();
     // Everything the batch writes, sent as one (see `store::group`).
     let mut group = StatementGroup::new(db.backend());
-    requests::insert_rows(&mut group, kept.iter().map(|j| &j.request).collect())?;
+    let new_requests: Vec<&RequestRow> = kept.iter().map(|j| &j.request).collect();
+    requests::first_asks_rows(&mut group, &new_requests);
+    requests::insert_rows(&mut group, new_requests)?;
     if !events.is_empty() {
         let head = match start.head {
             Some(head) => HeadSeen::Read(head),

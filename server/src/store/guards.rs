@@ -46,8 +46,6 @@ pub async fn put_setting(
 pub struct IntakeLoad {
     /// Its pending, unexpired request with the same `action_hash`, if any (the oldest).
     pub identical_pending: Option<String>,
-    /// When the earliest of its pending requests expires.
-    pub first_expiry: Option<Millis>,
     /// Whether a person denied one of its requests since the cooldown began.
     pub denied_recently: bool,
 }
@@ -55,9 +53,9 @@ pub struct IntakeLoad {
 /// The statement behind [`intake_load`]: `$1` agent, `$2` action hash, `$3` now, `$4` start of
 /// the cooldown.
 ///
-/// The `+` in `+expires_at` keeps SQLite's planner from walking the agent's pending requests
-/// by expiry (`requests_pending_by_agent`) and reading every row to compare hashes: without
-/// statistics it prefers the range, which made intake slow down as requests piled up. With
+/// The `+` in `+expires_at` keeps SQLite's planner from walking pending requests by expiry
+/// (`requests_pending`) and reading every row to compare hashes: without statistics it
+/// prefers the range, which made intake slow down as requests piled up. With
 /// the term out of the running, `requests_pending_same` (agent, hash, created_at) answers
 /// with one index probe, already in order. The plan is checked by a test below.
 ///
@@ -67,13 +65,11 @@ pub struct IntakeLoad {
 const INTAKE_LOAD_SQL: &str = "SELECT \
        (SELECT id FROM requests WHERE agent_id = $1 AND action_hash = $2 \
           AND status = 'pending' AND +expires_at > $3 ORDER BY created_at LIMIT 1) AS same, \
-       (SELECT MIN(expires_at) FROM requests WHERE agent_id = $1 \
-          AND status = 'pending') AS first_expiry, \
        (SELECT COUNT(*) FROM (SELECT 1 AS one FROM requests WHERE agent_id = $1 \
           AND status = 'denied' AND decided_at >= $4 AND decided_by <> 'policy' \
           LIMIT 1) AS d) AS denied";
 
-/// Reads [`IntakeLoad`] in one statement rather than three: one round trip on the request's
+/// Reads [`IntakeLoad`] in one statement rather than two: one round trip on the request's
 /// path (a network one on PostgreSQL; on SQLite the gain measured within noise, the index
 /// below was what mattered). Each subquery is answered from a partial index.
 pub async fn intake_load<'e, E: Executor<'e, Database = Any>>(
@@ -92,7 +88,6 @@ pub async fn intake_load<'e, E: Executor<'e, Database = Any>>(
         .await?;
     Ok(IntakeLoad {
         identical_pending: col(&row, "same")?,
-        first_expiry: col(&row, "first_expiry")?,
         denied_recently: col::<i64>(&row, "denied")? > 0,
     })
 }
@@ -119,6 +114,21 @@ pub async fn pending_count<'e, E: Executor<'e, Database = Any>>(
         .fetch_one(ex)
         .await?;
     col(&row, "n")
+}
+
+/// When the earliest of the agent's pending requests expires (read only when a request is
+/// refused for the cap: it visits every pending request of the agent).
+pub async fn first_expiry<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    agent_id: &str,
+) -> Result<Option<Millis>, StoreError> {
+    let row = sqlx::query(
+        "SELECT MIN(expires_at) AS first FROM requests WHERE agent_id = $1 AND status = 'pending'",
+    )
+    .bind(agent_id)
+    .fetch_one(ex)
+    .await?;
+    col(&row, "first")
 }
 
 /// Bodies and times of the agent's requests that a person denied since `since`.

@@ -88,7 +88,8 @@ pub async fn recent_of_agent<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// Whether the agent asked for this action type before `before`. One probe of
-/// `requests_agent_action`, however long the agent's history.
+/// `agent_actions` (the first time each agent asked for each type), however long the agent's
+/// history.
 pub async fn asked_before<'e, E: Executor<'e, Database = Any>>(
     ex: E,
     agent_id: &str,
@@ -96,8 +97,8 @@ pub async fn asked_before<'e, E: Executor<'e, Database = Any>>(
     before: Millis,
 ) -> Result<bool, StoreError> {
     let row = sqlx::query(
-        "SELECT CASE WHEN EXISTS (SELECT 1 FROM requests WHERE agent_id = $1 \
-           AND action_type = $2 AND created_at < $3) THEN 1 ELSE 0 END AS asked",
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM agent_actions WHERE agent_id = $1 \
+           AND action_type = $2 AND first_at < $3) THEN 1 ELSE 0 END AS asked",
     )
     .bind(agent_id)
     .bind(action_type)
@@ -117,9 +118,9 @@ pub async fn asked_before_each<'e, E: Executor<'e, Database = Any>>(
         return Ok(HashSet::new());
     }
     let sql = format!(
-        "SELECT r.id AS id FROM requests r WHERE r.id IN ({}) AND EXISTS \
-           (SELECT 1 FROM requests o WHERE o.agent_id = r.agent_id \
-              AND o.action_type = r.action_type AND o.created_at < r.created_at)",
+        "SELECT r.id AS id FROM requests r JOIN agent_actions f \
+           ON f.agent_id = r.agent_id AND f.action_type = r.action_type \
+         WHERE r.id IN ({}) AND f.first_at < r.created_at",
         list_placeholders(1, request_ids.len())
     );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));

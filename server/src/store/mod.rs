@@ -528,4 +528,89 @@ mod tests {
             }
         }
     }
+
+    /// Migration 0012 moves "when did this agent first ask for this action type" from an index
+    /// into a table: a database upgraded to it must keep every pair's first time.
+    #[tokio::test]
+    async fn upgrading_to_0012_keeps_who_asked_for_what_first() {
+        const OLD_INDEXES: &str = "SELECT name FROM sqlite_master WHERE type = 'index' \
+             AND name IN ('requests_pending_by_agent', 'requests_agent_action')";
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("u.db").display());
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let all = sqlx::migrate!("../migrations/sqlite");
+        let before_0012 = sqlx::migrate::Migrator::with_migrations(
+            all.iter().filter(|m| m.version < 12).cloned().collect(),
+        );
+        before_0012.run(&pool).await.unwrap();
+
+        sqlx::query(
+            "INSERT INTO users (id, email, display_name, role, created_at) \
+             VALUES ('u', 'u@example.com', 'U', 'owner', 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO agents (id, name, owner_id, status, key_type, created_at) \
+             VALUES ('a', 'A', 'u', 'active', 'api_key', 0), \
+             ('b', 'B', 'u', 'active', 'api_key', 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (id, agent, action_type, at) in [
+            ("r1", "a", "payments.transfer", 3000_i64),
+            ("r2", "a", "payments.transfer", 1000),
+            ("r3", "a", "db.read", 2000),
+            ("r4", "b", "payments.transfer", 5000),
+        ] {
+            sqlx::query(
+                "INSERT INTO requests (id, agent_id, status, action_hash, body, action_type, \
+                 target, policy_version, policy_hash, rule_id, explanation, approvals_required, \
+                 approver_rule, grant_ttl_seconds, created_at, expires_at) \
+                 VALUES ($1, $2, 'pending', 'h', '{}', $3, 't', 1, 'p', 'r', 'e', 1, 'any', 60, \
+                 $4, $5)",
+            )
+            .bind(id)
+            .bind(agent)
+            .bind(action_type)
+            .bind(at)
+            .bind(at + 60_000)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let old = sqlx::query(OLD_INDEXES).fetch_all(&pool).await.unwrap();
+        assert_eq!(old.len(), 2, "the indexes 0012 drops exist before it");
+
+        all.run(&pool).await.unwrap();
+
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT agent_id, action_type, first_at FROM agent_actions \
+             ORDER BY agent_id, action_type",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let got: Vec<(&str, &str, i64)> = rows
+            .iter()
+            .map(|(agent, action_type, at)| (agent.as_str(), action_type.as_str(), *at))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "db.read", 2000),
+                ("a", "payments.transfer", 1000),
+                ("b", "payments.transfer", 5000),
+            ]
+        );
+        let old = sqlx::query(OLD_INDEXES).fetch_all(&pool).await.unwrap();
+        assert!(old.is_empty(), "0012 drops the two indexes");
+    }
 }

@@ -154,6 +154,32 @@ pub fn insert_rows<'q>(
     Ok(())
 }
 
+/// Adds to `group` the first time each agent asked for each action type, for those of these
+/// requests that are the first (see `agent_actions` in the migrations): a pair seen before is
+/// only looked up, and nothing is written.
+pub fn first_asks_rows<'q>(group: &mut StatementGroup<'q>, requests: &[&'q RequestRow]) {
+    let mut firsts: Vec<(&str, &str, Millis)> = requests
+        .iter()
+        .map(|r| (r.agent_id.as_str(), r.action_type.as_str(), r.created_at))
+        .collect();
+    // The earliest of each pair, once.
+    firsts.sort_unstable();
+    firsts.dedup_by(|later, first| (later.0, later.1) == (first.0, first.1));
+    if firsts.is_empty() {
+        return;
+    }
+    let sql = format!(
+        "INSERT INTO agent_actions (agent_id, action_type, first_at) VALUES {} \
+         ON CONFLICT (agent_id, action_type) DO NOTHING",
+        super::values_placeholders(group.backend(), firsts.len(), 3)
+    );
+    group.push(sql, move |q| {
+        firsts.into_iter().fold(q, |q, (agent, action, at)| {
+            q.bind(agent).bind(action).bind(at)
+        })
+    });
+}
+
 /// Reads a request.
 pub async fn get<'e, E: Executor<'e, Database = Any>>(
     ex: E,
