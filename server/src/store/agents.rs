@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
-use super::group::{placeholder, placeholders, StatementGroup};
+use super::group::{Params, StatementGroup};
 use super::{col, text_col, StoreError};
 use crate::clock::Millis;
 use crate::domain::lifecycle::AgentStatus;
@@ -424,12 +424,14 @@ pub fn touch_rows<'q>(group: &mut StatementGroup<'q>, ids: Vec<&'q str>, at: Mil
     if ids.is_empty() {
         return;
     }
-    let backend = group.backend();
-    let sql = format!(
-        "UPDATE agents SET last_seen_at = {} WHERE id IN ({})",
-        placeholder(backend, 1),
-        placeholders(backend, 2, ids.len())
-    );
+    let n = ids.len();
+    let sql = move |p: &mut Params| {
+        format!(
+            "UPDATE agents SET last_seen_at = {} WHERE id IN ({})",
+            p.one(),
+            p.list(n)
+        )
+    };
     group.push(sql, move |q| {
         ids.into_iter().fold(q.bind(at), |q, id| q.bind(id))
     });

@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
-use super::group::{placeholder, StatementGroup};
+use super::group::{Params, StatementGroup};
 use super::{col, list_placeholders, Backend, StoreError};
 use crate::clock::Millis;
 use crate::domain::audit::{event_hash_of_canonical, AuditEvent};
@@ -207,11 +207,14 @@ pub fn append_rows<'q>(
     let Some(last) = links.last() else {
         return links;
     };
-    let backend = group.backend();
-    let sql = format!(
-        "INSERT INTO audit_events (seq, at, actor, kind, request_id, data, prev_hash, hash) VALUES {}",
-        super::values_placeholders(backend, events.len(), 8)
-    );
+    let n = events.len();
+    let sql = move |p: &mut Params| {
+        format!(
+            "INSERT INTO audit_events (seq, at, actor, kind, request_id, data, prev_hash, hash) \
+             VALUES {}",
+            p.values(n, 8)
+        )
+    };
     let rows: Vec<(&'q Prepared, Link)> = events.iter().copied().zip(links.clone()).collect();
     group.push(sql, move |mut q| {
         for (p, link) in rows {
@@ -229,11 +232,13 @@ pub fn append_rows<'q>(
         q
     });
     if !moved {
-        let sql = format!(
-            "UPDATE audit_head SET seq = {}, hash = {} WHERE id = 1",
-            placeholder(backend, 1),
-            placeholder(backend, 2)
-        );
+        let sql = |p: &mut Params| {
+            format!(
+                "UPDATE audit_head SET seq = {}, hash = {} WHERE id = 1",
+                p.one(),
+                p.one()
+            )
+        };
         let (seq, hash) = (last.seq, last.hash.clone());
         group.push(sql, move |q| q.bind(seq).bind(hash));
     }

@@ -7,7 +7,7 @@
 
 use sqlx::AnyConnection;
 
-use super::group::StatementGroup;
+use super::group::{Params, StatementGroup};
 use super::{Backend, StoreError};
 
 /// Sends `payload` on `channel` to every replica that listens; delivered when the caller's
@@ -40,12 +40,14 @@ pub fn notify_rows(group: &mut StatementGroup<'_>, channel: &str, payloads: &[&s
     if backend != Backend::Postgres || payloads.is_empty() {
         return;
     }
-    // The payloads are `$1…$n`, the channel `$n+1`; only placeholders are spliced in.
-    let sql = format!(
-        "SELECT pg_notify(${}, p) FROM (VALUES {}) AS t(p)",
-        payloads.len() + 1,
-        super::values_placeholders(backend, payloads.len(), 1)
-    );
+    // The payloads are bound first, the channel last; only placeholders are spliced in. A
+    // `SELECT`: in a group it must come last (see `group`).
+    let n = payloads.len();
+    let sql = move |p: &mut Params| {
+        let payloads = p.values(n, 1);
+        let channel = p.one();
+        format!("SELECT pg_notify({channel}, p) FROM (VALUES {payloads}) AS t(p)")
+    };
     let payloads: Vec<String> = payloads.iter().map(|p| p.to_string()).collect();
     let channel = channel.to_string();
     group.push(sql, move |q| {

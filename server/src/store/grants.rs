@@ -5,7 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
-use super::group::StatementGroup;
+use super::group::{Params, StatementGroup};
 use super::{col, text_col, StoreError};
 use crate::clock::Millis;
 use crate::domain::lifecycle::{grant, GrantStatus, IllegalTransition};
@@ -103,11 +103,14 @@ pub fn insert_rows<'q>(
         }
         .into());
     }
-    let sql = format!(
-        "INSERT INTO grants (jti, request_id, agent_id, status, claims, issued_at, expires_at, \
-         agent_epoch) VALUES {}",
-        super::values_placeholders(group.backend(), rows.len(), 8)
-    );
+    let n = rows.len();
+    let sql = move |p: &mut Params| {
+        format!(
+            "INSERT INTO grants (jti, request_id, agent_id, status, claims, issued_at, \
+             expires_at, agent_epoch) VALUES {}",
+            p.values(n, 8)
+        )
+    };
     group.push(sql, move |mut q| {
         for g in rows {
             q = q

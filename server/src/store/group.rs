@@ -2,15 +2,20 @@
 //!
 //! On SQLite every statement is a hand-off to the connection's thread and back, and under load
 //! each hand-off costs more than the statement: the intake writer's batch spent most of its time
-//! between statements (see `service::writer`). SQLite runs a string of several statements in
-//! one hand-off, binding parameters in order across them when they are anonymous (`?`), so a
-//! [`StatementGroup`] joins its statements into one string there. PostgreSQL's extended protocol
-//! takes one statement per message, so there the group runs its statements in turn; its
-//! statements number their parameters from `$1` each.
+//! between statements (see `service::writer`). On PostgreSQL each is a network round trip. So a
+//! [`StatementGroup`] sends its statements as one:
 //!
-//! Each statement of a group comes with the function that binds its parameters, in order; the
-//! placeholders come from [`values_placeholders`](super::values_placeholders) or
-//! [`placeholder`], which write them right for the engine.
+//! - SQLite runs a string of several statements in one hand-off, binding anonymous parameters
+//!   (`?`) in order across them.
+//! - PostgreSQL's extended protocol takes one statement per message, but one statement may hold
+//!   several that change data: all but the last become `WITH` clauses of the last (sN AS (…)),
+//!   which PostgreSQL runs whether or not the last one reads them. They see the same snapshot,
+//!   not each other's rows, and the foreign keys between them are checked when the whole
+//!   statement ends; so a group's statements must not read what an earlier one wrote. Their
+//!   parameters are numbered across the group (`$1…`), which [`Params`] does.
+//!
+//! Each statement comes with the function that binds its parameters, in the order its
+//! placeholders were taken from [`Params`].
 
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -23,9 +28,46 @@ pub type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
 
 type Binder<'q> = Box<dyn FnOnce(AnyQuery<'q>) -> AnyQuery<'q> + Send + 'q>;
 
+/// The placeholders of a statement's parameters, taken in the order they are bound: `?` on
+/// SQLite, `$1`, `$2`, … on PostgreSQL (numbered on across a group's statements).
+#[derive(Debug)]
+pub struct Params {
+    backend: Backend,
+    taken: usize,
+}
+
+impl Params {
+    /// Placeholders for a statement of its own.
+    pub fn new(backend: Backend) -> Self {
+        Self { backend, taken: 0 }
+    }
+
+    /// The next parameter's placeholder.
+    pub fn one(&mut self) -> String {
+        self.taken += 1;
+        match self.backend {
+            Backend::Postgres => format!("${}", self.taken),
+            Backend::Sqlite => "?".to_string(),
+        }
+    }
+
+    /// `n` placeholders, comma-separated (an `IN (…)` list).
+    pub fn list(&mut self, n: usize) -> String {
+        (0..n).map(|_| self.one()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `rows` rows of `cols` placeholders for a multi-row `VALUES`, bound row by row.
+    pub fn values(&mut self, rows: usize, cols: usize) -> String {
+        (0..rows)
+            .map(|_| format!("({})", self.list(cols)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Statements to run together, in order, inside the caller's transaction.
 pub struct StatementGroup<'q> {
-    backend: Backend,
+    params: Params,
     statements: Vec<(String, Binder<'q>)>,
 }
 
@@ -33,134 +75,71 @@ impl<'q> StatementGroup<'q> {
     /// An empty group for this engine.
     pub fn new(backend: Backend) -> Self {
         Self {
-            backend,
+            params: Params::new(backend),
             statements: Vec::new(),
         }
     }
 
     /// The engine the statements are written for.
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.params.backend
     }
 
-    /// Adds a statement and the function that binds its parameters.
+    /// Adds a statement, written with the group's placeholders, and the function that binds its
+    /// parameters in the order the placeholders were taken.
     pub fn push(
         &mut self,
-        sql: String,
+        sql: impl FnOnce(&mut Params) -> String,
         bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q> + Send + 'q,
     ) {
+        let sql = sql(&mut self.params);
         self.statements.push((sql, Box::new(bind)));
     }
 
-    /// Runs the statements: on SQLite in one hand-off, on PostgreSQL one after another. The
-    /// first that fails stops the rest; the caller's transaction then rolls back what ran.
+    /// Runs the statements, in one hand-off or round trip. If one fails, the statement fails
+    /// and the caller's transaction must roll back (on SQLite, those before it have run).
     pub async fn execute(self, conn: &mut AnyConnection) -> Result<(), StoreError> {
-        match self.backend {
-            Backend::Sqlite => {
-                if self.statements.is_empty() {
-                    return Ok(());
-                }
-                let sql = self
-                    .statements
-                    .iter()
-                    .map(|(sql, _)| sql.as_str())
-                    .collect::<Vec<_>>()
-                    .join(";\n");
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for (_, bind) in self.statements {
-                    query = bind(query);
-                }
-                query.execute(conn).await?;
-            }
+        let Some(((last, _), earlier)) = self.statements.split_last() else {
+            return Ok(());
+        };
+        let sql = match self.params.backend {
+            Backend::Sqlite => self
+                .statements
+                .iter()
+                .map(|(sql, _)| sql.as_str())
+                .collect::<Vec<_>>()
+                .join(";\n"),
+            Backend::Postgres if earlier.is_empty() => last.clone(),
             Backend::Postgres => {
-                for (sql, bind) in self.statements {
-                    bind(sqlx::query(AssertSqlSafe(sql)))
-                        .execute(&mut *conn)
-                        .await?;
+                // A `WITH` clause that only reads runs only if the last statement reads it: it
+                // would be skipped without a word.
+                if let Some((sql, _)) = earlier.iter().find(|(sql, _)| !changes_data(sql)) {
+                    return Err(StoreError::Misgrouped(format!(
+                        "only the last statement of a group may read: {sql}"
+                    )));
                 }
+                let with = earlier
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (sql, _))| format!("s{i} AS ({sql})"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("WITH {with} {last}")
             }
+        };
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (_, bind) in self.statements {
+            query = bind(query);
         }
+        query.execute(conn).await?;
         Ok(())
     }
 }
 
-/// The placeholder of a statement's `n`th parameter (from 1): `$n` on PostgreSQL, `?` on
-/// SQLite (where a group binds anonymous parameters in order across its statements, and
-/// numbered ones by their absolute position).
-pub(crate) fn placeholder(backend: Backend, n: usize) -> String {
-    match backend {
-        Backend::Postgres => format!("${n}"),
-        Backend::Sqlite => "?".to_string(),
-    }
-}
-
-/// The placeholders of `n` parameters from the `first`th on, comma-separated (for an
-/// `IN (…)` list in a group's statement).
-pub(crate) fn placeholders(backend: Backend, first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| placeholder(backend, i))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use crate::store::Db;
-
-    async fn sqlite() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        (dir, db)
-    }
-
-    #[tokio::test]
-    async fn statements_run_in_order_with_their_own_parameters() {
-        let (_dir, db) = sqlite().await;
-        let mut tx = db.begin().await.unwrap();
-        sqlx::query("CREATE TABLE t (a TEXT, b INTEGER)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        let mut group = StatementGroup::new(db.backend());
-        let backend = group.backend();
-        group.push(
-            format!(
-                "INSERT INTO t (a, b) VALUES {}",
-                crate::store::values_placeholders(backend, 2, 2)
-            ),
-            |q| q.bind("x").bind(1_i64).bind("y").bind(2_i64),
-        );
-        group.push(
-            format!(
-                "UPDATE t SET b = b + {} WHERE a = {}",
-                placeholder(backend, 1),
-                placeholder(backend, 2)
-            ),
-            |q| q.bind(40_i64).bind("y"),
-        );
-        group.execute(&mut tx).await.unwrap();
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT a, b FROM t ORDER BY a")
-            .fetch_all(&mut *tx)
-            .await
-            .unwrap();
-        assert_eq!(rows, vec![("x".into(), 1), ("y".into(), 42)]);
-    }
-
-    #[tokio::test]
-    async fn a_failing_statement_fails_the_group() {
-        let (_dir, db) = sqlite().await;
-        let mut tx = db.begin().await.unwrap();
-        sqlx::query("CREATE TABLE t (a TEXT PRIMARY KEY)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        let mut group = StatementGroup::new(db.backend());
-        let p = placeholder(group.backend(), 1);
-        group.push(format!("INSERT INTO t (a) VALUES ({p})"), |q| q.bind("x"));
-        group.push(format!("INSERT INTO t (a) VALUES ({p})"), |q| q.bind("x"));
-        assert!(group.execute(&mut tx).await.is_err());
-    }
+/// Whether a statement is one PostgreSQL runs as a `WITH` clause whatever reads it.
+fn changes_data(sql: &str) -> bool {
+    let verb = sql.split_whitespace().next().unwrap_or_default();
+    ["INSERT", "UPDATE", "DELETE"]
+        .iter()
+        .any(|v| verb.eq_ignore_ascii_case(v))
 }

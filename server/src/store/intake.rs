@@ -13,7 +13,7 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 
 use super::agents::{self, AgentState, Hold};
 use super::audit::Head;
-use super::group::placeholders;
+use super::group::Params;
 use super::{col, text_col, Backend, StoreError};
 
 /// What a batch's transaction reads first.
@@ -51,7 +51,7 @@ pub async fn batch_start(
            ON 1 = 1 \
          LEFT JOIN agents a ON a.id IN ({}) \
          WHERE h.id = 1",
-        placeholders(backend, 1, agent_ids.len().max(1))
+        Params::new(backend).list(agent_ids.len().max(1))
     );
     let mut query = sqlx::query(AssertSqlSafe(sql));
     if agent_ids.is_empty() {

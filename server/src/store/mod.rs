@@ -76,6 +76,10 @@ pub enum StoreError {
     /// A change of status its lifecycle does not have (a bug in the caller); nothing was written.
     #[error(transparent)]
     IllegalTransition(#[from] crate::domain::lifecycle::IllegalTransition),
+    /// Statements grouped in a way the engine cannot run as one (a bug in the caller); nothing
+    /// was run (see [`group`]).
+    #[error("statements grouped wrongly: {0}")]
+    Misgrouped(String),
     /// The URL names an engine we don't support.
     #[error("unsupported DATABASE_URL scheme (use sqlite:// or postgres://)")]
     UnsupportedUrl,

@@ -14,7 +14,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
-use super::group::StatementGroup;
+use super::group::{Params, StatementGroup};
 use super::{col, text_col, StoreError};
 use crate::clock::Millis;
 use crate::domain::lifecycle::{Deadline, IllegalTransition, RequestStatus};
@@ -116,13 +116,16 @@ pub fn insert_rows<'q>(
         }
         .into());
     }
-    let sql = format!(
-        "INSERT INTO requests (id, agent_id, status, action_hash, body, action_type, target, \
-         policy_version, policy_hash, rule_id, explanation, approvals_required, approver_rule, \
-         grant_ttl_seconds, credential, credential_ttl_seconds, created_at, expires_at, \
-         decided_at, decided_by, reason_code, reason) VALUES {}",
-        super::values_placeholders(group.backend(), requests.len(), 22)
-    );
+    let n = requests.len();
+    let sql = move |p: &mut Params| {
+        format!(
+            "INSERT INTO requests (id, agent_id, status, action_hash, body, action_type, target, \
+             policy_version, policy_hash, rule_id, explanation, approvals_required, \
+             approver_rule, grant_ttl_seconds, credential, credential_ttl_seconds, created_at, \
+             expires_at, decided_at, decided_by, reason_code, reason) VALUES {}",
+            p.values(n, 22)
+        )
+    };
     group.push(sql, move |mut q| {
         for r in requests {
             q = q
@@ -168,11 +171,14 @@ pub fn first_asks_rows<'q>(group: &mut StatementGroup<'q>, requests: &[&'q Reque
     if firsts.is_empty() {
         return;
     }
-    let sql = format!(
-        "INSERT INTO agent_actions (agent_id, action_type, first_at) VALUES {} \
-         ON CONFLICT (agent_id, action_type) DO NOTHING",
-        super::values_placeholders(group.backend(), firsts.len(), 3)
-    );
+    let n = firsts.len();
+    let sql = move |p: &mut Params| {
+        format!(
+            "INSERT INTO agent_actions (agent_id, action_type, first_at) VALUES {} \
+             ON CONFLICT (agent_id, action_type) DO NOTHING",
+            p.values(n, 3)
+        )
+    };
     group.push(sql, move |q| {
         firsts.into_iter().fold(q, |q, (agent, action, at)| {
             q.bind(agent).bind(action).bind(at)

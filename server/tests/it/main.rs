@@ -39,4 +39,5 @@ mod policy_editor;
 mod races_and_evidence;
 mod replicas;
 mod standing;
+mod statement_group;
 mod stored_passkeys;
