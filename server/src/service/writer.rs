@@ -21,7 +21,9 @@
 //! and one that comes after waits for this transaction and then undoes what it wrote (see
 //! `agents`, "The kill switch holds by construction").
 //!
-//! The last thing it does, holding the audit chain's head, is read the newest policy version:
+//! The last thing it does, holding the audit chain's head, is read the newest policy version
+//! (SQLite, whose write transaction holds the whole database from its start, reads it with the
+//! agents instead, in the same statement: see `store::intake`):
 //! intake decides with the policy it cached, so a request decided under a version that is no
 //! longer the newest is not written but decided again. Applying a policy appends to the chain
 //! too, so it commits either before that read (and is seen) or after this batch (whose requests

@@ -9,7 +9,9 @@
 //!   (`?`) in order across them.
 //! - PostgreSQL's extended protocol takes one statement per message, but one statement may hold
 //!   several that change data: all but the last become `WITH` clauses of the last (sN AS (…)),
-//!   which PostgreSQL runs whether or not the last one reads them. They see the same snapshot,
+//!   which PostgreSQL runs whether or not the last one reads them (a clause that only reads
+//!   would be skipped, so only the last statement may be a `SELECT`; the group refuses
+//!   anything else, see [`StoreError::Misgrouped`]). They see the same snapshot,
 //!   not each other's rows, and the foreign keys between them are checked when the whole
 //!   statement ends; so a group's statements must not read what an earlier one wrote. Their
 //!   parameters are numbered across the group (`$1…`), which [`Params`] does.
