@@ -31,7 +31,11 @@ pub type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
 type Binder<'q> = Box<dyn FnOnce(AnyQuery<'q>) -> AnyQuery<'q> + Send + 'q>;
 
 /// The placeholders of a statement's parameters, taken in the order they are bound: `?` on
-/// SQLite, `$1`, `$2`, … on PostgreSQL (numbered on across a group's statements).
+/// SQLite, `$1`, `$2`, … on PostgreSQL (numbered on across a group's statements). SQLite's
+/// anonymous `?` matters for speed too: sqlx asks SQLite for each parameter's name while
+/// binding, and SQLite finds a named one (`$7`) by walking its list of names, so binding a
+/// batch's hundreds of named parameters took time quadratic in their number (5.6% of intake's
+/// CPU).
 #[derive(Debug)]
 pub struct Params {
     backend: Backend,

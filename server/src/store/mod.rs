@@ -377,35 +377,6 @@ fn sqlite_setup(
     })
 }
 
-/// Placeholders for a multi-row `VALUES` of `rows` rows of `cols`, bound in order: on
-/// PostgreSQL `($1, $2, …), ($n+1, …)…`; on SQLite `(?, ?, …), …`. SQLite's anonymous `?`
-/// matters for speed: sqlx asks SQLite for each parameter's name while binding, and SQLite
-/// finds a named parameter (`$7`) by walking the list of names, so binding a batch's hundreds
-/// of named parameters took time quadratic in their number (5.6% of intake's CPU).
-pub(crate) fn values_placeholders(backend: Backend, rows: usize, cols: usize) -> String {
-    let mut out = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            match backend {
-                Backend::Postgres => {
-                    out.push('$');
-                    out.push_str(&(r * cols + c + 1).to_string());
-                }
-                Backend::Sqlite => out.push('?'),
-            }
-        }
-        out.push(')');
-    }
-    out
-}
-
 /// `$first, $first+1, …`: `n` placeholders for an `IN (…)` list whose values are bound from
 /// position `first` on.
 pub(crate) fn list_placeholders(first: usize, n: usize) -> String {
@@ -450,16 +421,14 @@ mod tests {
 
     #[test]
     fn placeholders_number_rows_then_columns() {
+        use super::group::Params;
         use super::Backend::{Postgres, Sqlite};
         assert_eq!(
-            super::values_placeholders(Postgres, 2, 3),
+            Params::new(Postgres).values(2, 3),
             "($1, $2, $3), ($4, $5, $6)"
         );
-        assert_eq!(super::values_placeholders(Postgres, 1, 1), "($1)");
-        assert_eq!(
-            super::values_placeholders(Sqlite, 2, 3),
-            "(?, ?, ?), (?, ?, ?)"
-        );
+        assert_eq!(Params::new(Postgres).values(1, 1), "($1)");
+        assert_eq!(Params::new(Sqlite).values(2, 3), "(?, ?, ?), (?, ?, ?)");
     }
 
     /// The SQLite this binary ships must have the fix for the WAL-reset corruption bug

@@ -482,7 +482,7 @@ pub async fn idempotency_claim(
     let sql = format!(
         "INSERT INTO idempotency_keys (agent_id, key, body_hash, request_id, created_at) VALUES {} \
          ON CONFLICT (agent_id, key) DO NOTHING RETURNING request_id",
-        super::values_placeholders(super::Backend::of(conn), claims.len(), 5)
+        Params::new(super::Backend::of(conn)).values(claims.len(), 5)
     );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for c in claims {
