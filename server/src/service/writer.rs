@@ -31,7 +31,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Duration, Instant};
 
 use super::Error;
 use crate::clock::Millis;
@@ -40,14 +42,20 @@ use crate::domain::lifecycle::{AgentStatus, RequestStatus};
 use crate::store::audit::{self, HeadSeen, Prepared};
 use crate::store::grants::{self, GrantRow};
 use crate::store::group::StatementGroup;
+use crate::store::intake::{BatchStart, BatchTx, HeldWriter};
 use crate::store::requests::{self, IdempotencyClaim, RequestRow};
-use crate::store::{agents, coordination, intake, policies, standing, Backend, Db, StoreError};
+use crate::store::{agents, coordination, policies, standing, Backend, Db, StoreError};
 
 /// The most requests written in one transaction.
 pub const MAX_BATCH: usize = 64;
 
 /// How many requests may wait for the writer before intake waits to queue more.
 const QUEUE: usize = 4 * MAX_BATCH;
+
+/// How long the writer keeps SQLite's write connection while batches keep coming, before it
+/// lets any other writer (a decision, a suspension) have a turn: the most such a writer waits
+/// for intake, besides the batch in progress.
+const HOLD_AT_MOST: Duration = Duration::from_millis(5);
 
 /// Everything one new request writes.
 #[derive(Debug)]
@@ -151,7 +159,20 @@ impl IntakeWriter {
 }
 
 async fn run(db: Db, mut jobs: mpsc::Receiver<(IntakeJob, Reply)>) {
-    while let Some(first) = jobs.recv().await {
+    let mut lane = Lane::for_backend(db.backend());
+    loop {
+        let first = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Empty) => {
+                // Nothing more to write for now: let other writers have the connection.
+                lane.idle();
+                match jobs.recv().await {
+                    Some(job) => job,
+                    None => break,
+                }
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -160,7 +181,7 @@ async fn run(db: Db, mut jobs: mpsc::Receiver<(IntakeJob, Reply)>) {
             }
         }
         let all: Vec<&IntakeJob> = batch.iter().map(|(job, _)| job).collect();
-        match write_batch(&db, &all).await {
+        match write_batch(&mut lane, &db, &all).await {
             Ok(results) => {
                 for ((_, reply), result) in batch.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
@@ -171,7 +192,7 @@ async fn run(db: Db, mut jobs: mpsc::Receiver<(IntakeJob, Reply)>) {
                     tracing::warn!(error = %super::error::chain(&e), size = batch.len(), "intake batch failed; writing its requests one by one");
                 }
                 for (job, reply) in batch {
-                    let result = match write_batch(&db, &[&job]).await {
+                    let result = match write_batch(&mut lane, &db, &[&job]).await {
                         Ok(mut r) => Ok(r.pop().unwrap_or(Written::Stored)),
                         Err(e) => Err(Error::from(e)),
                     };
@@ -182,12 +203,64 @@ async fn run(db: Db, mut jobs: mpsc::Receiver<(IntakeJob, Reply)>) {
     }
 }
 
-async fn write_batch(db: &Db, jobs: &[&IntakeJob]) -> Result<Vec<Written>, StoreError> {
+/// Where the writer's transactions run.
+enum Lane {
+    /// SQLite's one write connection, kept while batches keep coming (see `store::intake`),
+    /// with the time it was taken.
+    Sqlite(Option<(HeldWriter, Instant)>),
+    /// A pooled PostgreSQL connection per batch.
+    Postgres,
+}
+
+impl Lane {
+    fn for_backend(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Lane::Sqlite(None),
+            Backend::Postgres => Lane::Postgres,
+        }
+    }
+
+    /// Begins a batch's transaction and reads what it reads first.
+    async fn begin(
+        &mut self,
+        db: &Db,
+        agent_ids: &[&str],
+    ) -> Result<(BatchTx<'_>, BatchStart), StoreError> {
+        match self {
+            Lane::Postgres => BatchTx::begin_postgres(db, agent_ids).await,
+            Lane::Sqlite(held) => {
+                // A connection held long enough is given back first (the pool serves whoever
+                // waited before us), and one that may be inside a transaction is closed.
+                let kept = held
+                    .take()
+                    .filter(|(h, since)| h.usable() && since.elapsed() < HOLD_AT_MOST);
+                let (conn, _) = match kept {
+                    Some(kept) => held.insert(kept),
+                    None => held.insert((HeldWriter::acquire(db).await?, Instant::now())),
+                };
+                BatchTx::begin_sqlite(conn, agent_ids).await
+            }
+        }
+    }
+
+    /// The queue is empty: give the connection back.
+    fn idle(&mut self) {
+        if let Lane::Sqlite(held) = self {
+            *held = None;
+        }
+    }
+}
+
+async fn write_batch(
+    lane: &mut Lane,
+    db: &Db,
+    jobs: &[&IntakeJob],
+) -> Result<Vec<Written>, StoreError> {
     // Requests found decided under an older policy than the newest are left out, and the rest
     // written again; each round leaves out at least one more, so this ends.
     let mut outdated = HashSet::new();
     loop {
-        match write_attempt(db, jobs, &outdated).await? {
+        match write_attempt(lane, db, jobs, &outdated).await? {
             Attempt::Committed(results) => return Ok(results),
             Attempt::PolicyChanged(ids) => outdated.extend(ids),
         }
@@ -203,17 +276,18 @@ enum Attempt<'a> {
 }
 
 async fn write_attempt<'a>(
+    lane: &mut Lane,
     db: &Db,
     jobs: &[&'a IntakeJob],
     outdated: &HashSet<&'a str>,
 ) -> Result<Attempt<'a>, StoreError> {
-    let mut tx = db.begin().await?;
     // First, before anything else is locked: the agents as this transaction sees them, held
-    // until it commits (see the module docs).
+    // until it commits (see the module docs). Until it commits, every early return rolls the
+    // transaction back.
     let mut agent_ids: Vec<&str> = jobs.iter().map(|j| j.request.agent_id.as_str()).collect();
     agent_ids.sort_unstable();
     agent_ids.dedup();
-    let start = intake::batch_start(&mut tx, db.backend(), &agent_ids).await?;
+    let (mut tx, start) = lane.begin(db, &agent_ids).await?;
     let current = &start.agents;
     let current_policy = |j: &IntakeJob| !outdated.contains(j.request.id.as_str());
     let live = |j: &IntakeJob| {
@@ -229,7 +303,7 @@ async fn write_attempt<'a>(
     let mut uses_left: HashMap<&str, i64> = HashMap::new();
     for j in jobs.iter().filter(|j| live(j)) {
         if let Some(id) = &j.standing_id {
-            if let Some(left) = standing::use_one(&mut tx, id, j.request.created_at).await? {
+            if let Some(left) = standing::use_one(tx.conn(), id, j.request.created_at).await? {
                 uses_left.insert(j.request.id.as_str(), left);
             }
         }
@@ -241,7 +315,7 @@ async fn write_attempt<'a>(
         .filter(|j| live(j) && standing_holds(j))
         .filter_map(|j| j.claim.clone())
         .collect();
-    let won: HashSet<String> = requests::idempotency_claim(&mut tx, &claims)
+    let won: HashSet<String> = requests::idempotency_claim(tx.conn(), &claims)
         .await?
         .into_iter()
         .collect();
@@ -261,7 +335,7 @@ async fn write_attempt<'a>(
         if *r == Written::IdempotencyKeyTaken {
             if let Some(id) = j.standing_id.as_deref() {
                 if uses_left.remove(j.request.id.as_str()).is_some() {
-                    standing::give_back(&mut tx, id).await?;
+                    standing::give_back(tx.conn(), id).await?;
                 }
             }
         }
@@ -296,14 +370,14 @@ async fn write_attempt<'a>(
         })
         .collect();
     // Everything the batch writes, sent as one (see `store::group`).
-    let mut group = StatementGroup::new(db.backend());
+    let mut group = StatementGroup::new(tx.backend());
     let new_requests: Vec<&RequestRow> = kept.iter().map(|j| &j.request).collect();
     requests::first_asks_rows(&mut group, &new_requests);
     requests::insert_rows(&mut group, new_requests)?;
     if !events.is_empty() {
         let head = match start.head {
             Some(head) => HeadSeen::Read(head),
-            None => HeadSeen::Reserved(audit::reserve(&mut tx, events.len()).await?),
+            None => HeadSeen::Reserved(audit::reserve(tx.conn(), events.len()).await?),
         };
         audit::append_rows(&mut group, head, &events);
     }
@@ -331,16 +405,20 @@ async fn write_attempt<'a>(
         .map(|j| j.request.id.as_str())
         .collect();
     coordination::notify_rows(&mut group, super::waiters::CHANNEL, &pending);
-    group.execute(&mut tx).await?;
     // Last, with the audit chain's head held (so no policy can be applied before this
     // transaction ends, on any replica: applying one appends to the chain too): the policy each
     // request was decided under must be the newest. (SQLite read it at the start, under the
-    // database lock the whole transaction holds; see `store::intake`.) Intake decides with the
-    // version it cached (see `policies`), so after a policy change the first batch may hold
-    // requests decided under the old one; they are not written but decided again.
+    // database lock the whole transaction holds, so its writes wait for the commit and go with
+    // it; see `store::intake`.) Intake decides with the version it cached (see `policies`), so
+    // after a policy change the first batch may hold requests decided under the old one; they
+    // are not written but decided again.
     let newest = match start.newest_policy {
         Some(newest) => newest,
-        None => policies::newest_version(&mut *tx).await?,
+        None => {
+            group.execute(tx.conn()).await?;
+            group = StatementGroup::new(tx.backend());
+            policies::newest_version(tx.conn()).await?
+        }
     };
     let (version, hash) = newest.unwrap_or_else(|| (0, String::new()));
     let stale: Vec<&'a str> = kept
@@ -351,9 +429,9 @@ async fn write_attempt<'a>(
         .map(|j| j.request.id.as_str())
         .collect();
     if !stale.is_empty() {
-        // Dropping the transaction rolls it back.
+        tx.rollback().await;
         return Ok(Attempt::PolicyChanged(stale));
     }
-    tx.commit().await?;
+    tx.commit(group).await?;
     Ok(Attempt::Committed(results))
 }

@@ -1,4 +1,5 @@
-//! The first read of the intake writer's batch (see `service::writer`).
+//! The intake writer's transaction (see `service::writer`): how it begins, what it reads first,
+//! and how it ends.
 //!
 //! A batch's transaction reads the agents it writes for, the audit chain's head and the newest
 //! policy version. On PostgreSQL each of those is a lock taken in a fixed order (the agents
@@ -6,15 +7,168 @@
 //! separate statements at their places in the transaction. On SQLite `BEGIN IMMEDIATE` already
 //! holds the whole database until the transaction ends: nothing they say can change before it
 //! does, so all three are read at once, in one statement and one hand-off.
+//!
+//! On SQLite the transaction is also begun and ended by hand ([`BatchTx`]), because every
+//! statement is a hand-off to the connection's thread and back, and sqlx's `Transaction` spends
+//! one on `BEGIN` and one on `COMMIT` alone: here `BEGIN IMMEDIATE` travels with the first read
+//! and `COMMIT` with the batch's writes, so a batch takes two hand-offs. Giving the connection
+//! back to the pool is one more (the pool checks a returned connection with a round trip to its
+//! thread before anyone may take it), so the writer keeps it ([`HeldWriter`]) across the batches
+//! of a busy spell. A transaction begun by hand is invisible to sqlx, which would hand the
+//! connection to the next user still inside it; so a held connection is marked as possibly in a
+//! transaction from `BEGIN` until a `COMMIT` or `ROLLBACK` is known to have run, and one still
+//! so marked is closed, never reused or given back.
 
 use std::collections::HashMap;
 
-use sqlx::{AnyConnection, AssertSqlSafe};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AssertSqlSafe};
 
 use super::agents::{self, AgentState, Hold};
 use super::audit::Head;
-use super::group::Params;
-use super::{col, text_col, Backend, StoreError};
+use super::group::{Params, StatementGroup};
+use super::{col, text_col, Backend, Db, StoreError, WriteTx};
+
+/// SQLite's one write connection, held by the intake writer across batches.
+pub struct HeldWriter {
+    conn: PoolConnection<Any>,
+    /// From `BEGIN` until its `COMMIT` or `ROLLBACK` is known to have run: a transaction may be
+    /// open on the connection, so it must not be used again.
+    maybe_in_transaction: bool,
+}
+
+impl HeldWriter {
+    /// Takes the write connection from its pool (waiting for whoever has it).
+    pub async fn acquire(db: &Db) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn: db.writer().acquire().await?,
+            maybe_in_transaction: false,
+        })
+    }
+
+    /// False once a transaction may have been left open on it: drop it (it is then closed)
+    /// and take another.
+    pub fn usable(&self) -> bool {
+        !self.maybe_in_transaction
+    }
+}
+
+impl Drop for HeldWriter {
+    fn drop(&mut self) {
+        if self.maybe_in_transaction {
+            // Closing the connection ends whatever transaction it was in, which rolls back.
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// A batch's transaction: on SQLite begun and ended by hand on a [`HeldWriter`], on PostgreSQL
+/// one of sqlx's. End it with [`BatchTx::commit`] or [`BatchTx::rollback`]. Dropped without
+/// either (an early return on an error), it rolls back: on PostgreSQL as sqlx's do, on SQLite
+/// by closing its connection, which is still marked as possibly in a transaction. The pool
+/// lets nobody else take the write connection until that close has ended the transaction.
+pub struct BatchTx<'c> {
+    inner: Inner<'c>,
+}
+
+enum Inner<'c> {
+    Sqlite(&'c mut HeldWriter),
+    Postgres(WriteTx),
+}
+
+impl<'c> BatchTx<'c> {
+    /// SQLite: `BEGIN IMMEDIATE` and the batch's first read, in one hand-off.
+    pub async fn begin_sqlite(
+        held: &'c mut HeldWriter,
+        agent_ids: &[&str],
+    ) -> Result<(Self, BatchStart), StoreError> {
+        if !held.usable() {
+            return Err(StoreError::corrupt(
+                "the intake writer's connection may still be in a transaction",
+            ));
+        }
+        held.maybe_in_transaction = true;
+        let start = sqlite_start(&mut held.conn, agent_ids).await?;
+        Ok((
+            Self {
+                inner: Inner::Sqlite(held),
+            },
+            start,
+        ))
+    }
+
+    /// PostgreSQL: a pooled transaction, and the batch's agents held in it.
+    pub async fn begin_postgres(
+        db: &Db,
+        agent_ids: &[&str],
+    ) -> Result<(Self, BatchStart), StoreError> {
+        let mut tx = db.begin().await?;
+        let agents =
+            agents::current_for_write(&mut tx, Backend::Postgres, agent_ids, Hold::Update).await?;
+        Ok((
+            Self {
+                inner: Inner::Postgres(tx),
+            },
+            BatchStart {
+                agents,
+                head: None,
+                newest_policy: None,
+            },
+        ))
+    }
+
+    /// The engine the transaction runs on.
+    pub fn backend(&self) -> Backend {
+        match self.inner {
+            Inner::Sqlite(_) => Backend::Sqlite,
+            Inner::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The connection, for the statements in between.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        match &mut self.inner {
+            Inner::Sqlite(held) => &mut held.conn,
+            Inner::Postgres(tx) => tx,
+        }
+    }
+
+    /// Runs `group` and commits: on SQLite in one hand-off, the `COMMIT` sent with the group.
+    /// If either fails, the transaction rolls back (see [`BatchTx`]).
+    pub async fn commit(self, mut group: StatementGroup<'_>) -> Result<(), StoreError> {
+        match self.inner {
+            Inner::Sqlite(held) => {
+                group.push(|_| "COMMIT".to_string(), |q| q);
+                group.execute(&mut held.conn).await?;
+                held.maybe_in_transaction = false;
+            }
+            Inner::Postgres(mut tx) => {
+                group.execute(&mut tx).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rolls back everything the transaction did.
+    pub async fn rollback(self) {
+        match self.inner {
+            Inner::Sqlite(held) => match sqlx::query("ROLLBACK").execute(&mut *held.conn).await {
+                Ok(_) => held.maybe_in_transaction = false,
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "rolling back an intake batch failed; its connection is replaced"
+                ),
+            },
+            Inner::Postgres(tx) => {
+                if let Err(e) = tx.rollback().await {
+                    // The pool closes the connection then; nothing was committed.
+                    tracing::warn!(error = %e, "rolling back an intake batch failed");
+                }
+            }
+        }
+    }
+}
 
 /// What a batch's transaction reads first.
 #[derive(Debug)]
@@ -28,22 +182,16 @@ pub struct BatchStart {
     pub newest_policy: Option<Option<(i64, String)>>,
 }
 
-/// Reads the batch's agents (and on SQLite the head and the newest policy with them).
-pub async fn batch_start(
+/// `BEGIN IMMEDIATE`, then the batch's agents, the head and the newest policy in one
+/// statement: one hand-off.
+async fn sqlite_start(
     conn: &mut AnyConnection,
-    backend: Backend,
     agent_ids: &[&str],
 ) -> Result<BatchStart, StoreError> {
-    if backend == Backend::Postgres {
-        return Ok(BatchStart {
-            agents: agents::current_for_write(conn, backend, agent_ids, Hold::Update).await?,
-            head: None,
-            newest_policy: None,
-        });
-    }
     // One row when no agent is found, one per agent otherwise: the head always has its row.
     let sql = format!(
-        "SELECT h.seq AS head_seq, h.hash AS head_hash, \
+        "BEGIN IMMEDIATE; \
+         SELECT h.seq AS head_seq, h.hash AS head_hash, \
            p.version AS policy_version, p.hash AS policy_hash, \
            a.id AS agent_id, a.status, a.epoch, a.parent_id \
          FROM audit_head h \
@@ -51,7 +199,7 @@ pub async fn batch_start(
            ON 1 = 1 \
          LEFT JOIN agents a ON a.id IN ({}) \
          WHERE h.id = 1",
-        Params::new(backend).list(agent_ids.len().max(1))
+        Params::new(Backend::Sqlite).list(agent_ids.len().max(1))
     );
     let mut query = sqlx::query(AssertSqlSafe(sql));
     if agent_ids.is_empty() {

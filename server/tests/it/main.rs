@@ -15,6 +15,7 @@ mod agents_admin;
 mod approval_flow;
 mod audit_admin;
 mod audit_checkpoints;
+mod batch_tx;
 mod batches;
 mod browser_edge;
 mod callbacks;
