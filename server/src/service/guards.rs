@@ -152,8 +152,9 @@ impl Countersign {
     }
 
     /// What the guards need to know about the agent's requests before it adds one that would
-    /// wait for people, in one read. An identical pending request is only reported when
-    /// requests collapse, and recent denials only while there is a cooldown.
+    /// wait for people, in one read (intake asks only at the pending cap; otherwise the writer
+    /// asks, for its whole batch: see `writer::Probe`). An identical pending request is only
+    /// reported when requests collapse, and recent denials only while there is a cooldown.
     pub(crate) async fn intake_load(
         &self,
         guards: &Guards,
@@ -165,8 +166,14 @@ impl Countersign {
             0 => Millis::MAX,
             s => now - i64::from(s) * 1000,
         };
-        let mut load =
-            rows::intake_load(self.db.reader(), agent_id, action_hash, now, denied_since).await?;
+        let mut conn = self.db.read_conn().await?;
+        let ask = rows::Ask {
+            agent_id,
+            action_hash,
+            now,
+            denied_since,
+        };
+        let mut load = rows::intake_load(&mut conn, ask).await?;
         if !guards.collapse_identical {
             load.identical_pending = None;
         }

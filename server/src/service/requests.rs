@@ -32,7 +32,7 @@ use crate::domain::lifecycle::RequestStatus;
 use crate::domain::policy::RuleOutcome;
 use crate::domain::quorum::ApproverRule;
 use crate::service::agents::AgentIdentity;
-use crate::service::writer::{IntakeJob, Written};
+use crate::service::writer::{IntakeJob, Probe, Written};
 use crate::store::audit::NewEvent;
 use crate::store::requests::{self as rows, Change, IdempotencyClaim, RequestRow};
 use crate::store::{self, audit, Backend, WriteTx};
@@ -180,6 +180,24 @@ enum Inserted {
     /// The agent changed (suspended, another key or parent) after its credential was checked:
     /// nothing was stored; the credential must be checked again.
     AgentChanged,
+    /// The identical request it would have collapsed into was decided before it could be
+    /// answered: nothing was stored, and the request should be tried again as a new one.
+    IdenticalDecided,
+    /// A person's recent denial was compared with it and does not hold it back: nothing was
+    /// stored, and the request should be tried again without comparing again.
+    CooldownPassed,
+}
+
+/// What earlier attempts at inserting one request learned.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    /// Whether a standing approval may approve it (not when the last use went elsewhere).
+    use_standing: bool,
+    /// Whether it collapses into an identical pending request (not when that one was decided
+    /// between the writer finding it and intake answering with it).
+    collapse: bool,
+    /// Whether the agent's recent denials were already compared with it.
+    cooldown_passed: bool,
 }
 
 /// How many times one request is decided before it gives up: it is decided again when the
@@ -318,6 +336,18 @@ impl Countersign {
         }
     }
 
+    /// The agent's view of an identical request it already waits for, if it still waits.
+    async fn still_pending(&self, id: &str, now: Millis) -> Result<Option<RequestView>, Error> {
+        match self.read_fresh(id).await? {
+            Some(row) if row.status == RequestStatus::Pending => {
+                let mut view = self.view(&row).await?;
+                view.expires_in = Some((row.expires_at - now).max(0) / 1000);
+                Ok(Some(view))
+            }
+            _ => Ok(None),
+        }
+    }
+
     async fn insert_request(
         &self,
         agent: &AgentIdentity,
@@ -327,18 +357,24 @@ impl Countersign {
     ) -> Result<RequestView, Error> {
         // A standing approval that covers the request approves it, unless its last use went to
         // another request meanwhile: then this one waits for a human like any other.
-        let mut use_standing = true;
+        let mut retry = Retry {
+            use_standing: true,
+            collapse: true,
+            cooldown_passed: false,
+        };
         let mut agent = std::borrow::Cow::Borrowed(agent);
         for _ in 0..ATTEMPTS {
             match self
-                .insert_once(&agent, new, idempotency_key, stored, use_standing)
+                .insert_once(&agent, new, idempotency_key, stored, retry)
                 .await?
             {
                 Inserted::Stored(view) => return Ok(*view),
-                Inserted::StandingLost if use_standing => use_standing = false,
+                Inserted::StandingLost if retry.use_standing => retry.use_standing = false,
                 Inserted::StandingLost => {
                     return Err(Error::internal("a standing use without one"))
                 }
+                Inserted::IdenticalDecided => retry.collapse = false,
+                Inserted::CooldownPassed => retry.cooldown_passed = true,
                 // Read the new policy (which refreshes the cache intake decides with), then
                 // decide again.
                 Inserted::PolicyChanged => {
@@ -363,7 +399,7 @@ impl Countersign {
         new: &NewRequest,
         idempotency_key: Option<&str>,
         stored: &Stored,
-        use_standing: bool,
+        retry: Retry,
     ) -> Result<Inserted, Error> {
         let now = self.now();
         let action_hash = new.action_hash(&agent.id);
@@ -384,7 +420,7 @@ impl Countersign {
                 .and_then(|rule| rule.release()),
         };
 
-        let standing = match (&decision.outcome, use_standing) {
+        let standing = match (&decision.outcome, retry.use_standing) {
             (RuleOutcome::Require { .. }, true) => {
                 match active
                     .policy
@@ -450,30 +486,46 @@ impl Countersign {
                 Some(reason.clone()),
             ),
         };
+        // A request that would wait for people is checked by the fatigue guards: the pending
+        // cap here (from this process's bound, mostly without a read), an identical request
+        // already waiting and a person's recent denial by the writer, in its transaction.
+        let mut probe = None;
         if status == RequestStatus::Pending {
             let guards = self.guards().await?;
-            let load = self
-                .intake_load(&guards, &agent.id, &action_hash, now)
-                .await?;
-            if let Some(existing) = &load.identical_pending {
-                // The same agent already waits for exactly this: nobody is asked twice.
-                if agent.cached {
-                    self.recheck(agent).await?;
-                }
-                if let Some(row) = self.read_fresh(existing).await? {
-                    if row.status == RequestStatus::Pending {
-                        let mut view = self.view(&row).await?;
-                        view.expires_in = Some((row.expires_at - now).max(0) / 1000);
-                        return Ok(Inserted::Stored(Box::new(view)));
+            match self.check_pending_cap(&guards, &agent.id, now).await {
+                Ok(()) => {}
+                Err(at_cap @ Error::RateLimited { .. }) => {
+                    // At the cap, an identical request already waiting, or a recent denial,
+                    // answers first, as it would below the cap.
+                    let load = self
+                        .intake_load(&guards, &agent.id, &action_hash, now)
+                        .await?;
+                    if let Some(existing) = &load.identical_pending {
+                        if agent.cached {
+                            self.recheck(agent).await?;
+                        }
+                        if let Some(view) = self.still_pending(existing, now).await? {
+                            return Ok(Inserted::Stored(Box::new(view)));
+                        }
                     }
+                    if load.denied_recently && !retry.cooldown_passed {
+                        let action = serde_json::to_value(&new.action).map_err(Error::internal)?;
+                        self.check_cooldown(&guards, &agent.id, &action, now)
+                            .await?;
+                    }
+                    return Err(at_cap);
                 }
+                Err(e) => return Err(e),
             }
-            if load.denied_recently {
-                let action = serde_json::to_value(&new.action).map_err(Error::internal)?;
-                self.check_cooldown(&guards, &agent.id, &action, now)
-                    .await?;
-            }
-            self.check_pending_cap(&guards, &agent.id, now).await?;
+            probe = Some(Probe {
+                collapse_identical: guards.collapse_identical && retry.collapse,
+                denied_since: match guards.deny_cooldown_seconds {
+                    _ if retry.cooldown_passed => Millis::MAX,
+                    0 => Millis::MAX,
+                    s => now - i64::from(s) * 1000,
+                },
+            })
+            .filter(|p| p.collapse_identical || p.denied_since != Millis::MAX);
         }
         let ttl = new
             .expires_in
@@ -610,6 +662,7 @@ impl Countersign {
             agent_epoch: agent.epoch,
             agent_parent: agent.parent_id.clone(),
             standing_id: standing.as_ref().map(|s| s.id.clone()),
+            probe,
         };
         match self.intake.write(job).await? {
             Written::Stored => {}
@@ -621,6 +674,21 @@ impl Countersign {
             Written::AgentChanged => return Ok(Inserted::AgentChanged),
             Written::StandingLost => return Ok(Inserted::StandingLost),
             Written::PolicyChanged => return Ok(Inserted::PolicyChanged),
+            // The agent already waits for exactly this (the writer confirmed its credential
+            // first): nobody is asked twice.
+            Written::Identical(existing) => {
+                return Ok(match self.still_pending(&existing, now).await? {
+                    Some(view) => Inserted::Stored(Box::new(view)),
+                    None => Inserted::IdenticalDecided,
+                })
+            }
+            Written::DeniedRecently => {
+                let action = serde_json::to_value(&new.action).map_err(Error::internal)?;
+                let guards = self.guards().await?;
+                self.check_cooldown(&guards, &agent.id, &action, now)
+                    .await?;
+                return Ok(Inserted::CooldownPassed);
+            }
         }
         if status == RequestStatus::Pending {
             self.pending_bounds.added(&agent.id);

@@ -42,6 +42,7 @@ use crate::domain::lifecycle::{AgentStatus, RequestStatus};
 use crate::store::audit::{self, HeadSeen, Prepared};
 use crate::store::grants::{self, GrantRow};
 use crate::store::group::StatementGroup;
+use crate::store::guards::{self, Ask, IntakeLoad};
 use crate::store::intake::{BatchStart, BatchTx, HeldWriter};
 use crate::store::requests::{self, IdempotencyClaim, RequestRow};
 use crate::store::{agents, coordination, policies, standing, Backend, Db, StoreError};
@@ -79,10 +80,25 @@ pub struct IntakeJob {
     /// The standing approval that approves this request: the job is written only if one of its
     /// uses can be taken, in this transaction (see `store::standing`).
     pub standing_id: Option<String>,
+    /// For a request that would wait for people: what the guards check first, here.
+    pub probe: Option<Probe>,
+}
+
+/// What the fatigue guards check, in the writer's transaction, before a request that would
+/// wait for people is written (see `service::guards`). Checked here rather than before the
+/// job is queued: one read for the whole batch instead of one per request, and two identical
+/// requests at once collapse into one as surely as two in a row.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    /// Answer with the agent's identical pending request instead, if there is one.
+    pub collapse_identical: bool,
+    /// Hand the request back when a person denied this agent a request since then (intake
+    /// then compares the two); `Millis::MAX` when there is no cooldown, or intake compared.
+    pub denied_since: Millis,
 }
 
 /// How a job was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
     /// Committed.
     Stored,
@@ -97,6 +113,11 @@ pub enum Written {
     /// Not written: it was decided under a policy version that is no longer the newest. The
     /// request should be decided again under the new one.
     PolicyChanged,
+    /// Not written: the agent already waits for exactly this, in the request with this id.
+    Identical(String),
+    /// Not written: a person denied this agent a request within the cooldown; intake compares
+    /// the two before asking again.
+    DeniedRecently,
 }
 
 type Reply = oneshot::Sender<Result<Written, Error>>;
@@ -225,6 +246,7 @@ impl Lane {
         &mut self,
         db: &Db,
         agent_ids: &[&str],
+        asks: &[Ask<'_>],
     ) -> Result<(BatchTx<'_>, BatchStart), StoreError> {
         match self {
             Lane::Postgres => BatchTx::begin_postgres(db, agent_ids).await,
@@ -238,7 +260,7 @@ impl Lane {
                     Some(kept) => held.insert(kept),
                     None => held.insert((HeldWriter::acquire(db).await?, Instant::now())),
                 };
-                BatchTx::begin_sqlite(conn, agent_ids).await
+                BatchTx::begin_sqlite(conn, agent_ids, asks).await
             }
         }
     }
@@ -287,7 +309,22 @@ async fn write_attempt<'a>(
     let mut agent_ids: Vec<&str> = jobs.iter().map(|j| j.request.agent_id.as_str()).collect();
     agent_ids.sort_unstable();
     agent_ids.dedup();
-    let (mut tx, start) = lane.begin(db, &agent_ids).await?;
+    // What the guards check for requests that would wait for people (see [`Probe`]): on
+    // SQLite read with the agents, on PostgreSQL once they are held.
+    let probed: Vec<(&'a IntakeJob, Probe)> = jobs
+        .iter()
+        .filter_map(|j| j.probe.map(|p| (*j, p)))
+        .collect();
+    let asks: Vec<Ask> = probed
+        .iter()
+        .map(|(j, p)| Ask {
+            agent_id: &j.request.agent_id,
+            action_hash: &j.request.action_hash,
+            now: j.request.created_at,
+            denied_since: p.denied_since,
+        })
+        .collect();
+    let (mut tx, start) = lane.begin(db, &agent_ids, &asks).await?;
     let current = &start.agents;
     let current_policy = |j: &IntakeJob| !outdated.contains(j.request.id.as_str());
     let live = |j: &IntakeJob| {
@@ -310,9 +347,14 @@ async fn write_attempt<'a>(
     }
     let standing_holds =
         |j: &IntakeJob| j.standing_id.is_none() || uses_left.contains_key(j.request.id.as_str());
+    let loads = match start.loads {
+        Some(loads) => loads,
+        None => guards::intake_loads(tx.conn(), &asks).await?,
+    };
+    let held_back = held_back(probed.into_iter().zip(loads).filter(|((j, _), _)| live(j)));
     let claims: Vec<IdempotencyClaim> = jobs
         .iter()
-        .filter(|j| live(j) && standing_holds(j))
+        .filter(|j| live(j) && standing_holds(j) && !held_back.contains_key(j.request.id.as_str()))
         .filter_map(|j| j.claim.clone())
         .collect();
     let won: HashSet<String> = requests::idempotency_claim(tx.conn(), &claims)
@@ -325,6 +367,9 @@ async fn write_attempt<'a>(
             _ if !current_policy(j) => Written::PolicyChanged,
             _ if !live(j) => Written::AgentChanged,
             _ if !standing_holds(j) => Written::StandingLost,
+            _ if held_back.contains_key(j.request.id.as_str()) => {
+                held_back[j.request.id.as_str()].clone()
+            }
             Some(_) if !won.contains(&j.request.id) => Written::IdempotencyKeyTaken,
             _ => Written::Stored,
         })
@@ -434,4 +479,33 @@ async fn write_attempt<'a>(
     }
     tx.commit(group).await?;
     Ok(Attempt::Committed(results))
+}
+
+/// The jobs the guards hold back, by request id, with why, from their loads. A job identical
+/// to one earlier in the batch collapses into it as into one already stored, unless that one
+/// might still lose its idempotency key (and so not be written).
+fn held_back<'a>(
+    probed: impl Iterator<Item = ((&'a IntakeJob, Probe), IntakeLoad)>,
+) -> HashMap<&'a str, Written> {
+    let mut held_back = HashMap::new();
+    let mut first_in_batch: HashMap<(&str, &str), &str> = HashMap::new();
+    for ((j, p), load) in probed {
+        let key = (j.request.agent_id.as_str(), j.request.action_hash.as_str());
+        let identical = load
+            .identical_pending
+            .or_else(|| first_in_batch.get(&key).map(|id| id.to_string()));
+        match identical {
+            Some(id) if p.collapse_identical => {
+                held_back.insert(j.request.id.as_str(), Written::Identical(id));
+            }
+            _ if load.denied_recently => {
+                held_back.insert(j.request.id.as_str(), Written::DeniedRecently);
+            }
+            _ if j.claim.is_none() => {
+                first_in_batch.entry(key).or_insert(j.request.id.as_str());
+            }
+            _ => {}
+        }
+    }
+    held_back
 }

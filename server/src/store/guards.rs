@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
+use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor};
 
-use super::{col, list_placeholders, StoreError};
+use super::group::{AnyQuery, Params};
+use super::{col, list_placeholders, Backend, StoreError};
 use crate::clock::Millis;
 
 /// Every stored setting.
@@ -50,46 +52,124 @@ pub struct IntakeLoad {
     pub denied_recently: bool,
 }
 
-/// The statement behind [`intake_load`]: `$1` agent, `$2` action hash, `$3` now, `$4` start of
-/// the cooldown.
+/// The statement behind [`intake_loads`], for `n` asks: each row of `asked` is one request's
+/// position, agent, action hash, time and start of the cooldown, bound in that order.
 ///
 /// The `+` in `+expires_at` keeps SQLite's planner from walking pending requests by expiry
 /// (`requests_pending`) and reading every row to compare hashes: without statistics it
 /// prefers the range, which made intake slow down as requests piled up. With
 /// the term out of the running, `requests_pending_same` (agent, hash, created_at) answers
-/// with one index probe, already in order. The plan is checked by a test below.
+/// with one index probe, already in order. The plan is checked by a test below. The numbers
+/// are cast because PostgreSQL types a `VALUES` list's parameters as text otherwise.
 ///
 /// How many requests wait is not counted here but in [`pending_count`], and only when intake
 /// cannot tell without it (see `service::guards::PendingBounds`): counting walks one index
 /// entry per waiting request.
-const INTAKE_LOAD_SQL: &str = "SELECT \
-       (SELECT id FROM requests WHERE agent_id = $1 AND action_hash = $2 \
-          AND status = 'pending' AND +expires_at > $3 ORDER BY created_at LIMIT 1) AS same, \
-       (SELECT COUNT(*) FROM (SELECT 1 AS one FROM requests WHERE agent_id = $1 \
-          AND status = 'denied' AND decided_at >= $4 AND decided_by <> 'policy' \
-          LIMIT 1) AS d) AS denied";
+pub(crate) fn intake_loads_sql(backend: Backend, n: usize) -> String {
+    let mut p = Params::new(backend);
+    let asked = (0..n)
+        .map(|_| {
+            format!(
+                "(CAST({} AS BIGINT), {}, {}, CAST({} AS BIGINT), CAST({} AS BIGINT))",
+                p.one(),
+                p.one(),
+                p.one(),
+                p.one(),
+                p.one()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH asked (i, agent_id, action_hash, now_at, denied_since) AS (VALUES {asked}) \
+         SELECT a.i AS i, \
+           (SELECT r.id FROM requests r WHERE r.agent_id = a.agent_id \
+              AND r.action_hash = a.action_hash AND r.status = 'pending' \
+              AND +r.expires_at > a.now_at ORDER BY r.created_at LIMIT 1) AS same, \
+           CASE WHEN EXISTS (SELECT 1 FROM requests r WHERE r.agent_id = a.agent_id \
+              AND r.status = 'denied' AND r.decided_at >= a.denied_since \
+              AND r.decided_by <> 'policy') THEN 1 ELSE 0 END AS denied \
+         FROM asked a"
+    )
+}
 
-/// Reads [`IntakeLoad`] in one statement rather than two: one round trip on the request's
-/// path (a network one on PostgreSQL; on SQLite the gain measured within noise, the index
-/// below was what mattered). Each subquery is answered from a partial index.
-pub async fn intake_load<'e, E: Executor<'e, Database = Any>>(
-    ex: E,
-    agent_id: &str,
-    action_hash: &str,
-    now: Millis,
-    denied_since: Millis,
-) -> Result<IntakeLoad, StoreError> {
-    let row = sqlx::query(INTAKE_LOAD_SQL)
-        .bind(agent_id)
-        .bind(action_hash)
-        .bind(now)
-        .bind(denied_since)
-        .fetch_one(ex)
-        .await?;
-    Ok(IntakeLoad {
-        identical_pending: col(&row, "same")?,
-        denied_recently: col::<i64>(&row, "denied")? > 0,
-    })
+/// One request intake is about to add: whose, what (its action hash), when, and since when a
+/// person's denial counts ([`Millis::MAX`] when the cooldown is off).
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// The agent.
+    pub agent_id: &'a str,
+    /// The request's action hash.
+    pub action_hash: &'a str,
+    /// Now: a pending request that expired is no longer identical.
+    pub now: Millis,
+    /// The start of the cooldown.
+    pub denied_since: Millis,
+}
+
+/// [`IntakeLoad`] for each ask, in order, in one statement (on SQLite intake's writer reads
+/// them with the rest of its batch's first read instead: see `store::intake`).
+pub async fn intake_loads(
+    conn: &mut AnyConnection,
+    asks: &[Ask<'_>],
+) -> Result<Vec<IntakeLoad>, StoreError> {
+    if asks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = intake_loads_sql(Backend::of(conn), asks.len());
+    let query = bind_asks(sqlx::query(AssertSqlSafe(sql)), asks)?;
+    let rows = query.fetch_all(&mut *conn).await?;
+    loads_from(&rows, asks.len())
+}
+
+/// Binds the asks' parameters, in the order [`intake_loads_sql`] takes them.
+pub(crate) fn bind_asks<'q>(
+    mut query: AnyQuery<'q>,
+    asks: &[Ask<'q>],
+) -> Result<AnyQuery<'q>, StoreError> {
+    for (i, ask) in asks.iter().enumerate() {
+        query = query
+            .bind(i64::try_from(i).map_err(StoreError::corrupt)?)
+            .bind(ask.agent_id)
+            .bind(ask.action_hash)
+            .bind(ask.now)
+            .bind(ask.denied_since);
+    }
+    Ok(query)
+}
+
+/// The loads of `n` asks from the rows [`intake_loads_sql`] returned.
+pub(crate) fn loads_from<'r>(
+    rows: impl IntoIterator<Item = &'r AnyRow>,
+    n: usize,
+) -> Result<Vec<IntakeLoad>, StoreError> {
+    let mut loads = vec![
+        IntakeLoad {
+            identical_pending: None,
+            denied_recently: false,
+        };
+        n
+    ];
+    for row in rows {
+        let i = usize::try_from(col::<i64>(row, "i")?).map_err(StoreError::corrupt)?;
+        let load = loads
+            .get_mut(i)
+            .ok_or_else(|| StoreError::corrupt("an intake load for no ask"))?;
+        *load = IntakeLoad {
+            identical_pending: col(row, "same")?,
+            denied_recently: col::<i64>(row, "denied")? > 0,
+        };
+    }
+    Ok(loads)
+}
+
+/// [`intake_loads`] for one request, outside a transaction (intake reads it when the pending
+/// cap refuses a request: an identical one already waiting, or a recent denial, answers first).
+pub async fn intake_load(conn: &mut AnyConnection, ask: Ask<'_>) -> Result<IntakeLoad, StoreError> {
+    intake_loads(conn, &[ask])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::corrupt("no intake load"))
 }
 
 /// How many of the agent's requests are pending, counted up to `cap` (an index walk of at most
@@ -312,16 +392,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("plan.db").display());
         let db = super::super::Db::connect(&url).await.unwrap();
-        let plan = sqlx::query(AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {INTAKE_LOAD_SQL}"
-        )))
-        .bind("agent")
-        .bind("sha256:00")
-        .bind(0i64)
-        .bind(0i64)
-        .fetch_all(db.reader())
-        .await
-        .unwrap();
+        let sql = intake_loads_sql(Backend::Sqlite, 2);
+        let plan = sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .bind(0i64)
+            .bind("agent")
+            .bind("sha256:00")
+            .bind(0i64)
+            .bind(0i64)
+            .bind(1i64)
+            .bind("agent")
+            .bind("sha256:01")
+            .bind(0i64)
+            .bind(0i64)
+            .fetch_all(db.reader())
+            .await
+            .unwrap();
         let steps: Vec<String> = plan.iter().map(|r| col(r, "detail").unwrap()).collect();
         assert!(
             steps
@@ -331,7 +416,7 @@ mod tests {
         );
         assert!(
             !steps.iter().any(|s| s.contains("TEMP B-TREE")
-                || s.contains("SCAN requests")
+                || s.starts_with("SCAN r")
                 || s.contains("USING INDEX requests_agent ")
                 || s.contains("expires_at>?")),
             "nothing walks or sorts the agent's requests: {steps:#?}"

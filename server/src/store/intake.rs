@@ -22,11 +22,12 @@
 use std::collections::HashMap;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AssertSqlSafe};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Row};
 
 use super::agents::{self, AgentState, Hold};
 use super::audit::Head;
 use super::group::{Params, StatementGroup};
+use super::guards::{self, Ask, IntakeLoad};
 use super::{col, text_col, Backend, Db, StoreError, WriteTx};
 
 /// SQLite's one write connection, held by the intake writer across batches.
@@ -77,10 +78,12 @@ enum Inner<'c> {
 }
 
 impl<'c> BatchTx<'c> {
-    /// SQLite: `BEGIN IMMEDIATE` and the batch's first read, in one hand-off.
+    /// SQLite: `BEGIN IMMEDIATE` and the batch's first read, with the guards' loads of `asks`,
+    /// in one hand-off.
     pub async fn begin_sqlite(
         held: &'c mut HeldWriter,
         agent_ids: &[&str],
+        asks: &[Ask<'_>],
     ) -> Result<(Self, BatchStart), StoreError> {
         if !held.usable() {
             return Err(StoreError::corrupt(
@@ -88,7 +91,7 @@ impl<'c> BatchTx<'c> {
             ));
         }
         held.maybe_in_transaction = true;
-        let start = sqlite_start(&mut held.conn, agent_ids).await?;
+        let start = sqlite_start(&mut held.conn, agent_ids, asks).await?;
         Ok((
             Self {
                 inner: Inner::Sqlite(held),
@@ -113,6 +116,7 @@ impl<'c> BatchTx<'c> {
                 agents,
                 head: None,
                 newest_policy: None,
+                loads: None,
             },
         ))
     }
@@ -180,16 +184,19 @@ pub struct BatchStart {
     /// The newest policy version and hash (`None` inside when none was ever applied), when
     /// read already (SQLite).
     pub newest_policy: Option<Option<(i64, String)>>,
+    /// The guards' loads of the asks, in order, when read already (SQLite).
+    pub loads: Option<Vec<IntakeLoad>>,
 }
 
 /// `BEGIN IMMEDIATE`, then the batch's agents, the head and the newest policy in one
-/// statement: one hand-off.
+/// statement, and the guards' loads of `asks` in another: one hand-off.
 async fn sqlite_start(
     conn: &mut AnyConnection,
     agent_ids: &[&str],
+    asks: &[Ask<'_>],
 ) -> Result<BatchStart, StoreError> {
     // One row when no agent is found, one per agent otherwise: the head always has its row.
-    let sql = format!(
+    let mut sql = format!(
         "BEGIN IMMEDIATE; \
          SELECT h.seq AS head_seq, h.hash AS head_hash, \
            p.version AS policy_version, p.hash AS policy_hash, \
@@ -201,6 +208,10 @@ async fn sqlite_start(
          WHERE h.id = 1",
         Params::new(Backend::Sqlite).list(agent_ids.len().max(1))
     );
+    if !asks.is_empty() {
+        sql.push_str(";\n");
+        sql.push_str(&guards::intake_loads_sql(Backend::Sqlite, asks.len()));
+    }
     let mut query = sqlx::query(AssertSqlSafe(sql));
     if agent_ids.is_empty() {
         query = query.bind(None::<String>);
@@ -208,7 +219,11 @@ async fn sqlite_start(
     for id in agent_ids {
         query = query.bind(*id);
     }
-    let rows = query.fetch_all(conn).await?;
+    let rows = guards::bind_asks(query, asks)?.fetch_all(conn).await?;
+    // The loads' rows come after the first statement's, and only they have an `i`.
+    let (load_rows, rows): (Vec<_>, Vec<_>) =
+        rows.iter().partition(|row| row.try_column("i").is_ok());
+    let loads = guards::loads_from(load_rows, asks.len())?;
     let first = rows
         .first()
         .ok_or_else(|| StoreError::corrupt("the audit chain has no head row"))?;
@@ -221,7 +236,7 @@ async fn sqlite_start(
         None => None,
     };
     let mut agents = HashMap::new();
-    for row in &rows {
+    for row in rows {
         if let Some(id) = col::<Option<String>>(row, "agent_id")? {
             agents.insert(
                 id,
@@ -237,5 +252,6 @@ async fn sqlite_start(
         agents,
         head: Some(head),
         newest_policy: Some(newest_policy),
+        loads: Some(loads),
     })
 }

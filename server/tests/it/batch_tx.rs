@@ -56,7 +56,7 @@ async fn batches_in_a_row_on_a_held_connection_each_commit() {
     let db = &app.core.db;
     let mut held = HeldWriter::acquire(db).await.unwrap();
     for a in ["one", "two", "three"] {
-        let (tx, start) = BatchTx::begin_sqlite(&mut held, &[]).await.unwrap();
+        let (tx, start) = BatchTx::begin_sqlite(&mut held, &[], &[]).await.unwrap();
         assert!(start.head.is_some() && start.newest_policy.is_some());
         let mut group = StatementGroup::new(tx.backend());
         insert(&mut group, a);
@@ -76,14 +76,14 @@ async fn a_failing_batch_keeps_nothing_and_its_connection_is_not_reused() {
     let app = with_table(Backend::Sqlite).await;
     let db = &app.core.db;
     let mut held = HeldWriter::acquire(db).await.unwrap();
-    let (tx, _) = BatchTx::begin_sqlite(&mut held, &[]).await.unwrap();
+    let (tx, _) = BatchTx::begin_sqlite(&mut held, &[], &[]).await.unwrap();
     let mut group = StatementGroup::new(tx.backend());
     insert(&mut group, "half");
     insert(&mut group, "half");
     assert!(tx.commit(group).await.is_err());
     assert!(!held.usable());
     assert!(
-        BatchTx::begin_sqlite(&mut held, &[]).await.is_err(),
+        BatchTx::begin_sqlite(&mut held, &[], &[]).await.is_err(),
         "a connection that may be in a transaction must not begin another"
     );
     drop(held);
@@ -98,7 +98,7 @@ async fn a_transaction_dropped_unended_rolls_back() {
     let app = with_table(Backend::Sqlite).await;
     let db = &app.core.db;
     let mut held = HeldWriter::acquire(db).await.unwrap();
-    let (mut tx, _) = BatchTx::begin_sqlite(&mut held, &[]).await.unwrap();
+    let (mut tx, _) = BatchTx::begin_sqlite(&mut held, &[], &[]).await.unwrap();
     sqlx::query("INSERT INTO kept (a) VALUES ('dropped')")
         .execute(tx.conn())
         .await
@@ -121,7 +121,7 @@ async fn a_rollback_keeps_nothing_and_the_next_batch_commits(backend: Backend) {
     };
     for (a, keep) in [("rolled-back", false), ("committed", true)] {
         let (mut tx, _) = match held.as_mut() {
-            Some(held) => BatchTx::begin_sqlite(held, &[]).await.unwrap(),
+            Some(held) => BatchTx::begin_sqlite(held, &[], &[]).await.unwrap(),
             None => BatchTx::begin_postgres(db, &[]).await.unwrap(),
         };
         let mut group = StatementGroup::new(tx.backend());

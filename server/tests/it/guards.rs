@@ -30,6 +30,50 @@ async fn identical_pending_requests_collapse_into_one(backend: Backend) {
     assert_eq!(kinds.iter().filter(|k| *k == "request.created").count(), 4);
 }
 
+/// Identical requests sent at once collapse as surely as ones sent in a row: the writer looks
+/// for the identical request in the transaction that would add it, and among the requests it
+/// writes with it.
+async fn identical_requests_at_once_collapse_into_one(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("COUNTERSIGN_COLLAPSE_IDENTICAL", "true")]).await;
+    let _alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    // A first request, so the agent's key is already checked and the sixteen are not spread
+    // out by checking it.
+    app.ask_id(&agent, &transfer("1.00")).await;
+    let body = transfer("50.00");
+    let answers = futures::future::join_all((0..16).map(|_| app.ask(&agent, &body))).await;
+    let ids: std::collections::BTreeSet<&str> =
+        answers.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "one request for sixteen identical asks: {ids:?}"
+    );
+    assert!(answers.iter().all(|a| a["status"] == "pending"));
+    let kinds = app.all_audit_kinds().await;
+    assert_eq!(kinds.iter().filter(|k| *k == "request.created").count(), 2);
+}
+
+/// At the pending cap, an identical request already waiting is still the answer (the cap
+/// refuses only what would add a request).
+async fn at_the_cap_the_identical_request_is_still_the_answer(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("COUNTERSIGN_COLLAPSE_IDENTICAL", "true")]).await;
+    let alice = app.enrol_first_admin("alice@example.com").await;
+    let agent = app.agent("alice@example.com").await;
+    let mut guards = app.core.guards().await.unwrap();
+    guards.max_pending_per_agent = 2;
+    let who = app.signed_in(&alice).await;
+    app.core.set_guards(&who, guards).await.unwrap();
+    let first = app.ask_id(&agent, &transfer("1.00")).await;
+    app.ask_id(&agent, &transfer("2.00")).await;
+    let again = app.ask(&agent, &transfer("1.00")).await;
+    assert_eq!(again["id"], first);
+    let r = app
+        .agent_post(&agent, "/api/v1/requests", &transfer("3.00"))
+        .await;
+    common::problem(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
 async fn a_denied_action_cools_down(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("COUNTERSIGN_DENY_COOLDOWN_SECONDS", "600")]).await;
     let mut alice = app.enrol_first_admin("alice@example.com").await;
@@ -194,6 +238,8 @@ async fn approving_waits_until_the_page_has_been_open_a_moment(backend: Backend)
 
 on_both_backends!(
     identical_pending_requests_collapse_into_one,
+    identical_requests_at_once_collapse_into_one,
+    at_the_cap_the_identical_request_is_still_the_answer,
     a_denied_action_cools_down,
     the_pending_cap_follows_the_admin_setting,
     only_admins_change_the_guards,
