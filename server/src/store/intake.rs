@@ -2,11 +2,13 @@
 //! and how it ends.
 //!
 //! A batch's transaction reads the agents it writes for, the audit chain's head and the newest
-//! policy version. On PostgreSQL each of those is a lock taken in a fixed order (the agents
-//! first, the head when appending, the policy read last while the head is held), so they stay
-//! separate statements at their places in the transaction. On SQLite `BEGIN IMMEDIATE` already
-//! holds the whole database until the transaction ends: nothing they say can change before it
-//! does, so all three are read at once, in one statement and one hand-off.
+//! policy version, and the fatigue guards' probe for its requests that would wait for people
+//! (`store::guards::intake_loads`). On PostgreSQL the first three are locks taken in a fixed
+//! order (the agents first, the head when appending, the policy read last while the head is
+//! held), so they stay separate statements at their places in the transaction, and the probe
+//! is read once the agents are held. On SQLite `BEGIN IMMEDIATE` already holds the whole
+//! database until the transaction ends: nothing they say can change before it does, so all of
+//! it is read at once, in one hand-off.
 //!
 //! On SQLite the transaction is also begun and ended by hand ([`BatchTx`]), because every
 //! statement is a hand-off to the connection's thread and back, and sqlx's `Transaction` spends
