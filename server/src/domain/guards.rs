@@ -53,6 +53,15 @@ const LIMITS: [(&str, u32, u32); 4] = [
 ];
 
 impl Guards {
+    /// Since when a person's denial holds back this agent's next requests: `Millis::MAX`
+    /// (never) when there is no cooldown.
+    pub fn denied_since(&self, now: crate::clock::Millis) -> crate::clock::Millis {
+        match self.deny_cooldown_seconds {
+            0 => crate::clock::Millis::MAX,
+            s => now - i64::from(s) * 1000,
+        }
+    }
+
     /// The defaults, with the pending cap the server was configured with.
     pub fn defaults(max_pending_per_agent: u32) -> Self {
         Self {

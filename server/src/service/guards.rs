@@ -162,10 +162,7 @@ impl Countersign {
         action_hash: &str,
         now: Millis,
     ) -> Result<IntakeLoad, Error> {
-        let denied_since = match guards.deny_cooldown_seconds {
-            0 => Millis::MAX,
-            s => now - i64::from(s) * 1000,
-        };
+        let denied_since = guards.denied_since(now);
         let mut conn = self.db.read_conn().await?;
         let ask = rows::Ask {
             agent_id,

@@ -519,10 +519,10 @@ impl Countersign {
             }
             probe = Some(Probe {
                 collapse_identical: guards.collapse_identical && retry.collapse,
-                denied_since: match guards.deny_cooldown_seconds {
-                    _ if retry.cooldown_passed => Millis::MAX,
-                    0 => Millis::MAX,
-                    s => now - i64::from(s) * 1000,
+                denied_since: if retry.cooldown_passed {
+                    Millis::MAX
+                } else {
+                    guards.denied_since(now)
                 },
             })
             .filter(|p| p.collapse_identical || p.denied_since != Millis::MAX);
