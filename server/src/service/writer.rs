@@ -42,10 +42,10 @@ use crate::domain::lifecycle::{AgentStatus, RequestStatus};
 use crate::store::audit::{self, HeadSeen, Prepared};
 use crate::store::grants::{self, GrantRow};
 use crate::store::group::StatementGroup;
-use crate::store::guards::{self, Ask, IntakeLoad};
+use crate::store::guards::{Ask, IntakeLoad};
 use crate::store::intake::{BatchStart, BatchTx, HeldWriter};
 use crate::store::requests::{self, IdempotencyClaim, RequestRow};
-use crate::store::{agents, coordination, policies, standing, Backend, Db, StoreError};
+use crate::store::{agents, standing, Backend, Db, StoreError};
 
 /// The most requests written in one transaction.
 pub const MAX_BATCH: usize = 64;
@@ -347,9 +347,10 @@ async fn write_attempt<'a>(
     }
     let standing_holds =
         |j: &IntakeJob| j.standing_id.is_none() || uses_left.contains_key(j.request.id.as_str());
-    let loads = match start.loads {
-        Some(loads) => loads,
-        None => guards::intake_loads(tx.conn(), &asks).await?,
+    // The chain's head, held from here on PostgreSQL, with the guards' loads.
+    let (head, loads) = match (start.head, start.loads) {
+        (Some(head), Some(loads)) => (head, loads),
+        _ => tx.hold_head(&asks).await?,
     };
     let held_back = held_back(probed.into_iter().zip(loads).filter(|((j, _), _)| live(j)));
     let claims: Vec<IdempotencyClaim> = jobs
@@ -420,11 +421,7 @@ async fn write_attempt<'a>(
     requests::first_asks_rows(&mut group, &new_requests);
     requests::insert_rows(&mut group, new_requests)?;
     if !events.is_empty() {
-        let head = match start.head {
-            Some(head) => HeadSeen::Read(head),
-            None => HeadSeen::Reserved(audit::reserve(tx.conn(), events.len()).await?),
-        };
-        audit::append_rows(&mut group, head, &events);
+        audit::append_rows(&mut group, HeadSeen::Read(head), &events);
     }
     grants::insert_rows(
         &mut group,
@@ -444,25 +441,26 @@ async fn write_attempt<'a>(
     }
     // Other replicas' open inboxes learn of new requests that wait for people the same way
     // their waiting agents learn of decisions (see `waiters`).
+    // (SQLite has one process: nobody else to tell.)
     let pending: Vec<&str> = kept
         .iter()
         .filter(|j| j.request.status == RequestStatus::Pending)
         .map(|j| j.request.id.as_str())
         .collect();
-    coordination::notify_rows(&mut group, super::waiters::CHANNEL, &pending);
     // Last, with the audit chain's head held (so no policy can be applied before this
     // transaction ends, on any replica: applying one appends to the chain too): the policy each
     // request was decided under must be the newest. (SQLite read it at the start, under the
     // database lock the whole transaction holds, so its writes wait for the commit and go with
-    // it; see `store::intake`.) Intake decides with the version it cached (see `policies`), so
-    // after a policy change the first batch may hold requests decided under the old one; they
-    // are not written but decided again.
+    // it; PostgreSQL reads it in the statement that writes the batch; see `store::intake`.)
+    // Intake decides with the version it cached (see `policies`), so after a policy change the
+    // first batch may hold requests decided under the old one; they are not written but
+    // decided again.
     let newest = match start.newest_policy {
         Some(newest) => newest,
         None => {
-            group.execute(tx.conn()).await?;
-            group = StatementGroup::new(tx.backend());
-            policies::newest_version(tx.conn()).await?
+            let written = std::mem::replace(&mut group, StatementGroup::new(tx.backend()));
+            tx.write_reading_policy(written, super::waiters::CHANNEL, &pending)
+                .await?
         }
     };
     let (version, hash) = newest.unwrap_or_else(|| (0, String::new()));

@@ -7,7 +7,7 @@
 
 use sqlx::AnyConnection;
 
-use super::group::{Params, StatementGroup};
+use super::group::{AnyQuery, Params, StatementGroup};
 use super::{Backend, StoreError};
 
 /// Sends `payload` on `channel` to every replica that listens; delivered when the caller's
@@ -40,19 +40,31 @@ pub fn notify_rows(group: &mut StatementGroup<'_>, channel: &str, payloads: &[&s
     if backend != Backend::Postgres || payloads.is_empty() {
         return;
     }
-    // The payloads are bound first, the channel last; only placeholders are spliced in. A
-    // `SELECT`: in a group it must come last (see `group`).
+    // A `SELECT`: in a group it must come last (see `group`).
     let n = payloads.len();
-    let sql = move |p: &mut Params| {
-        let payloads = p.values(n, 1);
-        let channel = p.one();
-        format!("SELECT pg_notify({channel}, p) FROM (VALUES {payloads}) AS t(p)")
-    };
+    let sql = move |p: &mut Params| format!("SELECT {}", notify_sql(p, n));
+    group.push(sql, notify_binder(channel, payloads));
+}
+
+/// `pg_notify` of `n` payloads on a channel, as a select list of one row (`notified`, how many
+/// were sent): for a statement that reads something else too, where it is a subquery that must
+/// always be run (its row is always there, so PostgreSQL cannot skip it). Bind it with
+/// [`notify_binder`].
+pub(crate) fn notify_sql(p: &mut Params, n: usize) -> String {
+    // The payloads are bound first, the channel last; only placeholders are spliced in.
+    let payloads = p.values(n, 1);
+    let channel = p.one();
+    format!("COUNT(pg_notify({channel}, p)) AS notified FROM (VALUES {payloads}) AS t(p)")
+}
+
+/// Binds [`notify_sql`]'s parameters.
+pub(crate) fn notify_binder<'q>(
+    channel: &str,
+    payloads: &[&str],
+) -> impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q> + Send + 'q {
     let payloads: Vec<String> = payloads.iter().map(|p| p.to_string()).collect();
     let channel = channel.to_string();
-    group.push(sql, move |q| {
-        payloads.into_iter().fold(q, |q, p| q.bind(p)).bind(channel)
-    });
+    move |q| payloads.into_iter().fold(q, |q, p| q.bind(p)).bind(channel)
 }
 
 /// Waits for the advisory lock `key` and holds it until the caller's transaction ends.

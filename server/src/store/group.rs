@@ -19,7 +19,7 @@
 //! Each statement comes with the function that binds its parameters, in the order its
 //! placeholders were taken from [`Params`].
 
-use sqlx::any::AnyArguments;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AssertSqlSafe};
 
@@ -105,8 +105,24 @@ impl<'q> StatementGroup<'q> {
     /// Runs the statements, in one hand-off or round trip. If one fails, the statement fails
     /// and the caller's transaction must roll back (on SQLite, those before it have run).
     pub async fn execute(self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+        if let Some(query) = self.query()? {
+            query.execute(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// [`StatementGroup::execute`], returning the rows the last statement reads.
+    pub async fn fetch_all(self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>, StoreError> {
+        Ok(match self.query()? {
+            Some(query) => query.fetch_all(conn).await?,
+            None => Vec::new(),
+        })
+    }
+
+    /// The statements as one, their parameters bound; `None` when there are none.
+    fn query(self) -> Result<Option<AnyQuery<'q>>, StoreError> {
         let Some(((last, _), earlier)) = self.statements.split_last() else {
-            return Ok(());
+            return Ok(None);
         };
         let sql = match self.params.backend {
             Backend::Sqlite => self
@@ -137,8 +153,7 @@ impl<'q> StatementGroup<'q> {
         for (_, bind) in self.statements {
             query = bind(query);
         }
-        query.execute(conn).await?;
-        Ok(())
+        Ok(Some(query))
     }
 }
 

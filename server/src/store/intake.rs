@@ -4,11 +4,15 @@
 //! A batch's transaction reads the agents it writes for, the audit chain's head and the newest
 //! policy version, and the fatigue guards' probe for its requests that would wait for people
 //! (`store::guards::intake_loads`). On PostgreSQL the first three are locks taken in a fixed
-//! order (the agents first, the head when appending, the policy read last while the head is
-//! held), so they stay separate statements at their places in the transaction, and the probe
-//! is read once the agents are held. On SQLite `BEGIN IMMEDIATE` already holds the whole
-//! database until the transaction ends: nothing they say can change before it does, so all of
-//! it is read at once, in one hand-off.
+//! order (the agents first, then, after the uses of standing approvals, the head, and the
+//! policy read last while the head is held), so each has its place in the transaction; but
+//! they ride on statements that run anyway: the head is locked and read with the probe
+//! ([`BatchTx::hold_head`]; the agents are held by then, so no other writer can add to what the
+//! probe reads), and the policy is read in the statement that writes the batch, which also
+//! announces its new requests to the other replicas ([`BatchTx::write_reading_policy`]). A
+//! pending batch takes five round trips: `BEGIN`, agents, head and probe, writes, `COMMIT`.
+//! On SQLite `BEGIN IMMEDIATE` already holds the whole database until the transaction ends:
+//! nothing they say can change before it does, so all of it is read at once, in one hand-off.
 //!
 //! On SQLite the transaction is also begun and ended by hand ([`BatchTx`]), because every
 //! statement is a hand-off to the connection's thread and back, and sqlx's `Transaction` spends
@@ -30,7 +34,7 @@ use super::agents::{self, AgentState, Hold};
 use super::audit::Head;
 use super::group::{Params, StatementGroup};
 use super::guards::{self, Ask, IntakeLoad};
-use super::{col, text_col, Backend, Db, StoreError, WriteTx};
+use super::{col, coordination, text_col, Backend, Db, StoreError, WriteTx};
 
 /// SQLite's one write connection, held by the intake writer across batches.
 pub struct HeldWriter {
@@ -121,6 +125,84 @@ impl<'c> BatchTx<'c> {
                 loads: None,
             },
         ))
+    }
+
+    /// PostgreSQL: holds the audit chain's head until the transaction ends, and reads it with
+    /// the guards' loads of `asks`, in one statement. Taken after the batch's agents and the
+    /// uses of its standing approvals (in the order every writer takes those locks), before
+    /// anything is appended; the newest policy is read after it, by
+    /// [`BatchTx::write_reading_policy`]. SQLite read both at the start.
+    pub async fn hold_head(
+        &mut self,
+        asks: &[Ask<'_>],
+    ) -> Result<(Head, Vec<IntakeLoad>), StoreError> {
+        let head =
+            "SELECT seq AS head_seq, hash AS head_hash FROM audit_head WHERE id = 1 FOR UPDATE";
+        let sql = if asks.is_empty() {
+            head.to_string()
+        } else {
+            // One row per ask, each with the head.
+            format!(
+                "WITH head AS ({head}) \
+                 SELECT h.head_seq, h.head_hash, l.i, l.same, l.denied \
+                 FROM head h LEFT JOIN ({}) AS l ON TRUE",
+                guards::intake_loads_sql(Backend::Postgres, asks.len())
+            )
+        };
+        let query = guards::bind_asks(sqlx::query(AssertSqlSafe(sql)), asks)?;
+        let rows = query.fetch_all(self.conn()).await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| StoreError::corrupt("the audit chain has no head row"))?;
+        let head = Head {
+            seq: col(first, "head_seq")?,
+            hash: col(first, "head_hash")?,
+        };
+        let loads = match asks.len() {
+            0 => Vec::new(),
+            n => guards::loads_from(&rows, n)?,
+        };
+        Ok((head, loads))
+    }
+
+    /// PostgreSQL: runs `group` and, in the same statement, reads the newest policy version
+    /// and hash (`None` when none was ever applied) and announces the `pending` requests on
+    /// `channel` to the other replicas (delivered when the transaction commits). Called with
+    /// the head held ([`BatchTx::hold_head`]): no policy can be applied, on any replica, between
+    /// this read and the commit, because applying one appends to the chain too.
+    pub async fn write_reading_policy<'q>(
+        &mut self,
+        mut group: StatementGroup<'q>,
+        channel: &str,
+        pending: &[&str],
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        // The notifications are a subquery of one row that the policy, possibly absent, is
+        // joined to: the row is always there, so it always runs.
+        let n = pending.len();
+        let sql = move |p: &mut Params| {
+            let first = match n {
+                0 => "(SELECT 1 AS one) AS o".to_string(),
+                n => format!("(SELECT {}) AS o", coordination::notify_sql(p, n)),
+            };
+            format!(
+                "SELECT v.version, v.hash FROM {first} LEFT JOIN \
+                 (SELECT version, hash FROM policy_versions ORDER BY version DESC LIMIT 1) AS v \
+                 ON TRUE"
+            )
+        };
+        if n == 0 {
+            group.push(sql, |q| q);
+        } else {
+            group.push(sql, coordination::notify_binder(channel, pending));
+        }
+        let rows = group.fetch_all(self.conn()).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::corrupt("the newest policy's read returned no row"))?;
+        Ok(match col::<Option<i64>>(row, "version")? {
+            Some(version) => Some((version, col(row, "hash")?)),
+            None => None,
+        })
     }
 
     /// The engine the transaction runs on.
