@@ -27,6 +27,7 @@
 
 use std::collections::HashMap;
 
+use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Row};
 
@@ -151,13 +152,7 @@ impl<'c> BatchTx<'c> {
         };
         let query = guards::bind_asks(sqlx::query(AssertSqlSafe(sql)), asks)?;
         let rows = query.fetch_all(self.conn()).await?;
-        let first = rows
-            .first()
-            .ok_or_else(|| StoreError::corrupt("the audit chain has no head row"))?;
-        let head = Head {
-            seq: col(first, "head_seq")?,
-            hash: col(first, "head_hash")?,
-        };
+        let head = head_of(rows.first().ok_or_else(no_head)?)?;
         let loads = match asks.len() {
             0 => Vec::new(),
             n => guards::loads_from(&rows, n)?,
@@ -308,13 +303,8 @@ async fn sqlite_start(
     let (load_rows, rows): (Vec<_>, Vec<_>) =
         rows.iter().partition(|row| row.try_column("i").is_ok());
     let loads = guards::loads_from(load_rows, asks.len())?;
-    let first = rows
-        .first()
-        .ok_or_else(|| StoreError::corrupt("the audit chain has no head row"))?;
-    let head = Head {
-        seq: col(first, "head_seq")?,
-        hash: col(first, "head_hash")?,
-    };
+    let first = rows.first().ok_or_else(no_head)?;
+    let head = head_of(first)?;
     let newest_policy = match col::<Option<i64>>(first, "policy_version")? {
         Some(version) => Some((version, col(first, "policy_hash")?)),
         None => None,
@@ -338,4 +328,17 @@ async fn sqlite_start(
         newest_policy: Some(newest_policy),
         loads: Some(loads),
     })
+}
+
+/// The chain's head from a row of a statement that read it (`head_seq`, `head_hash`).
+fn head_of(row: &AnyRow) -> Result<Head, StoreError> {
+    Ok(Head {
+        seq: col(row, "head_seq")?,
+        hash: col(row, "head_hash")?,
+    })
+}
+
+/// The head's row is missing: it is written by the first migration and never deleted.
+fn no_head() -> StoreError {
+    StoreError::corrupt("the audit chain has no head row")
 }
