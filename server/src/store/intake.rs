@@ -35,7 +35,7 @@ use super::agents::{self, AgentState, Hold};
 use super::audit::Head;
 use super::group::{Params, StatementGroup};
 use super::guards::{self, Ask, IntakeLoad};
-use super::{col, coordination, text_col, Backend, Db, StoreError, WriteTx};
+use super::{col, coordination, policies, text_col, Backend, Db, StoreError, WriteTx};
 
 /// SQLite's one write connection, held by the intake writer across batches.
 pub struct HeldWriter {
@@ -180,9 +180,9 @@ impl<'c> BatchTx<'c> {
                 n => format!("(SELECT {}) AS o", coordination::notify_sql(p, n)),
             };
             format!(
-                "SELECT v.version, v.hash FROM {first} LEFT JOIN \
-                 (SELECT version, hash FROM policy_versions ORDER BY version DESC LIMIT 1) AS v \
-                 ON TRUE"
+                "SELECT v.version AS policy_version, v.hash AS policy_hash \
+                 FROM {first} LEFT JOIN ({}) AS v ON TRUE",
+                policies::NEWEST
             )
         };
         if n == 0 {
@@ -194,10 +194,7 @@ impl<'c> BatchTx<'c> {
         let row = rows
             .first()
             .ok_or_else(|| StoreError::corrupt("the newest policy's read returned no row"))?;
-        Ok(match col::<Option<i64>>(row, "version")? {
-            Some(version) => Some((version, col(row, "hash")?)),
-            None => None,
-        })
+        newest_policy_of(row)
     }
 
     /// The engine the transaction runs on.
@@ -281,10 +278,10 @@ async fn sqlite_start(
            p.version AS policy_version, p.hash AS policy_hash, \
            a.id AS agent_id, a.status, a.epoch, a.parent_id \
          FROM audit_head h \
-         LEFT JOIN (SELECT version, hash FROM policy_versions ORDER BY version DESC LIMIT 1) p \
-           ON 1 = 1 \
+         LEFT JOIN ({}) p ON 1 = 1 \
          LEFT JOIN agents a ON a.id IN ({}) \
          WHERE h.id = 1",
+        policies::NEWEST,
         Params::new(Backend::Sqlite).list(agent_ids.len().max(1))
     );
     if !asks.is_empty() {
@@ -305,10 +302,7 @@ async fn sqlite_start(
     let loads = guards::loads_from(load_rows, asks.len())?;
     let first = rows.first().ok_or_else(no_head)?;
     let head = head_of(first)?;
-    let newest_policy = match col::<Option<i64>>(first, "policy_version")? {
-        Some(version) => Some((version, col(first, "policy_hash")?)),
-        None => None,
-    };
+    let newest_policy = newest_policy_of(first)?;
     let mut agents = HashMap::new();
     for row in rows {
         if let Some(id) = col::<Option<String>>(row, "agent_id")? {
@@ -341,4 +335,13 @@ fn head_of(row: &AnyRow) -> Result<Head, StoreError> {
 /// The head's row is missing: it is written by the first migration and never deleted.
 fn no_head() -> StoreError {
     StoreError::corrupt("the audit chain has no head row")
+}
+
+/// The newest policy version and hash from a row that joined [`policies::NEWEST`] as
+/// `policy_version` and `policy_hash` (`None` when none was ever applied).
+fn newest_policy_of(row: &AnyRow) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(match col::<Option<i64>>(row, "policy_version")? {
+        Some(version) => Some((version, col(row, "policy_hash")?)),
+        None => None,
+    })
 }

@@ -31,15 +31,17 @@ fn from_row(row: &AnyRow) -> Result<PolicyVersionRow, StoreError> {
     })
 }
 
+/// The newest policy version and its hash (no row when none was ever applied); the intake
+/// writer reads it inside its own statements too (`store::intake`).
+pub(crate) const NEWEST: &str =
+    "SELECT version, hash FROM policy_versions ORDER BY version DESC LIMIT 1";
+
 /// The number and hash of the newest version, if any was ever applied: what a replica compares
 /// with the policy it has parsed, on every request, without reading the source.
 pub async fn newest_version<'e, E: Executor<'e, Database = Any>>(
     ex: E,
 ) -> Result<Option<(i64, String)>, StoreError> {
-    let newest: Option<(i64, String)> =
-        sqlx::query_as("SELECT version, hash FROM policy_versions ORDER BY version DESC LIMIT 1")
-            .fetch_optional(ex)
-            .await?;
+    let newest: Option<(i64, String)> = sqlx::query_as(NEWEST).fetch_optional(ex).await?;
     Ok(newest)
 }
 
